@@ -1,0 +1,32 @@
+# trot: `make demo` and `make test` work on a fresh machine with only Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.trot-installed
+
+.PHONY: venv demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU torch first: the wheel on this disk; a bare `torch` would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[train,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	MUJOCO_GL=egl $(BIN)/trot demo
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv lint
+	MUJOCO_GL=egl $(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/env_throughput.py
+
+clean:
+	rm -rf $(VENV) out runs

@@ -1,0 +1,216 @@
+"""The deployment contract: everything a consumer needs to turn robot state into a policy
+observation and a policy action into joint targets.
+
+It is defined once here, built by the training environment from its configs, carried inside
+exported artifacts, and read back by every consumer (export, sim2sim eval, ROS node, replay).
+Joints are identified by *name*; arrays are in the contract's joint order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field
+from typing import Any
+
+CONTRACT_VERSION = 1
+
+#: Observation terms the shared builder knows, with their size (J = number of joints).
+KNOWN_OBS_TERMS: dict[str, str] = {
+    "base_ang_vel": "3",  # IMU gyro, body frame, rad/s
+    "projected_gravity": "3",  # unit gravity vector in the body frame, from the IMU quaternion
+    "command": "3",  # (vx m/s, vy m/s, yaw rate rad/s)
+    "joint_pos": "J",  # joint position minus default, rad
+    "joint_vel": "J",  # joint velocity, rad/s
+    "last_action": "J",  # previous raw policy action
+}
+
+COMMAND_AXES = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
+
+
+class ContractError(ValueError):
+    """A contract is malformed; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class ObsTerm:
+    """One slice of the observation vector: ``scale * value`` of a named quantity."""
+
+    name: str
+    size: int
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Observation layout, joint order, default pose, action mapping, gains and timing."""
+
+    robot: str
+    joint_names: tuple[str, ...]
+    default_joint_pos: tuple[float, ...]
+    action_scale: float
+    action_clip: float
+    kp: tuple[float, ...]
+    kd: tuple[float, ...]
+    torque_limits: tuple[float, ...]
+    joint_pos_lower: tuple[float, ...]
+    joint_pos_upper: tuple[float, ...]
+    control_dt: float
+    obs_terms: tuple[ObsTerm, ...]
+    command_ranges: dict[str, tuple[float, float]]
+    version: int = CONTRACT_VERSION
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ derived layout
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def num_obs(self) -> int:
+        return sum(t.size for t in self.obs_terms)
+
+    def term_slices(self) -> dict[str, slice]:
+        """Where each observation term lives in the observation vector."""
+        out, start = {}, 0
+        for term in self.obs_terms:
+            out[term.name] = slice(start, start + term.size)
+            start += term.size
+        return out
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        if self.version != CONTRACT_VERSION:
+            raise ContractError(
+                f"contract.version: {self.version!r} is not supported (this trot reads version {CONTRACT_VERSION})"
+            )
+        if not self.robot:
+            raise ContractError("contract.robot: empty robot name")
+        n = len(self.joint_names)
+        if n == 0:
+            raise ContractError("contract.joint_names: no joints")
+        if len(set(self.joint_names)) != n:
+            dupes = sorted({j for j in self.joint_names if self.joint_names.count(j) > 1})
+            raise ContractError(f"contract.joint_names: duplicated joints {dupes}")
+        for name in ("default_joint_pos", "kp", "kd", "torque_limits", "joint_pos_lower", "joint_pos_upper"):
+            values = getattr(self, name)
+            if len(values) != n:
+                raise ContractError(f"contract.{name}: has {len(values)} entries, expected {n} (one per joint)")
+            if not all(math.isfinite(v) for v in values):
+                raise ContractError(f"contract.{name}: contains a non-finite value")
+        for name in ("action_scale", "action_clip", "control_dt"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ContractError(f"contract.{name}: must be a positive finite number, got {value!r}")
+        if any(lo >= hi for lo, hi in zip(self.joint_pos_lower, self.joint_pos_upper, strict=True)):
+            raise ContractError("contract.joint_pos_lower/upper: a lower limit is not below its upper limit")
+        seen = set()
+        for i, term in enumerate(self.obs_terms):
+            if term.name not in KNOWN_OBS_TERMS:
+                raise ContractError(
+                    f"contract.obs_terms[{i}].name: unknown term {term.name!r} (known: {sorted(KNOWN_OBS_TERMS)})"
+                )
+            if term.name in seen:
+                raise ContractError(f"contract.obs_terms[{i}].name: term {term.name!r} appears twice")
+            seen.add(term.name)
+            expected = n if KNOWN_OBS_TERMS[term.name] == "J" else int(KNOWN_OBS_TERMS[term.name])
+            if term.size != expected:
+                raise ContractError(
+                    f"contract.obs_terms[{i}].size: {term.name} has size {term.size}, expected {expected}"
+                )
+            if not math.isfinite(term.scale):
+                raise ContractError(f"contract.obs_terms[{i}].scale: non-finite")
+        if set(self.command_ranges) != set(COMMAND_AXES):
+            raise ContractError(
+                f"contract.command_ranges: expected keys {list(COMMAND_AXES)}, got {sorted(self.command_ranges)}"
+            )
+        for axis, (lo, hi) in self.command_ranges.items():
+            if not lo <= hi:
+                raise ContractError(f"contract.command_ranges.{axis}: lower {lo} above upper {hi}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["obs_terms"] = [asdict(t) for t in self.obs_terms]
+        d["command_ranges"] = {k: list(v) for k, v in self.command_ranges.items()}
+        for key in (
+            "joint_names",
+            "default_joint_pos",
+            "kp",
+            "kd",
+            "torque_limits",
+            "joint_pos_lower",
+            "joint_pos_upper",
+        ):
+            d[key] = list(d[key])
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Contract:
+        if not isinstance(data, dict):
+            raise ContractError(f"contract: expected a mapping, got {type(data).__name__}")
+        if "version" not in data:
+            raise ContractError("contract.version: missing")
+        if data["version"] != CONTRACT_VERSION:
+            raise ContractError(
+                f"contract.version: {data['version']!r} is not supported (this trot reads version {CONTRACT_VERSION})"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ContractError(f"contract: unknown field(s) {unknown}")
+        required = {
+            n for n, f in cls.__dataclass_fields__.items() if f.default is MISSING and f.default_factory is MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise ContractError(f"contract: missing field(s) {missing}")
+        try:
+            terms = []
+            for i, t in enumerate(data["obs_terms"]):
+                extra = sorted(set(t) - {"name", "size", "scale"})
+                if extra:
+                    raise ContractError(f"contract.obs_terms[{i}]: unknown field(s) {extra}")
+                terms.append(ObsTerm(name=str(t["name"]), size=int(t["size"]), scale=float(t.get("scale", 1.0))))
+            return cls(
+                robot=str(data["robot"]),
+                joint_names=tuple(str(j) for j in data["joint_names"]),
+                default_joint_pos=_floats(data, "default_joint_pos"),
+                action_scale=float(data["action_scale"]),
+                action_clip=float(data["action_clip"]),
+                kp=_floats(data, "kp"),
+                kd=_floats(data, "kd"),
+                torque_limits=_floats(data, "torque_limits"),
+                joint_pos_lower=_floats(data, "joint_pos_lower"),
+                joint_pos_upper=_floats(data, "joint_pos_upper"),
+                control_dt=float(data["control_dt"]),
+                obs_terms=tuple(terms),
+                command_ranges={str(k): (float(v[0]), float(v[1])) for k, v in data["command_ranges"].items()},
+                version=int(data["version"]),
+                provenance=dict(data.get("provenance") or {}),
+            )
+        except ContractError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ContractError(f"contract: malformed field ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"contract: metadata is not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _floats(data: dict[str, Any], key: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in data[key])
+    except (TypeError, ValueError) as exc:
+        raise ContractError(f"contract.{key}: expected a list of numbers ({exc})") from exc

@@ -1,0 +1,89 @@
+import mujoco
+import numpy as np
+import pytest
+
+from policies.observation import ActionMapper, ObservationBuilder, joint_index, projected_gravity
+from training.envs.locomotion import LocomotionEnv
+
+
+def test_projected_gravity_matches_mujoco_rotation() -> None:
+    rng = np.random.default_rng(0)
+    quats = rng.normal(size=(200, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    ours = projected_gravity(quats)
+    for q, g in zip(quats, ours, strict=True):
+        inv = np.zeros(4)
+        mujoco.mju_negQuat(inv, q)
+        ref = np.zeros(3)
+        mujoco.mju_rotVecQuat(ref, np.array([0.0, 0.0, -1.0]), inv)
+        np.testing.assert_allclose(g, ref, atol=1e-12)
+
+
+def test_env_observation_equals_hand_computed_reference(quiet_cfg) -> None:
+    env = LocomotionEnv(quiet_cfg(num_envs=2))
+    env.reset(seed=0)
+    c = env.contract
+    roll = np.deg2rad(30.0)
+    joint_offsets = np.linspace(-0.2, 0.2, 12)
+    joint_vel = np.linspace(-3.0, 3.0, 12)
+    base_ang_vel = np.array([0.4, -0.2, 0.8])
+    qpos = env.qpos[1].copy()
+    qpos[2] = 0.5  # in the air: nothing touches
+    qpos[3:7] = [np.cos(roll / 2), np.sin(roll / 2), 0.0, 0.0]
+    qpos[env.index.qpos_adr] = np.asarray(c.default_joint_pos) + joint_offsets
+    qvel = np.zeros(env.model.nv)
+    qvel[3:6] = base_ang_vel  # free-joint angular velocity is in the body frame
+    qvel[env.index.qvel_adr] = joint_vel
+    env.state[1, env._qpos] = qpos
+    env.state[1, env._qvel] = qvel
+    env._read_sensors_after_reset(np.array([1]))
+    env.commands[1] = [0.5, -0.3, 0.7]
+    env.last_actions[1] = np.arange(12) / 10.0
+    obs, critic = env._observe()
+
+    expected = np.concatenate(
+        [
+            0.25 * base_ang_vel,
+            [0.0, -np.sin(roll), -np.cos(roll)],
+            [0.5, -0.3, 0.7],
+            joint_offsets,
+            0.05 * joint_vel,
+            np.arange(12) / 10.0,
+        ]
+    )
+    np.testing.assert_allclose(obs[1], expected, atol=1e-5)
+    np.testing.assert_allclose(critic[1, : c.num_obs], expected, atol=1e-5)
+    env.close()
+
+
+def test_builder_reuses_its_buffer_and_mapper_clips(quiet_cfg) -> None:
+    env = LocomotionEnv(quiet_cfg(num_envs=1))
+    c = env.contract
+    builder = ObservationBuilder(c, batch_size=1)
+    kwargs = dict(
+        base_ang_vel=np.zeros((1, 3)),
+        base_quat_wxyz=np.array([[1.0, 0, 0, 0]]),
+        command=np.zeros((1, 3)),
+        joint_pos=np.array([c.default_joint_pos]),
+        joint_vel=np.zeros((1, 12)),
+        last_action=np.zeros((1, 12)),
+    )
+    first = builder.build(**kwargs)
+    second = builder.build(**kwargs)
+    assert first is second and first.dtype == np.float32
+    np.testing.assert_allclose(first[0, 3:6], [0, 0, -1])
+    mapper = ActionMapper(c)
+    targets = mapper(np.full((1, 12), 1e9))
+    np.testing.assert_allclose(targets[0], np.asarray(c.default_joint_pos) + c.action_scale * c.action_clip)
+    env.close()
+
+
+def test_joint_index_reorders_by_name_and_reports_missing(quiet_cfg) -> None:
+    env = LocomotionEnv(quiet_cfg(num_envs=1))
+    c = env.contract
+    shuffled = list(reversed(c.joint_names))
+    idx = joint_index(shuffled, c)
+    assert [shuffled[i] for i in idx] == list(c.joint_names)
+    with pytest.raises(KeyError, match="FL_hip_joint"):
+        joint_index(shuffled[:-1], c)
+    env.close()

@@ -1,0 +1,106 @@
+"""Environment throughput benchmark: the task against the raw physics of the same models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from mujoco import rollout
+
+from training.envs.config import EnvConfig
+from training.envs.locomotion import CTRL_SPEC, LocomotionEnv
+
+
+@dataclass
+class EnvBenchConfig:
+    """``trot bench-env``: env steps/s with every randomization on vs. raw MuJoCo stepping."""
+
+    robot: str = "go2"
+    num_envs: int = 1024
+    steps: int = 100
+    """Control steps timed (after warm-up)."""
+    warmup: int = 10
+    nthread: int = 0
+    """Physics threads; 0 = all cores."""
+    action_std: float = 0.5
+    """Std of the random actions (they make robots fall, so resets are part of the figure)."""
+    seed: int = 0
+
+
+def bench_env(cfg: EnvBenchConfig) -> dict[str, float]:
+    env = LocomotionEnv(EnvConfig(robot=cfg.robot, num_envs=cfg.num_envs, nthread=cfg.nthread), seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    n, nj = env.num_envs, env.contract.num_joints
+    env.reset()
+    actions = rng.normal(0.0, cfg.action_std, (cfg.warmup + cfg.steps, n, nj))
+    for k in range(cfg.warmup):
+        env.step(actions[k])
+    resets = 0
+    t0 = time.perf_counter()
+    for k in range(cfg.steps):
+        _, _, term, trunc, _ = env.step(actions[cfg.warmup + k])
+        resets += int(term.sum() + trunc.sum())
+    task_time = time.perf_counter() - t0
+    env_sps = cfg.steps * n / task_time
+
+    # Raw physics: the same (randomized) models and states, the same thread pool size, the same
+    # number of physics steps, with nothing but mujoco.rollout in the loop.
+    state = env.state.copy()
+    ctrl = env._ctrl.copy()
+    state_out = np.zeros_like(env._state_out)
+    sensor_out = np.zeros_like(env._sensor_out)
+    datas = [mujoco.MjData(env.model) for _ in env._datas]
+    with rollout.Rollout(nthread=len(datas)) as pool:
+        for _ in range(cfg.warmup):
+            pool.rollout(
+                env.models,
+                datas,
+                state,
+                ctrl,
+                control_spec=CTRL_SPEC,
+                skip_checks=True,
+                nstep=env.decimation,
+                state=state_out,
+                sensordata=sensor_out,
+            )
+        t0 = time.perf_counter()
+        for _ in range(cfg.steps):
+            pool.rollout(
+                env.models,
+                datas,
+                state,
+                ctrl,
+                control_spec=CTRL_SPEC,
+                skip_checks=True,
+                nstep=env.decimation,
+                state=state_out,
+                sensordata=sensor_out,
+            )
+            state[:] = state_out[:, -1]
+        raw_time = time.perf_counter() - t0
+    env.close()
+    physics_sps = cfg.steps * n * env.decimation / raw_time
+    raw_env_sps = physics_sps / env.decimation
+    return {
+        "num_envs": n,
+        "threads": len(datas),
+        "decimation": env.decimation,
+        "env_steps_per_s": env_sps,
+        "raw_physics_steps_per_s": physics_sps,
+        "raw_env_steps_per_s": raw_env_sps,
+        "ratio": env_sps / raw_env_sps,
+        "resets_during_timing": resets,
+    }
+
+
+def print_env_bench(result: dict[str, float]) -> None:
+    print(
+        f"go2-flat, {result['num_envs']} envs, {result['threads']} threads, decimation {result['decimation']}, "
+        f"all randomizations on ({result['resets_during_timing']} resets during timing)"
+    )
+    print(f"  task env steps/s        : {result['env_steps_per_s']:10.0f}")
+    print(f"  raw physics steps/s     : {result['raw_physics_steps_per_s']:10.0f}")
+    print(f"  raw limit env steps/s   : {result['raw_env_steps_per_s']:10.0f}  (physics / decimation)")
+    print(f"  ratio task / raw        : {result['ratio']:10.3f}  (target >= 0.75)")

@@ -1,0 +1,150 @@
+"""Typed configuration of the velocity-tracking task. Every field is overridable from the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from training.strict import ConfigError
+
+
+@dataclass
+class Range:
+    """A uniform range that can be switched off (then the nominal value is used)."""
+
+    low: float
+    high: float
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ConfigError(f"range: low {self.low} is above high {self.high}")
+
+
+@dataclass
+class CommandConfig:
+    """Velocity commands, body frame; resampled during episodes."""
+
+    lin_vel_x: tuple[float, float] = (-1.0, 1.0)
+    """Forward velocity range, m/s."""
+    lin_vel_y: tuple[float, float] = (-0.5, 0.5)
+    """Lateral velocity range, m/s."""
+    ang_vel_yaw: tuple[float, float] = (-1.0, 1.0)
+    """Yaw rate range, rad/s."""
+    resample_interval_s: float = 5.0
+    """A new command is drawn every this many seconds of an episode."""
+    zero_probability: float = 0.1
+    """Share of commands that are exactly zero (stand still)."""
+
+
+@dataclass
+class ObservationConfig:
+    """Per-term scales (they go into the contract) and training-time noise levels (physical units)."""
+
+    ang_vel_scale: float = 0.25
+    gravity_scale: float = 1.0
+    command_scale: float = 1.0
+    joint_pos_scale: float = 1.0
+    joint_vel_scale: float = 0.05
+    action_scale: float = 1.0
+    action_clip: float = 100.0
+    """Raw actions are clipped to +-action_clip before mapping to joint targets."""
+
+
+@dataclass
+class NoiseConfig:
+    """Uniform observation noise, +- level in physical units, per term."""
+
+    enabled: bool = True
+    ang_vel: float = 0.2
+    gravity: float = 0.05
+    joint_pos: float = 0.01
+    joint_vel: float = 1.5
+
+
+@dataclass
+class RewardConfig:
+    """Reward weights (per second: each term is multiplied by the control period)."""
+
+    tracking_lin_vel: float = 1.0
+    tracking_ang_vel: float = 0.5
+    lin_vel_z: float = -2.0
+    ang_vel_xy: float = -0.05
+    orientation: float = -1.0
+    torques: float = -2e-4
+    joint_acc: float = -2.5e-7
+    action_rate: float = -0.01
+    feet_air_time: float = 1.0
+    collision: float = -1.0
+    joint_limits: float = -10.0
+    stand_still: float = -0.5
+    tracking_sigma: float = 0.25
+    """Width of the exp kernel of the tracking terms, (m/s)^2."""
+    air_time_target: float = 0.5
+    """Feet air time above this is rewarded at touchdown, s."""
+    soft_joint_limit: float = 0.9
+    """Fraction of the joint range beyond which joint_limits penalises."""
+
+
+@dataclass
+class RandomizationConfig:
+    """Domain randomization, redrawn per environment at every reset."""
+
+    friction: Range = field(default_factory=lambda: Range(0.4, 1.25))
+    """Ground (and foot) sliding friction."""
+    added_base_mass: Range = field(default_factory=lambda: Range(-1.0, 2.0))
+    """kg added to the base body."""
+    com_offset: Range = field(default_factory=lambda: Range(-0.03, 0.03))
+    """m, per axis, added to the base centre of mass."""
+    motor_strength: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    """Scale on motor torque (gains and torque limits)."""
+    kp_scale: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    kd_scale: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    action_delay_steps: Range = field(default_factory=lambda: Range(0, 1))
+    """Whole control steps of action latency (integers in [low, high])."""
+    action_delay_substeps: Range = field(default_factory=lambda: Range(0, 2))
+    """Physics sub-steps of latency within a control step (integers in [low, high])."""
+    joint_damping_scale: Range = field(default_factory=lambda: Range(0.8, 1.2))
+    armature_scale: Range = field(default_factory=lambda: Range(0.8, 1.2))
+    frictionloss_scale: Range = field(default_factory=lambda: Range(0.5, 1.5))
+    push_interval_s: Range = field(default_factory=lambda: Range(5.0, 10.0))
+    """Seconds between random pushes."""
+    push_velocity: Range = field(default_factory=lambda: Range(0.0, 0.5))
+    """Magnitude of the push, an instant change of the base's horizontal velocity, m/s."""
+    init_joint_pos: Range = field(default_factory=lambda: Range(-0.1, 0.1))
+    """rad added to each joint's default position at reset."""
+    init_base_vel: Range = field(default_factory=lambda: Range(-0.3, 0.3))
+    """m/s and rad/s added to each base velocity component at reset."""
+
+    def names(self) -> list[str]:
+        return list(self.__dataclass_fields__)
+
+    def disable_all(self) -> RandomizationConfig:
+        for name in self.names():
+            getattr(self, name).enabled = False
+        return self
+
+
+@dataclass
+class TerminationConfig:
+    max_tilt_rad: float = 1.0
+    """An episode ends when the base tilts further than this from upright."""
+    thigh_contact: bool = False
+    """Also end on thigh-ground contact (base contact always ends the episode)."""
+
+
+@dataclass
+class EnvConfig:
+    """The velocity-tracking task on flat ground."""
+
+    robot: str = "go2"
+    """Shipped robot name or path of a robot YAML."""
+    num_envs: int = 256
+    episode_length_s: float = 20.0
+    nthread: int = 0
+    """Physics threads; 0 = all cores."""
+    commands: CommandConfig = field(default_factory=CommandConfig)
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
