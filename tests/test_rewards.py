@@ -56,8 +56,16 @@ def test_term_matches_hand_computation(name: str) -> None:
 
 
 def test_total_is_weighted_sum_times_dt_and_zero_weights_are_skipped() -> None:
-    cfg = RewardConfig(collision=0.0)
+    cfg = RewardConfig(collision=0.0, only_positive=False)
     total, terms = compute_rewards(quantities(), cfg, dt=0.02)
     assert "collision" not in terms
     expected = sum(np.asarray(EXPECTED[n]) * getattr(cfg, n) * 0.02 for n in EXPECTED if n != "collision")
     np.testing.assert_allclose(total, expected)
+    np.testing.assert_allclose(sum(terms.values()), expected)
+
+
+def test_only_positive_clips_the_total_not_the_terms() -> None:
+    cfg = RewardConfig(tracking_lin_vel=0.0, tracking_ang_vel=0.0)  # only penalties left: total < 0
+    total, terms = compute_rewards(quantities(), cfg, dt=0.02)
+    assert sum(terms.values())[0] < 0
+    np.testing.assert_array_equal(total, [0.0, 0.0])

@@ -119,24 +119,13 @@ def test_cli_bad_input_exits_non_zero_with_the_field() -> None:
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "demo",
-            "--seconds",
-            "0.2",
-            "--num-envs",
-            "4",
-            "--bench-envs",
-            "8",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "scripted_trot.mp4").stat().st_size > 1000
+        [sys.executable, "-m", "training.cli", "demo", "--train-minutes", "0.02", "--num-envs", "16",
+         "--bench-envs", "8", "--eval-episodes", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "go2-flat_demo"
+    assert (run / "eval.mp4").stat().st_size > 1000
+    assert (run / "checkpoints" / "last.pt").is_file()
     assert "ratio task / raw" in result.stdout
+    assert "vx_error_mean" in (run / "eval.json").read_text()

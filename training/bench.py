@@ -19,8 +19,8 @@ class EnvBenchConfig:
 
     robot: str = "go2"
     num_envs: int = 1024
-    steps: int = 100
-    """Control steps timed (after warm-up)."""
+    steps: int = 200
+    """Control steps timed (after warm-up), 4 s of simulated time; robots fall and reset."""
     warmup: int = 10
     nthread: int = 0
     """Physics threads; 0 = all cores."""
@@ -29,7 +29,8 @@ class EnvBenchConfig:
     seed: int = 0
 
 
-def bench_env(cfg: EnvBenchConfig) -> dict[str, float]:
+def bench_env(cfg: EnvBenchConfig, rounds: int = 5) -> dict[str, float]:
+    """Task and raw physics timed in alternating rounds, so machine-speed drift hits both alike."""
     env = LocomotionEnv(EnvConfig(robot=cfg.robot, num_envs=cfg.num_envs, nthread=cfg.nthread), seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     n, nj = env.num_envs, env.contract.num_joints
@@ -37,50 +38,42 @@ def bench_env(cfg: EnvBenchConfig) -> dict[str, float]:
     actions = rng.normal(0.0, cfg.action_std, (cfg.warmup + cfg.steps, n, nj))
     for k in range(cfg.warmup):
         env.step(actions[k])
-    resets = 0
-    t0 = time.perf_counter()
-    for k in range(cfg.steps):
-        _, _, term, trunc, _ = env.step(actions[cfg.warmup + k])
-        resets += int(term.sum() + trunc.sum())
-    task_time = time.perf_counter() - t0
-    env_sps = cfg.steps * n / task_time
 
-    # Raw physics: the same (randomized) models and states, the same thread pool size, the same
-    # number of physics steps, with nothing but mujoco.rollout in the loop.
+    # Raw physics: the same (randomized) models, the same thread count and number of physics
+    # steps per call, nothing but mujoco.rollout in the loop.
     state = env.state.copy()
     ctrl = env._ctrl.copy()
     state_out = np.zeros_like(env._state_out)
     sensor_out = np.zeros_like(env._sensor_out)
     datas = [mujoco.MjData(env.model) for _ in env._datas]
-    with rollout.Rollout(nthread=len(datas)) as pool:
-        for _ in range(cfg.warmup):
-            pool.rollout(
-                env.models,
-                datas,
-                state,
-                ctrl,
-                control_spec=CTRL_SPEC,
-                skip_checks=True,
-                nstep=env.decimation,
-                state=state_out,
-                sensordata=sensor_out,
-            )
+    pool = rollout.Rollout(nthread=len(datas))
+
+    def raw_step() -> None:
+        pool.rollout(env.models, datas, state, ctrl, control_spec=CTRL_SPEC, skip_checks=True,
+                     nstep=env.decimation, state=state_out, sensordata=sensor_out)  # fmt: skip
+        state[:] = state_out[:, -1]
+
+    for _ in range(cfg.warmup):
+        raw_step()
+    task_time = raw_time = 0.0
+    resets = 0
+    per_round = max(1, cfg.steps // rounds)
+    done_steps = 0
+    for r in range(rounds):
+        count = per_round if r < rounds - 1 else cfg.steps - done_steps
         t0 = time.perf_counter()
-        for _ in range(cfg.steps):
-            pool.rollout(
-                env.models,
-                datas,
-                state,
-                ctrl,
-                control_spec=CTRL_SPEC,
-                skip_checks=True,
-                nstep=env.decimation,
-                state=state_out,
-                sensordata=sensor_out,
-            )
-            state[:] = state_out[:, -1]
-        raw_time = time.perf_counter() - t0
+        for k in range(done_steps, done_steps + count):
+            _, _, term, trunc, _ = env.step(actions[cfg.warmup + k])
+            resets += int(term.sum() + trunc.sum())
+        task_time += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(count):
+            raw_step()
+        raw_time += time.perf_counter() - t0
+        done_steps += count
+    pool.close()
     env.close()
+    env_sps = cfg.steps * n / task_time
     physics_sps = cfg.steps * n * env.decimation / raw_time
     raw_env_sps = physics_sps / env.decimation
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -93,6 +94,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")
         return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{path}: expected a path, got {type(value).__name__} {value!r}")
+        return Path(value)
     if tp is Any:
         return value
     raise ConfigError(f"{path}: unsupported field type {tp!r}")

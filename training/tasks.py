@@ -10,12 +10,12 @@ from training.strict import ConfigError
 
 def go2_flat() -> EnvConfig:
     """Unitree Go2, velocity tracking on flat ground."""
-    return EnvConfig(robot="go2")
+    return EnvConfig(robot="go2", num_envs=512)
 
 
 def go1_flat() -> EnvConfig:
     """Unitree Go1, velocity tracking on flat ground."""
-    return EnvConfig(robot="go1")
+    return EnvConfig(robot="go1", num_envs=512)
 
 
 TASKS: dict[str, Callable[[], EnvConfig]] = {"go2-flat": go2_flat, "go1-flat": go1_flat}

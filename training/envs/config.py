@@ -83,6 +83,8 @@ class RewardConfig:
     """Feet air time above this is rewarded at touchdown, s."""
     soft_joint_limit: float = 0.9
     """Fraction of the joint range beyond which joint_limits penalises."""
+    only_positive: bool = True
+    """Clip the step's total reward at zero (legged_gym): penalties must never make falling early pay."""
 
 
 @dataclass

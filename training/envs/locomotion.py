@@ -247,6 +247,30 @@ class LocomotionEnv(VectorEnv):
         info["done_mask"] = done
         return obs.copy(), reward.astype(np.float32), fallen, time_out, info
 
+    # ------------------------------------------------------------------ checkpointing
+    _STATE_ARRAYS = (
+        "state", "_sensor_out", "_action_history", "actions", "last_actions", "_last_targets",
+        "_last_joint_vel", "commands", "episode_step", "feet_air_time", "_last_foot_contact",
+        "push_countdown", "dr_params", "episode_return",
+    )  # fmt: skip
+
+    def state_dict(self) -> dict:
+        """Everything that evolves, so a resumed training run continues the very same episodes."""
+        out = {name: getattr(self, name).copy() for name in self._STATE_ARRAYS}
+        out["rng"] = self._rng.bit_generator.state
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self._STATE_ARRAYS:
+            current = getattr(self, name)
+            if state[name].shape != current.shape:
+                raise ValueError(f"env state {name}: shape {state[name].shape} does not match {current.shape}")
+            current[...] = state[name]
+        self._rng.bit_generator.state = state["rng"]
+        for i, model in enumerate(self.models):
+            randomization.apply(model, self.nominal, self.index, self.dr_params[i])
+        self._read()
+
     def close(self, **kwargs) -> None:
         rollout_obj = getattr(self, "_rollout", None)
         if rollout_obj is not None:
@@ -274,7 +298,7 @@ class LocomotionEnv(VectorEnv):
         joint_acc = (self._joint_vel - self._last_joint_vel) / self.dt
         self._last_joint_vel[:] = self._joint_vel
         contact_filt = self._foot_contact | self._last_foot_contact
-        self._last_foot_contact = self._foot_contact
+        self._last_foot_contact[:] = self._foot_contact
         first_contact = (self.feet_air_time > 0) & contact_filt
         self.feet_air_time += self.dt
         air_at_touchdown = self.feet_air_time.copy()

@@ -123,4 +123,6 @@ def compute_rewards(q: StepQuantities, cfg: RewardConfig, dt: float) -> tuple[np
         value = fn(q, cfg) * (weight * dt)
         terms[name] = value
         total += value
+    if cfg.only_positive:
+        np.clip(total, 0.0, None, out=total)
     return total, terms

@@ -1,0 +1,410 @@
+"""On-policy runner: collect rollouts, update, log, checkpoint, resume; one process per rank.
+
+A checkpoint holds everything that evolves (policy, optimizer, normalizers, learning rate, every
+RNG, the environments' full state including their randomized parameters and commands, the
+current observations), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from training.ppo.algorithm import PPO, PPOConfig
+from training.ppo.envs import Step
+from training.ppo.model import Activation, ActorCritic
+from training.ppo.storage import RolloutStorage
+
+
+@dataclass
+class PolicyConfig:
+    """Network shapes. Small enough that the update costs no more than simulating on 2 cores."""
+
+    actor_hidden: tuple[int, ...] = (256, 128, 64)
+    critic_hidden: tuple[int, ...] = (256, 128, 64)
+    activation: Activation = "elu"
+    init_noise_std: float = 1.0
+    normalize_obs: bool = True
+    """Empirical observation normalization (frozen and baked into exported policies)."""
+
+
+@dataclass
+class RunnerConfig:
+    """How long and how a run goes."""
+
+    seed: int = 1
+    steps_per_env: int = 24
+    """Rollout length per environment and iteration."""
+    max_iterations: int = 400
+    max_minutes: float = 0.0
+    """Wall-clock budget (0: none). The run stops, checkpointed, when it is spent."""
+    save_interval: int = 25
+    """Checkpoint every this many iterations (and at the end, and on SIGINT/SIGTERM)."""
+    reward_normalization: bool = False
+    """Divide rewards by a running std of the discounted return (helps Gymnasium tasks)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    torch_threads: int = 0
+    """Threads for torch (0: all cores of this rank)."""
+    video_interval: int = 0
+    """Record an evaluation video every this many iterations (0: never; locomotion tasks)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+
+class TrainEnv(Protocol):
+    num_envs: int
+    num_obs: int
+    num_critic_obs: int
+    num_actions: int
+
+    def reset(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def step(self, actions: np.ndarray) -> Step: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss or parameters became non-finite; the message names the iteration."""
+
+
+class RewardScaler:
+    """Scales rewards by the running std of the discounted return (as gymnasium's NormalizeReward)."""
+
+    def __init__(self, num_envs: int, gamma: float) -> None:
+        self.gamma = gamma
+        self.ret = np.zeros(num_envs)
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        self.ret = self.ret * self.gamma + rewards
+        batch_mean, batch_var, n = float(self.ret.mean()), float(self.ret.var()), self.ret.size
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+        self.ret[dones] = 0.0
+        return rewards / np.sqrt(self.var + 1e-8)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ret": self.ret.copy(), "mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.ret[:] = s["ret"]
+        self.mean, self.var, self.count = s["mean"], s["var"], s["count"]
+
+
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+class Runner:
+    def __init__(
+        self,
+        cfg: RunnerConfig,
+        env: TrainEnv,
+        run_dir: Path | None,
+        meta: dict[str, Any],
+        video_fn: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.rank = dist.get_rank() if distributed() else 0
+        self.world_size = dist.get_world_size() if distributed() else 1
+        self.is_main = self.rank == 0
+        self.run_dir = run_dir
+        self.meta = {
+            **meta,
+            "num_obs": env.num_obs,
+            "num_critic_obs": env.num_critic_obs,
+            "num_actions": env.num_actions,
+            "ppo": asdict(cfg.ppo),
+            "policy": asdict(cfg.policy),
+        }
+        self.video_fn = video_fn
+        torch.manual_seed(cfg.seed)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        p = cfg.policy
+        self.policy = ActorCritic(
+            env.num_obs, env.num_critic_obs, env.num_actions, p.actor_hidden, p.critic_hidden,
+            p.activation, p.init_noise_std, p.normalize_obs,
+        )  # fmt: skip
+        if distributed():
+            for tensor in [*self.policy.parameters(), *self.policy.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+        self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations)
+        self.storage = RolloutStorage(cfg.steps_per_env, env.num_envs, env.num_obs, env.num_critic_obs, env.num_actions)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 1000 * self.rank)
+        self.reward_scaler = RewardScaler(env.num_envs, cfg.ppo.gamma) if cfg.reward_normalization else None
+        self.iteration = 0
+        self.env_steps = 0
+        self.elapsed_before = 0.0
+        obs, critic_obs = env.reset()
+        self.obs, self.critic_obs = torch.from_numpy(obs), torch.from_numpy(critic_obs)
+        self.recent_returns: deque[float] = deque(maxlen=200)
+        self.recent_lengths: deque[float] = deque(maxlen=200)
+        self.recent_falls: deque[float] = deque(maxlen=200)
+        self._stop_signal: int | None = None
+        self._writer = None
+
+    # ------------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect(self) -> dict[str, float]:
+        gamma = self.cfg.ppo.gamma
+        terms: dict[str, float] = {}
+        for _ in range(self.cfg.steps_per_env):
+            obs, critic_obs = self.obs, self.critic_obs
+            distribution = self.policy.distribution(obs)
+            actions = distribution.sample()
+            if not torch.isfinite(actions).all():
+                raise self._diverged("the policy produced non-finite actions")
+            values = self.policy.value(critic_obs)
+            step = self.env.step(actions.numpy())
+            rewards = step.rewards.astype(np.float64)
+            if self.reward_scaler is not None:
+                rewards = self.reward_scaler(rewards, step.dones)
+            rewards_t = torch.from_numpy(rewards).float()
+            if step.time_outs.any():
+                # Bootstrap time-outs with the value of the true final state, not the reset one.
+                idx = torch.from_numpy(np.flatnonzero(step.time_outs))
+                final = torch.from_numpy(step.final_critic_obs[idx.numpy()])
+                rewards_t[idx] += gamma * self.policy.value(final)
+            self.storage.add(
+                obs=obs, critic_obs=critic_obs, actions=actions,
+                log_probs=distribution.log_prob(actions).sum(-1), values=values, rewards=rewards_t,
+                dones=torch.from_numpy(step.dones).float(), mean=distribution.mean, std=distribution.stddev,
+            )  # fmt: skip
+            self.obs, self.critic_obs = torch.from_numpy(step.obs), torch.from_numpy(step.critic_obs)
+            self.recent_returns.extend(step.episode_returns.tolist())
+            self.recent_lengths.extend(step.episode_lengths.tolist())
+            self.recent_falls.extend(step.episode_falls.astype(float).tolist())
+            for k, v in step.reward_terms.items():
+                terms[k] = terms.get(k, 0.0) + v / self.cfg.steps_per_env
+        last_values = self.policy.value(self.critic_obs)
+        self.storage.finish(last_values, gamma, self.cfg.ppo.lam, self.cfg.ppo.normalize_advantages)
+        self.env_steps += self.env.num_envs * self.cfg.steps_per_env * self.world_size
+        return terms
+
+    # ------------------------------------------------------------------ main loop
+    def learn(self, progress: bool = True) -> Path | None:
+        """Train until max_iterations, the time budget, or SIGINT/SIGTERM; returns the last checkpoint."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+
+        for s in previous:
+            signal.signal(s, on_signal)
+        bar = _progress(self, progress and self.is_main)
+        last_ckpt = None
+        try:
+            while self.iteration < cfg.max_iterations:
+                t0 = time.perf_counter()
+                terms = self.collect()
+                t1 = time.perf_counter()
+                try:
+                    stats = self.alg.update(self.storage, self.iteration, self.generator)
+                except FloatingPointError as exc:
+                    raise self._diverged(str(exc)) from exc
+                if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
+                    raise self._diverged("policy parameters became non-finite")
+                # Normalizer statistics move only between iterations: within one, collection and
+                # update see the same normalization, so the update starts at ratio 1 and KL 0.
+                self.policy.update_normalizers(
+                    self.storage.obs.reshape(-1, self.env.num_obs),
+                    self.storage.critic_obs.reshape(-1, self.env.num_critic_obs),
+                )
+                t2 = time.perf_counter()
+                self.iteration += 1
+                elapsed = self.elapsed_before + (t2 - start)
+                steps = self.env.num_envs * cfg.steps_per_env * self.world_size
+                stats.update(
+                    {
+                        "perf/env_steps_per_s": steps / (t1 - t0),
+                        "perf/collection_s": t1 - t0,
+                        "perf/update_s": t2 - t1,
+                        "perf/total_env_steps": self.env_steps,
+                        "perf/wall_clock_s": elapsed,
+                    }
+                )
+                if self.recent_returns:
+                    stats["episode/mean_return"] = float(np.mean(self.recent_returns))
+                    stats["episode/mean_length"] = float(np.mean(self.recent_lengths))
+                    stats["episode/fall_rate"] = float(np.mean(self.recent_falls))
+                stats.update({f"reward_terms/{k}": v for k, v in terms.items()})
+                if self.is_main:
+                    self._log(stats)
+                    bar.update(stats)
+                interrupted = self._stop_signal is not None
+                out_of_time = cfg.max_minutes > 0 and elapsed >= 60 * cfg.max_minutes
+                if distributed():  # every rank must agree to stop at the same iteration
+                    flags = torch.tensor([float(interrupted), float(out_of_time)])
+                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                    interrupted, out_of_time = bool(flags[0]), bool(flags[1])
+                stopping = interrupted or out_of_time or self.iteration >= cfg.max_iterations
+                if self.iteration % cfg.save_interval == 0 or stopping:
+                    last_ckpt = self.save(elapsed)
+                video_due = cfg.video_interval and self.iteration % cfg.video_interval == 0
+                if video_due and self.video_fn is not None and self.is_main and self.run_dir is not None:
+                    self.video_fn(self.policy, self.run_dir / "videos" / f"iter_{self.iteration:05d}.mp4")
+                if interrupted or out_of_time:
+                    break
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if self._writer is not None:
+                self._writer.flush()
+        return last_ckpt
+
+    def _diverged(self, reason: str) -> TrainingDiverged:
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
+        kept = f"; the last good checkpoint is kept: {last}" if last and last.exists() else ""
+        return TrainingDiverged(f"iteration {self.iteration + 1}: {reason}{kept}")
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, stats: dict[str, float]) -> None:
+        if self.run_dir is None:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a killed run logged after its last checkpoint
+            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.iteration)
+        for k, v in stats.items():
+            self._writer.add_scalar(k, v, self.iteration)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"iteration": self.iteration, **stats}) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: each rank's environments, observations and RNG streams."""
+        return {
+            "env": self.env.state_dict(),
+            "obs": self.obs.clone(),
+            "critic_obs": self.critic_obs.clone(),
+            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
+            "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
+            "episodes": [list(self.recent_returns), list(self.recent_lengths), list(self.recent_falls)],
+        }
+
+    def checkpoint(self, elapsed: float) -> dict[str, Any]:
+        """Collective when distributed: every rank must call it at the same iteration."""
+        ranks = [self._rank_state()]
+        if distributed():
+            gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+            dist.gather_object(ranks[0], gathered, dst=0)
+            ranks = gathered or []
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "elapsed_s": elapsed,
+            "model": self.policy.state_dict(),
+            "optimizer": self.alg.optimizer.state_dict(),
+            "learning_rate": self.alg.learning_rate,
+            "ranks": ranks,
+            "meta": {**self.meta, "world_size": self.world_size},
+        }
+
+    def save(self, elapsed: float) -> Path | None:
+        checkpoint = self.checkpoint(elapsed)
+        if not self.is_main or self.run_dir is None:
+            return None
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".last.pt.tmp"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, folder / "last.pt")  # atomic: a kill mid-save never leaves a broken last.pt
+        shutil.copyfile(folder / "last.pt", folder / f"model_{self.iteration:05d}.pt")
+        return folder / "last.pt"
+
+    def load(self, path: Path) -> None:
+        ck = torch.load(path, weights_only=False)
+        check_compatible(ck["meta"], {**self.meta, "world_size": self.world_size})
+        self.policy.load_state_dict(ck["model"])
+        self.alg.optimizer.load_state_dict(ck["optimizer"])
+        self.alg._set_lr(ck["learning_rate"])
+        mine = ck["ranks"][self.rank]
+        torch.set_rng_state(mine["torch_rng"])
+        self.generator.set_state(mine["generator"])
+        if mine["env"]:
+            self.env.load_state_dict(mine["env"])
+            self.obs, self.critic_obs = mine["obs"], mine["critic_obs"]
+        if self.reward_scaler is not None and mine["reward_scaler"] is not None:
+            self.reward_scaler.load_state_dict(mine["reward_scaler"])
+        self.iteration, self.env_steps, self.elapsed_before = ck["iteration"], ck["env_steps"], ck["elapsed_s"]
+        returns, lengths, falls = mine["episodes"]
+        self.recent_returns.extend(returns)
+        self.recent_lengths.extend(lengths)
+        self.recent_falls.extend(falls)
+        if self.run_dir is not None and self.is_main:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.iteration)
+
+
+class IncompatibleRun(ValueError):
+    """Resuming a run whose checkpoint does not fit the requested task/config."""
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    for key in ("task", "robot", "num_obs", "num_critic_obs", "num_actions", "policy", "world_size"):
+        if saved.get(key) != current.get(key):
+            raise IncompatibleRun(f"{key}: the checkpoint has {saved.get(key)!r}, this run has {current.get(key)!r}")
+    for key, value in saved["ppo"].items():
+        if key in ("learning_rate",):
+            continue
+        if current["ppo"].get(key) != value:
+            raise IncompatibleRun(f"ppo.{key}: the checkpoint has {value!r}, this run has {current['ppo'].get(key)!r}")
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["iteration"] <= iteration]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+class _progress:
+    """A rich progress bar with env steps/s, return and ETA (or nothing, off the main rank)."""
+
+    def __init__(self, runner: Runner, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )  # fmt: skip
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=runner.cfg.max_iterations, completed=runner.iteration, info=""
+        )
+
+    def update(self, stats: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        info = f"{stats['perf/env_steps_per_s']:,.0f} steps/s"
+        if "episode/mean_return" in stats:
+            info += f"  return {stats['episode/mean_return']:.2f}  len {stats['episode/mean_length']:.0f}"
+        self.progress.update(self.task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

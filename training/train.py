@@ -1,0 +1,220 @@
+"""``trot train``: PPO on a trot locomotion task or on any Gymnasium Box-action environment.
+
+trot train go2-flat --seed 1 --env.num-envs 512 --ppo.learning-rate 3e-4
+trot train --env Hopper-v5
+trot train --resume runs/go2-flat_20261126-130000_s1 [--max-iterations 600]
+torchrun --nproc_per_node 2 -m training.train go2-flat     # data-parallel ranks
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import tyro
+import yaml
+
+from training.envs.config import EnvConfig
+from training.ppo.algorithm import PPOConfig
+from training.ppo.runner import IncompatibleRun, PolicyConfig, Runner, RunnerConfig, TrainingDiverged, distributed
+from training.strict import ConfigError, from_mapping
+from training.tasks import TASKS, make_task_config
+
+
+@dataclass
+class TrainConfig(RunnerConfig):
+    """A training run: the task, its environment, PPO and the run's bookkeeping."""
+
+    task: str = "go2-flat"
+    """A trot task (go2-flat, go1-flat) or a Gymnasium id (given as --env ID on the command line)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Environment settings (for Gymnasium tasks only num_envs is used)."""
+    log_dir: Path = Path("runs")
+    run_name: str = ""
+    """Run folder name under log_dir (default: task_date_seed)."""
+
+
+def is_gym_task(task: str) -> bool:
+    return task not in TASKS
+
+
+def default_config(task: str) -> TrainConfig:
+    """Per-task defaults: rsl_rl-style for locomotion, CleanRL's MuJoCo settings for Gymnasium."""
+    if not is_gym_task(task):
+        # 512 envs x 24 steps per iteration: ~1.7 s per iteration on 2 cores, and a 29-minute
+        # budget so that a default run is done within half an hour on a workstation.
+        return TrainConfig(task=task, env=make_task_config(task), max_iterations=3000, max_minutes=29.0)
+    return TrainConfig(
+        task=task,
+        env=EnvConfig(num_envs=2),
+        steps_per_env=1024,
+        max_iterations=488,  # 2 envs x 1024 steps x 488 = 1M env steps
+        save_interval=100,
+        reward_normalization=True,
+        ppo=PPOConfig(
+            learning_rate=3e-4,
+            schedule="linear",
+            num_epochs=10,
+            num_minibatches=32,
+            entropy_coef=0.0,
+            value_loss_coef=0.5,
+            max_grad_norm=0.5,
+        ),
+        policy=PolicyConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh"),
+    )
+
+
+def build_env(cfg: TrainConfig, rank: int = 0, local_world: int = 1):
+    from training.ppo.envs import GymTrainEnv, LocomotionTrainEnv
+
+    seed = cfg.seed + rank
+    if is_gym_task(cfg.task):
+        return GymTrainEnv(cfg.task, cfg.env.num_envs, seed)
+    env_cfg = dataclasses.replace(cfg.env)
+    if local_world > 1 and env_cfg.nthread == 0:
+        env_cfg.nthread = max(1, (os.cpu_count() or 1) // local_world)
+    return LocomotionTrainEnv(env_cfg, seed)
+
+
+def run_meta(cfg: TrainConfig, env: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"task": cfg.task, "robot": None}
+    if hasattr(env, "env") and hasattr(env.env, "contract"):
+        meta["robot"] = env.env.contract.robot
+        meta["contract"] = env.env.contract.to_json()
+    return meta
+
+
+def save_config(cfg: TrainConfig, run_dir: Path) -> None:
+    data = _plain(dataclasses.asdict(cfg))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def load_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"resume: {path} not found (is {run_dir} a trot run folder?)")
+    return from_mapping(TrainConfig, yaml.safe_load(path.read_text()), "config")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def locomotion_video_fn(cfg: TrainConfig):
+    def record(policy, path: Path) -> None:
+        from training.evaluate import record_video
+
+        record_video(cfg.env, policy, path, seconds=5.0, seed=cfg.seed)
+
+    return record
+
+
+def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the run folder."""
+    import torch.distributed as dist
+
+    rank, world, local_world = 0, 1, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not distributed():
+        dist.init_process_group(backend="nccl" if cfg.device == "cuda" else "gloo")
+    if distributed():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+    if resume is not None:
+        run_dir = resume
+    else:
+        name = cfg.run_name or f"{cfg.task}_{datetime.now():%Y%m%d-%H%M%S}_s{cfg.seed}"
+        run_dir = cfg.log_dir / name
+    if distributed():
+        holder = [str(run_dir)]
+        dist.broadcast_object_list(holder, src=0)
+        run_dir = Path(holder[0])
+
+    env = build_env(cfg, rank, local_world)
+    try:
+        video = locomotion_video_fn(cfg) if not is_gym_task(cfg.task) and cfg.video_interval else None
+        runner = Runner(cfg, env, run_dir, run_meta(cfg, env), video_fn=video)
+        if resume is not None:
+            checkpoint = run_dir / "checkpoints" / "last.pt"
+            if not checkpoint.is_file():
+                raise ConfigError(f"resume: no checkpoint at {checkpoint}")
+            runner.load(checkpoint)  # raises IncompatibleRun before anything is written
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir)
+            print(f"run folder: {run_dir}" + (f" (resuming at iteration {runner.iteration})" if resume else ""))
+        runner.learn(progress=progress)
+    finally:
+        env.close()
+    return run_dir
+
+
+def parse_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
+    """Positional task or ``--env ID`` (a Gymnasium id) or ``--resume RUN_DIR``, then overrides."""
+    rest = list(argv)
+    task, resume = None, None
+    if "--resume" in rest:
+        i = rest.index("--resume")
+        if i + 1 >= len(rest):
+            raise ConfigError("resume: --resume needs a run folder")
+        resume = Path(rest[i + 1])
+        del rest[i : i + 2]
+    if "--env" in rest:
+        i = rest.index("--env")
+        if i + 1 >= len(rest):
+            raise ConfigError("env: --env needs a Gymnasium environment id")
+        task = rest[i + 1]
+        del rest[i : i + 2]
+    elif rest and not rest[0].startswith("-"):
+        task = rest.pop(0)
+        if task not in TASKS:
+            raise ConfigError(f"task: unknown task {task!r} (trot tasks: {sorted(TASKS)}; Gymnasium: --env ID)")
+    if resume is not None:
+        default = load_config(resume)
+        if task is not None and task != default.task:
+            raise IncompatibleRun(f"task: the run in {resume} trains {default.task!r}, not {task!r}")
+    else:
+        default = default_config(task or "go2-flat")
+    cfg = tyro.cli(TrainConfig, default=default, args=rest, prog="trot train")
+    if resume is not None:
+        check_resume_overrides(default, cfg)
+    return cfg, resume
+
+
+def check_resume_overrides(saved: TrainConfig, new: TrainConfig) -> None:
+    """A resumed run may run longer or log differently, not change what it learns."""
+    allowed = {"max_iterations", "max_minutes", "save_interval", "video_interval", "torch_threads", "device"}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in allowed and getattr(saved, f.name) != getattr(new, f.name):
+            raise IncompatibleRun(f"{f.name}: cannot be changed when resuming (it would change what the run learns)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg, resume = parse_args(argv)
+        if not is_gym_task(cfg.task):
+            make_task_config(cfg.task)
+        train(cfg, resume)
+    except (ConfigError, IncompatibleRun) as exc:
+        print(f"trot train: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"trot train: training diverged at {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
