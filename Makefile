@@ -27,6 +27,7 @@ test: venv lint
 
 bench: venv
 	$(BIN)/python bench/env_throughput.py
+	$(BIN)/python bench/runtime_latency.py policies/go2_flat
 
 clean:
 	rm -rf $(VENV) out runs

@@ -43,6 +43,7 @@ class ObservationBuilder:
         self.out = np.zeros((batch_size, contract.num_obs), dtype=np.float32)
         self._default = np.asarray(contract.default_joint_pos, dtype=np.float64)
         self._gravity = np.zeros((batch_size, 3), dtype=np.float64)
+        self._scratch = np.zeros((2, batch_size), dtype=np.float64)
         self._joint_tmp = np.zeros((batch_size, contract.num_joints), dtype=np.float64)
         slices = contract.term_slices()
         self._plan = [(t.name, self.out[:, slices[t.name]], float(t.scale)) for t in contract.obs_terms]
@@ -63,7 +64,7 @@ class ObservationBuilder:
             if name == "base_ang_vel":
                 np.multiply(base_ang_vel, scale, out=view)
             elif name == "projected_gravity":
-                projected_gravity(base_quat_wxyz, out=self._gravity)
+                self._projected_gravity(base_quat_wxyz)
                 np.multiply(self._gravity, scale, out=view)
             elif name == "command":
                 np.multiply(command, scale, out=view)
@@ -77,6 +78,25 @@ class ObservationBuilder:
             else:  # pragma: no cover - Contract.validate() rejects unknown terms
                 raise AssertionError(name)
         return self.out
+
+    def _projected_gravity(self, q: np.ndarray) -> None:
+        """:func:`projected_gravity` into ``self._gravity`` with in-place ufuncs only (no temporaries)."""
+        w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+        a, b = self._scratch
+        g = self._gravity
+        np.multiply(w, y, out=a)
+        np.multiply(x, z, out=b)
+        np.subtract(a, b, out=a)
+        np.multiply(a, 2.0, out=g[:, 0])
+        np.multiply(y, z, out=a)
+        np.multiply(w, x, out=b)
+        np.add(a, b, out=a)
+        np.multiply(a, -2.0, out=g[:, 1])
+        np.multiply(x, x, out=a)
+        np.multiply(y, y, out=b)
+        np.add(a, b, out=a)
+        np.multiply(a, 2.0, out=a)
+        np.subtract(a, 1.0, out=g[:, 2])
 
 
 class ActionMapper:

@@ -44,9 +44,11 @@ def test_cli_overrides_are_typed() -> None:
 
 
 def test_smoke_go2_training_logs_everything(tmp_path: Path) -> None:
-    r = trot("train", "go2-flat", *SMALL, "--max-iterations", "2", "--log-dir", str(tmp_path), "--run-name", "s")
+    r = trot("train", "go2-flat", *SMALL, "--max-iterations", "2", "--log-dir", str(tmp_path), "--run-name", "s",
+             "--video-interval", "2", "--video-seconds", "0.2")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "s"
+    assert (run / "videos" / "iter_00002.mp4").stat().st_size > 1000
     rows = metrics(run)
     assert [row["iteration"] for row in rows] == [1, 2]
     keys = set(rows[-1])

@@ -83,13 +83,52 @@ def train_cmd(argv: list[str]) -> int:
 
 
 def eval_cmd(argv: list[str]) -> int:
+    """A policy artifact folder (policy.onnx) gets the sim2sim suite and a card; a run folder its eval."""
+    target = Path(argv[0]) if argv and not argv[0].startswith("-") else None
+    if target is not None and (target / "policy.onnx").exists():
+        from policies.artifact import ArtifactError
+        from policies.eval import ContractMismatch, PolicyEvalConfig, evaluate_artifact, write_card
+
+        cfg = tyro.cli(PolicyEvalConfig, args=argv[1:], prog=f"trot eval {target}")
+        try:
+            results = evaluate_artifact(target, cfg)
+        except (ArtifactError, ContractMismatch, ValueError) as exc:
+            print(f"trot eval: {exc}", file=sys.stderr)
+            return 2
+        card = write_card(target, results, cfg)
+        for r in results:
+            print(
+                f"{r['condition']:<14} vx {r['vx_error']:.3f} m/s  vy {r['vy_error']:.3f} m/s  "
+                f"yaw {r['yaw_error']:.3f} rad/s"
+                f"  falls {r['fall_rate']:.0%}  |tau| {r['mean_abs_torque']:.2f} Nm"
+            )
+        print(f"policy card: {card}")
+        return 0
     from training.evaluate import EvalConfig, eval_run
 
     cfg = tyro.cli(EvalConfig, args=argv, prog="trot eval")
     if not (cfg.run / "checkpoints" / cfg.checkpoint).is_file():
-        print(f"trot eval: run: no checkpoint {cfg.checkpoint} in {cfg.run}", file=sys.stderr)
+        print(f"trot eval: run: no checkpoint {cfg.checkpoint} in {cfg.run} (nor a policy.onnx)", file=sys.stderr)
         return 2
     eval_run(cfg)
+    return 0
+
+
+def export_cmd(argv: list[str]) -> int:
+    from policies.artifact import ArtifactError
+    from training.export import ExportConfig, ParityError, export
+
+    cfg = tyro.cli(ExportConfig, args=argv, prog="trot export")
+    if not (cfg.run / "checkpoints" / cfg.checkpoint).is_file():
+        print(f"trot export: run: no checkpoint {cfg.checkpoint} in {cfg.run}", file=sys.stderr)
+        return 2
+    try:
+        out = export(cfg)
+    except (ParityError, ArtifactError, ValueError) as exc:
+        print(f"trot export: {exc}", file=sys.stderr)
+        return 1
+    parity = (out / "parity.json").read_text()
+    print(f"exported {out / 'policy.onnx'} (+ policy.yaml); parity: {parity.strip()}")
     return 0
 
 
@@ -98,14 +137,16 @@ COMMANDS = {
     "bench-env": bench_env_cmd,
     "train": train_cmd,
     "eval": eval_cmd,
+    "export": export_cmd,
 }
 HELP = {
     "demo": "the Go2 task's contract and speed, a short PPO run, its evaluation and video",
     "bench-env": "env steps/s with all randomizations vs raw MuJoCo physics",
     "train": "PPO: trot train go2-flat | --env Hopper-v5 | --resume RUN_DIR  [overrides]",
     "eval": "evaluate a run's checkpoint: tracking error, falls, video, training curve",
+    "export": "export a run as an ONNX policy artifact with its contract: trot export RUN -o policies/NAME",
 }
-RAW_ARGV = {"train": train_cmd, "eval": eval_cmd}
+RAW_ARGV = {"train": train_cmd, "eval": eval_cmd, "export": export_cmd}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tyro
 
 from training.envs.config import EnvConfig
 from training.envs.locomotion import LocomotionEnv
@@ -25,7 +26,7 @@ Policy = Callable[[np.ndarray], np.ndarray]
 class EvalConfig:
     """``trot eval RUN_DIR``: commands from the training ranges, randomization on, 20 s episodes."""
 
-    run: Path
+    run: tyro.conf.Positional[Path]
     """A training run folder (runs/...)."""
     checkpoint: str = "last.pt"
     episodes: int = 64
@@ -87,9 +88,11 @@ def evaluate_policy(
 def torch_policy(module) -> Policy:
     import torch
 
+    device = next(module.parameters()).device
+
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+            return module(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
     return act
 
@@ -102,7 +105,7 @@ def load_run_policy(run_dir: Path, checkpoint: str = "last.pt"):
     from training.train import load_config
 
     cfg = load_config(run_dir)
-    ck = torch.load(run_dir / "checkpoints" / checkpoint, weights_only=False)
+    ck = torch.load(run_dir / "checkpoints" / checkpoint, weights_only=False, map_location="cpu")
     meta = ck["meta"]
     p = cfg.policy
     policy = ActorCritic(
@@ -146,18 +149,20 @@ def plot_curve(run_dir: Path) -> Path | None:
 
     path = run_dir / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
-    rows = [r for r in rows if "episode/mean_return" in r]
     if not rows:
         return None
     minutes = [r["perf/wall_clock_s"] / 60 for r in rows]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    ax1.plot(minutes, [r["episode/mean_return"] for r in rows])
+    nan = float("nan")
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    ax1.plot(minutes, [r.get("episode/mean_return", nan) for r in rows])
     ax1.set_ylabel("mean episode return")
-    ax1.grid(alpha=0.3)
-    ax2.plot(minutes, [r["episode/fall_rate"] for r in rows], color="tab:red")
+    ax2.plot(minutes, [r.get("episode/fall_rate", nan) for r in rows], color="tab:red")
     ax2.set_ylabel("fall share")
-    ax2.set_xlabel("wall-clock minutes")
-    ax2.grid(alpha=0.3)
+    ax3.plot(minutes, [r.get("reward/mean_step", nan) for r in rows], color="tab:green")
+    ax3.set_ylabel("mean reward per step")
+    ax3.set_xlabel("wall-clock minutes")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     out = run_dir / "curve.png"

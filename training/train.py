@@ -9,6 +9,7 @@ torchrun --nproc_per_node 2 -m training.train go2-flat     # data-parallel ranks
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -115,12 +116,28 @@ def locomotion_video_fn(cfg: TrainConfig):
     def record(policy, path: Path) -> None:
         from training.evaluate import record_video
 
-        record_video(cfg.env, policy, path, seconds=5.0, seed=cfg.seed)
+        record_video(cfg.env, policy, path, seconds=cfg.video_seconds, seed=cfg.seed)
 
     return record
 
 
-def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -> Path:
+def machine_info() -> dict[str, Any]:
+    import platform
+
+    import mujoco
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mujoco": mujoco.__version__,
+    }
+
+
+def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, command: str = "") -> Path:
     """Run (or resume) training; returns the run folder."""
     import torch.distributed as dist
 
@@ -153,6 +170,9 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True) -
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir)
+            if resume is None:
+                info = {"command": command, "world_size": world, "machine": machine_info()}
+                (run_dir / "run.json").write_text(json.dumps(info, indent=2))
             print(f"run folder: {run_dir}" + (f" (resuming at iteration {runner.iteration})" if resume else ""))
         runner.learn(progress=progress)
     finally:
@@ -206,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, resume = parse_args(argv)
         if not is_gym_task(cfg.task):
             make_task_config(cfg.task)
-        train(cfg, resume)
+        train(cfg, resume, command=" ".join(["trot", "train", *argv]))
     except (ConfigError, IncompatibleRun) as exc:
         print(f"trot train: {exc}", file=sys.stderr)
         return 2

@@ -73,9 +73,10 @@ class LocomotionEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, cfg: EnvConfig | None = None, *, seed: int = 0) -> None:
+    def __init__(self, cfg: EnvConfig | None = None, *, seed: int = 0, robot: RobotConfig | None = None) -> None:
+        """``robot`` overrides the robot named in ``cfg`` (e.g. another physics timestep for sim2sim)."""
         self.cfg = cfg = cfg or EnvConfig()
-        self.robot = load_robot(cfg.robot)
+        self.robot = robot or load_robot(cfg.robot)
         self.num_envs = n = cfg.num_envs
         if n < 1:
             raise ValueError(f"env.num_envs: must be >= 1, got {n}")
@@ -246,6 +247,12 @@ class LocomotionEnv(VectorEnv):
             info["critic_obs"] = critic
         info["done_mask"] = done
         return obs.copy(), reward.astype(np.float32), fallen, time_out, info
+
+    def set_commands(self, commands: np.ndarray) -> np.ndarray:
+        """Override every env's command (a fixed evaluation schedule); returns the refreshed observation."""
+        self.commands[:] = commands
+        obs, _ = self._observe()
+        return obs.copy()
 
     # ------------------------------------------------------------------ checkpointing
     _STATE_ARRAYS = (

@@ -58,6 +58,7 @@ class RunnerConfig:
     """Threads for torch (0: all cores of this rank)."""
     video_interval: int = 0
     """Record an evaluation video every this many iterations (0: never; locomotion tasks)."""
+    video_seconds: float = 5.0
     ppo: PPOConfig = field(default_factory=PPOConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
@@ -146,19 +147,26 @@ class Runner:
             for tensor in [*self.policy.parameters(), *self.policy.buffers()]:
                 dist.broadcast(tensor.data, src=0)
         self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations)
-        self.storage = RolloutStorage(cfg.steps_per_env, env.num_envs, env.num_obs, env.num_critic_obs, env.num_actions)
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1000 * self.rank)
+        self.device = torch.device(cfg.device)
+        self.policy.to(self.device)
+        self.storage = RolloutStorage(
+            cfg.steps_per_env, env.num_envs, env.num_obs, env.num_critic_obs, env.num_actions, self.device
+        )
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * self.rank)
         self.reward_scaler = RewardScaler(env.num_envs, cfg.ppo.gamma) if cfg.reward_normalization else None
         self.iteration = 0
         self.env_steps = 0
         self.elapsed_before = 0.0
         obs, critic_obs = env.reset()
-        self.obs, self.critic_obs = torch.from_numpy(obs), torch.from_numpy(critic_obs)
+        self.obs, self.critic_obs = self._tensor(obs), self._tensor(critic_obs)
         self.recent_returns: deque[float] = deque(maxlen=200)
         self.recent_lengths: deque[float] = deque(maxlen=200)
         self.recent_falls: deque[float] = deque(maxlen=200)
         self._stop_signal: int | None = None
         self._writer = None
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()
@@ -172,27 +180,28 @@ class Runner:
             if not torch.isfinite(actions).all():
                 raise self._diverged("the policy produced non-finite actions")
             values = self.policy.value(critic_obs)
-            step = self.env.step(actions.numpy())
+            step = self.env.step(actions.cpu().numpy())
             rewards = step.rewards.astype(np.float64)
             if self.reward_scaler is not None:
                 rewards = self.reward_scaler(rewards, step.dones)
-            rewards_t = torch.from_numpy(rewards).float()
+            rewards_t = self._tensor(rewards)
             if step.time_outs.any():
                 # Bootstrap time-outs with the value of the true final state, not the reset one.
-                idx = torch.from_numpy(np.flatnonzero(step.time_outs))
-                final = torch.from_numpy(step.final_critic_obs[idx.numpy()])
+                idx = np.flatnonzero(step.time_outs)
+                final = self._tensor(step.final_critic_obs[idx])
                 rewards_t[idx] += gamma * self.policy.value(final)
             self.storage.add(
                 obs=obs, critic_obs=critic_obs, actions=actions,
                 log_probs=distribution.log_prob(actions).sum(-1), values=values, rewards=rewards_t,
-                dones=torch.from_numpy(step.dones).float(), mean=distribution.mean, std=distribution.stddev,
+                dones=self._tensor(step.dones), mean=distribution.mean, std=distribution.stddev,
             )  # fmt: skip
-            self.obs, self.critic_obs = torch.from_numpy(step.obs), torch.from_numpy(step.critic_obs)
+            self.obs, self.critic_obs = self._tensor(step.obs), self._tensor(step.critic_obs)
             self.recent_returns.extend(step.episode_returns.tolist())
             self.recent_lengths.extend(step.episode_lengths.tolist())
             self.recent_falls.extend(step.episode_falls.astype(float).tolist())
             for k, v in step.reward_terms.items():
                 terms[k] = terms.get(k, 0.0) + v / self.cfg.steps_per_env
+        terms["_mean_step_reward"] = float(self.storage.rewards.mean())
         last_values = self.policy.value(self.critic_obs)
         self.storage.finish(last_values, gamma, self.cfg.ppo.lam, self.cfg.ppo.normalize_advantages)
         self.env_steps += self.env.num_envs * self.cfg.steps_per_env * self.world_size
@@ -246,6 +255,7 @@ class Runner:
                     stats["episode/mean_return"] = float(np.mean(self.recent_returns))
                     stats["episode/mean_length"] = float(np.mean(self.recent_lengths))
                     stats["episode/fall_rate"] = float(np.mean(self.recent_falls))
+                stats["reward/mean_step"] = terms.pop("_mean_step_reward")
                 stats.update({f"reward_terms/{k}": v for k, v in terms.items()})
                 if self.is_main:
                     self._log(stats)
@@ -299,6 +309,7 @@ class Runner:
             "obs": self.obs.clone(),
             "critic_obs": self.critic_obs.clone(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "generator": self.generator.get_state(),
             "reward_scaler": self.reward_scaler.state_dict() if self.reward_scaler else None,
             "episodes": [list(self.recent_returns), list(self.recent_lengths), list(self.recent_falls)],
@@ -335,17 +346,19 @@ class Runner:
         return folder / "last.pt"
 
     def load(self, path: Path) -> None:
-        ck = torch.load(path, weights_only=False)
+        ck = torch.load(path, weights_only=False, map_location=self.device)
         check_compatible(ck["meta"], {**self.meta, "world_size": self.world_size})
         self.policy.load_state_dict(ck["model"])
         self.alg.optimizer.load_state_dict(ck["optimizer"])
         self.alg._set_lr(ck["learning_rate"])
         mine = ck["ranks"][self.rank]
-        torch.set_rng_state(mine["torch_rng"])
-        self.generator.set_state(mine["generator"])
+        torch.set_rng_state(mine["torch_rng"].cpu())
+        self.generator.set_state(mine["generator"].cpu())
+        if mine.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"].cpu())
         if mine["env"]:
             self.env.load_state_dict(mine["env"])
-            self.obs, self.critic_obs = mine["obs"], mine["critic_obs"]
+            self.obs, self.critic_obs = mine["obs"].to(self.device), mine["critic_obs"].to(self.device)
         if self.reward_scaler is not None and mine["reward_scaler"] is not None:
             self.reward_scaler.load_state_dict(mine["reward_scaler"])
         self.iteration, self.env_steps, self.elapsed_before = ck["iteration"], ck["env_steps"], ck["elapsed_s"]

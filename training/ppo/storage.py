@@ -50,11 +50,13 @@ class Batch:
 class RolloutStorage:
     """[T, N, ...] buffers filled step by step during collection."""
 
-    def __init__(self, steps: int, num_envs: int, num_obs: int, num_critic_obs: int, num_actions: int) -> None:
+    def __init__(
+        self, steps: int, num_envs: int, num_obs: int, num_critic_obs: int, num_actions: int, device: torch.device
+    ) -> None:
         self.steps, self.num_envs = steps, num_envs
 
         def z(*shape: int) -> torch.Tensor:
-            return torch.zeros(steps, num_envs, *shape)
+            return torch.zeros(steps, num_envs, *shape, device=device)
 
         self.obs, self.critic_obs = z(num_obs), z(num_critic_obs)
         self.actions, self.mean, self.std = z(num_actions), z(num_actions), z(num_actions)
@@ -82,7 +84,7 @@ class RolloutStorage:
             for name in ("obs", "critic_obs", "actions", "log_probs", "values", "advantages", "returns", "mean", "std")
         }
         for _ in range(num_epochs):
-            order = torch.randperm(total, generator=generator)
+            order = torch.randperm(total, generator=generator).to(self.rewards.device)
             for k in range(num_minibatches):
                 idx = order[k * size : (k + 1) * size]
                 yield Batch(**{name: t[idx] for name, t in flat.items()})

@@ -1,0 +1,74 @@
+"""Reading a policy artifact: an ONNX file whose metadata carries the deployment contract.
+
+Every way an artifact can be wrong (missing, truncated, not ONNX, no contract, a malformed or
+future contract, tensor shapes that disagree with the contract) is refused here with a message
+naming the problem; nothing downstream ever guesses a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from policies.contract import Contract, ContractError
+
+CONTRACT_KEY = "trot_contract"
+INPUT_NAME = "obs"
+OUTPUT_NAME = "actions"
+ONNX_FILE = "policy.onnx"
+
+
+class ArtifactError(ValueError):
+    """A policy artifact cannot be used; the message says why."""
+
+
+def onnx_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / ONNX_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such policy file")
+    return path
+
+
+def read_artifact(path: str | Path) -> tuple[bytes, Contract]:
+    """The serialized ONNX model and its validated contract."""
+    path = onnx_path(path)
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:  # protobuf decode errors have no common public base class
+        raise ArtifactError(f"{path}: not a valid ONNX model (corrupt or truncated?): {exc}") from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    if CONTRACT_KEY not in meta:
+        raise ArtifactError(f"{path}: no '{CONTRACT_KEY}' metadata: not a trot policy artifact")
+    try:
+        contract = Contract.from_json(meta[CONTRACT_KEY])
+    except ContractError as exc:
+        raise ArtifactError(f"{path}: metadata {exc}") from exc
+    _check_signature(model, contract, path)
+    return data, contract
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+
+def _check_signature(model: onnx.ModelProto, contract: Contract, path: Path) -> None:
+    inputs = {i.name: i for i in model.graph.input}
+    outputs = {o.name: o for o in model.graph.output}
+    if INPUT_NAME not in inputs:
+        raise ArtifactError(f"{path}: the model has no input '{INPUT_NAME}' (inputs: {sorted(inputs)})")
+    if OUTPUT_NAME not in outputs:
+        raise ArtifactError(f"{path}: the model has no output '{OUTPUT_NAME}' (outputs: {sorted(outputs)})")
+    in_dims, out_dims = _dims(inputs[INPUT_NAME]), _dims(outputs[OUTPUT_NAME])
+    if len(in_dims) != 2 or in_dims[1] != contract.num_obs:
+        raise ArtifactError(
+            f"{path}: input '{INPUT_NAME}' has shape {in_dims}; the contract's observation has {contract.num_obs}"
+        )
+    if len(out_dims) != 2 or out_dims[1] != contract.num_joints:
+        raise ArtifactError(
+            f"{path}: output '{OUTPUT_NAME}' has shape {out_dims}, the contract has {contract.num_joints} joints"
+        )

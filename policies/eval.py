@@ -1,0 +1,273 @@
+"""Sim-to-sim evaluation of an ONNX policy artifact and its policy card.
+
+The artifact (not the torch model) drives the robot closed loop in MuJoCo on a fixed command
+schedule, under the nominal model and a perturbation suite. The simulation is built from the
+robot named in the artifact's contract, and its own contract must agree with the artifact's
+field by field before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from policies.contract import Contract
+from policies.runtime import PolicyRuntime
+from training.envs.config import EnvConfig, Range
+from training.envs.locomotion import LocomotionEnv
+from training.robot import load_robot
+
+SCHEDULE: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("stand", (0.0, 0.0, 0.0)),
+    ("forward", (0.8, 0.0, 0.0)),
+    ("backward", (-0.6, 0.0, 0.0)),
+    ("sideways", (0.0, 0.4, 0.0)),
+    ("turn", (0.0, 0.0, 0.8)),
+    ("stop", (0.0, 0.0, 0.0)),
+)
+CONTRACT_FIELDS_THAT_MUST_MATCH = (
+    "joint_names", "default_joint_pos", "action_scale", "action_clip", "kp", "kd", "torque_limits",
+    "control_dt", "obs_terms",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    description: str
+    randomization: dict[str, tuple[float, float]] = field(default_factory=dict)
+    timestep: float | None = None
+
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("nominal", "the training model, no randomization"),
+    Condition("low_friction", "ground friction 0.4", {"friction": (0.4, 0.4)}),
+    Condition("high_friction", "ground friction 1.25", {"friction": (1.25, 1.25)}),
+    Condition("heavy_com", "+2 kg on the base, CoM moved +3 cm per axis",
+              {"added_base_mass": (2.0, 2.0), "com_offset": (0.03, 0.03)}),
+    Condition("light_com", "-1 kg off the base, CoM moved -3 cm per axis",
+              {"added_base_mass": (-1.0, -1.0), "com_offset": (-0.03, -0.03)}),
+    Condition("latency_12ms", "+12 ms actuation latency (3 physics steps)", {"action_delay_substeps": (3, 3)}),
+    Condition("latency_20ms", "+20 ms actuation latency (1 control step)", {"action_delay_steps": (1, 1)}),
+    Condition("weak_motors", "motor torque x0.8", {"motor_strength": (0.8, 0.8)}),
+    Condition("timestep_2ms", "physics at 2 ms instead of the training step", timestep=0.002),
+)  # fmt: skip
+
+
+@dataclass
+class PolicyEvalConfig:
+    """``trot eval policies/<name>``: fixed command schedule x perturbation suite -> card.md."""
+
+    segment_s: float = 3.0
+    """Seconds per schedule segment (stand, forward, backward, sideways, turn, stop)."""
+    settle_s: float = 1.0
+    """Tracking error is measured from this long after each command change."""
+    envs_per_condition: int = 4
+    """Robots per condition (initial joint poses differ slightly)."""
+    seed: int = 0
+    conditions: tuple[str, ...] = ()
+    """Subset of conditions to run (default: all)."""
+
+
+class ContractMismatch(ValueError):
+    pass
+
+
+def check_contract(artifact: Contract, sim: Contract) -> None:
+    for name in CONTRACT_FIELDS_THAT_MUST_MATCH:
+        if getattr(artifact, name) != getattr(sim, name):
+            raise ContractMismatch(
+                f"contract.{name}: the artifact has {getattr(artifact, name)!r}, "
+                f"the {sim.robot} simulation has {getattr(sim, name)!r}"
+            )
+
+
+def schedule_commands(contract: Contract) -> list[tuple[str, np.ndarray]]:
+    """The schedule, clipped into the command ranges the policy was trained on."""
+    lo = np.array([contract.command_ranges[k][0] for k in ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")])
+    hi = np.array([contract.command_ranges[k][1] for k in ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")])
+    return [(name, np.clip(np.array(cmd), lo, hi)) for name, cmd in SCHEDULE]
+
+
+def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig) -> dict:
+    contract = runtime.contract
+    robot = load_robot(contract.robot)
+    if cond.timestep is not None:
+        decimation = round(contract.control_dt / cond.timestep)
+        robot = dataclasses.replace(
+            robot, sim=dataclasses.replace(robot.sim, timestep=cond.timestep, decimation=decimation)
+        )
+    env_cfg = EnvConfig(robot=contract.robot, num_envs=cfg.envs_per_condition, nthread=1)
+    env_cfg.randomization.disable_all()
+    env_cfg.randomization.init_joint_pos.enabled = True
+    env_cfg.noise.enabled = False
+    for name, (lo, hi) in cond.randomization.items():
+        setattr(env_cfg.randomization, name, Range(lo, hi))
+    schedule = schedule_commands(contract)
+    env_cfg.episode_length_s = cfg.segment_s * len(schedule) + 1.0
+    env_cfg.commands.resample_interval_s = 1e9
+    env = LocomotionEnv(env_cfg, seed=cfg.seed, robot=robot)
+    check_contract(contract, dataclasses.replace(env.contract, command_ranges=contract.command_ranges))
+    env.reset()
+    seg_steps = round(cfg.segment_s / env.dt)
+    settle = round(cfg.settle_s / env.dt)
+    n = env.num_envs
+    alive = np.ones(n, dtype=bool)
+    fall_time = np.full(n, np.nan)
+    trace = {"t": [], "command": [], "achieved": [], "alive": []}
+    errors: dict[str, list[np.ndarray]] = {"vx": [], "vy": [], "yaw": []}
+    torque, power = [], []
+    for k in range(seg_steps * len(schedule)):
+        if k % seg_steps == 0:
+            obs = env.set_commands(schedule[k // seg_steps][1])
+        command = env.commands[0].copy()
+        obs, _, terminated, truncated, _ = env.step(runtime.act_batch(obs))
+        fell = alive & terminated
+        fall_time[fell] = (k + 1) * env.dt
+        alive &= ~(terminated | truncated)
+        achieved = np.column_stack([env._linvel[:, 0], env._linvel[:, 1], env._gyro[:, 2]])
+        trace["t"].append((k + 1) * env.dt)
+        trace["command"].append(command)
+        trace["achieved"].append(
+            np.where(alive[:, None], achieved, np.nan).mean(axis=0) if alive.any() else [np.nan] * 3
+        )
+        trace["alive"].append(alive.mean())
+        if alive.any():
+            torque.append(np.abs(env._torques[alive]).mean())
+            power.append(np.abs(env._torques[alive] * env._joint_vel[alive]).sum(axis=1).mean())
+            if k % seg_steps >= settle:
+                for i, key in enumerate(("vx", "vy", "yaw")):
+                    errors[key].append(np.abs(achieved[alive, i] - command[i]))
+    env.close()
+
+    def mean(values: list[np.ndarray]) -> float:
+        return float(np.concatenate(values).mean()) if values else float("nan")
+
+    return {
+        "condition": cond.name,
+        "description": cond.description,
+        "vx_error": mean(errors["vx"]),
+        "vy_error": mean(errors["vy"]),
+        "yaw_error": mean(errors["yaw"]),
+        "fall_rate": float((~np.isnan(fall_time)).mean()),
+        "mean_abs_torque": float(np.mean(torque)) if torque else float("nan"),
+        "mean_power_w": float(np.mean(power)) if power else float("nan"),
+        "trace": {k: np.asarray(v).tolist() for k, v in trace.items()},
+    }
+
+
+def evaluate_artifact(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
+    cfg = cfg or PolicyEvalConfig()
+    runtime = PolicyRuntime(path)
+    wanted = set(cfg.conditions) if cfg.conditions else None
+    unknown = (wanted or set()) - {c.name for c in CONDITIONS}
+    if unknown:
+        raise ValueError(f"conditions: unknown {sorted(unknown)} (known: {[c.name for c in CONDITIONS]})")
+    return [run_condition(runtime, c, cfg) for c in CONDITIONS if wanted is None or c.name in wanted]
+
+
+def write_card(path: Path, results: list[dict], cfg: PolicyEvalConfig, training: dict | None = None) -> Path:
+    """card.md + PNG plots beside the artifact."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runtime_contract = PolicyRuntime(path).contract
+    names = [r["condition"] for r in results]
+    (path / "eval.json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in results], indent=2)
+    )
+
+    nominal = results[0]
+    t = np.array(nominal["trace"]["t"])
+    cmd, got = np.array(nominal["trace"]["command"]), np.array(nominal["trace"]["achieved"])
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
+    for i, (ax, label) in enumerate(zip(axes, ("vx [m/s]", "vy [m/s]", "yaw rate [rad/s]"), strict=True)):
+        ax.plot(t, cmd[:, i], "k--", label="commanded")
+        ax.plot(t, got[:, i], label="achieved (mean over robots)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("time [s]")
+    fig.suptitle(f"{runtime_contract.robot}: {nominal['condition']} - commanded vs achieved")
+    fig.tight_layout()
+    fig.savefig(path / "tracking_nominal.png", dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    x = np.arange(len(names))
+    axes[0].bar(x - 0.25, [r["vx_error"] for r in results], 0.25, label="vx")
+    axes[0].bar(x, [r["vy_error"] for r in results], 0.25, label="vy")
+    axes[0].bar(x + 0.25, [r["yaw_error"] for r in results], 0.25, label="yaw")
+    axes[0].set_title("tracking error (after settling)")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(x, [r["fall_rate"] for r in results], color="tab:red")
+    axes[1].set_title("fall rate")
+    axes[1].set_ylim(0, 1)
+    axes[2].bar(x, [r["mean_power_w"] for r in results], color="tab:green")
+    axes[2].set_title("mean mechanical power [W]")
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path / "conditions.png", dpi=100)
+    plt.close(fig)
+
+    prov = runtime_contract.provenance
+    lines = [
+        f"# Policy card: `{path.name}`",
+        "",
+        f"Robot **{runtime_contract.robot}**, {runtime_contract.num_joints} joints, policy at "
+        f"{1 / runtime_contract.control_dt:.0f} Hz, observation of {runtime_contract.num_obs} values "
+        f"({', '.join(t.name for t in runtime_contract.obs_terms)}). Contract in `policy.yaml` (and inside "
+        "`policy.onnx`).",
+        "",
+        "## Provenance",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+    ]
+    for key, value in {**prov, **(training or {})}.items():
+        lines.append(f"| {key} | {value} |")
+    lines += [
+        "",
+        "## Sim-to-sim evaluation (ONNX Runtime in MuJoCo)",
+        "",
+        f"Command schedule, {cfg.segment_s:g} s each: "
+        + ", ".join(f"{n} {tuple(round(float(v), 2) for v in c)}" for n, c in schedule_commands(runtime_contract))
+        + f". {cfg.envs_per_condition} robots per condition; errors measured {cfg.settle_s:g} s after each change.",
+        "",
+        "| condition | what changes | vx err [m/s] | vy err [m/s] | yaw err [rad/s] | falls | mean abs torque [Nm] "
+        "| power [W] |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['condition']} | {r['description']} | {r['vx_error']:.3f} | {r['vy_error']:.3f} | "
+            f"{r['yaw_error']:.3f} | {r['fall_rate']:.0%} | {r['mean_abs_torque']:.2f} | {r['mean_power_w']:.1f} |"
+        )
+    lines += ["", "![tracking](tracking_nominal.png)", "", "![conditions](conditions.png)", ""]
+    if (path / "training_eval.json").exists():
+        ev = json.loads((path / "training_eval.json").read_text())
+        lines += [
+            "## Evaluation on the training distribution (`trot eval RUN_DIR`, torch checkpoint)",
+            "",
+            f"{ev['episodes']} episodes of 20 s, commands drawn from the training ranges (resampled every 5 s), "
+            "training domain randomization and observation noise on; errors measured 1 s after each command.",
+            "",
+            "| forward vx error [m/s] | lateral vy error [m/s] | yaw error [rad/s] | episodes without a fall |",
+            "| --- | --- | --- | --- |",
+            f"| {ev['vx_error_mean']:.3f} | {ev['vy_error_mean']:.3f} | {ev['yaw_error_mean']:.3f} | "
+            f"{ev['no_fall_share']:.1%} |",
+            "",
+        ]
+    if (path / "training_curve.png").exists():
+        lines += ["## Training curve", "", "![training curve](training_curve.png)", ""]
+    card = path / "card.md"
+    card.write_text("\n".join(lines))
+    return card

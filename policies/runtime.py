@@ -1,0 +1,131 @@
+"""Run a policy artifact on a robot: named robot state in, named joint targets out.
+
+numpy + ONNX Runtime only. The observation is built by :class:`ObservationBuilder`, the very
+code the training environment runs, and the action is mapped by :class:`ActionMapper`. All
+arrays are allocated once; ONNX Runtime reads and writes them in place through an IO binding,
+so a control step allocates no array (only a few transient view objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from policies.artifact import INPUT_NAME, OUTPUT_NAME, read_artifact
+from policies.contract import Contract
+from policies.observation import ActionMapper, ObservationBuilder, joint_index
+
+
+def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+class PolicyRuntime:
+    """One policy artifact, ready to be called once per control step."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        model, self.contract = read_artifact(path)
+        self.path = Path(path)
+        self.session = make_session(model, threads)
+        c: Contract = self.contract
+        self.joint_names = c.joint_names
+        self.builder = ObservationBuilder(c, batch_size=1)
+        self.mapper = ActionMapper(c, batch_size=1)
+        nj = c.num_joints
+        self._joint_pos = np.zeros((1, nj))
+        self._joint_vel = np.zeros((1, nj))
+        self._quat = np.zeros((1, 4))
+        self._gyro = np.zeros((1, 3))
+        self._command = np.zeros((1, 3))
+        self.last_action = np.zeros((1, nj))
+        self.action = np.zeros((1, nj), dtype=np.float32)
+        self._orders: dict[tuple[str, ...], np.ndarray] = {}
+        self._binding = self.session.io_binding()
+        self._binding.bind_cpu_input(INPUT_NAME, self.builder.out)
+        self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, list(self.action.shape), self.action.ctypes.data)
+
+    def reset(self) -> None:
+        """Forget the previous action (start of an episode / after a stop)."""
+        self.last_action[:] = 0.0
+
+    def joint_order(self, names: Sequence[str]) -> np.ndarray:
+        """Index array taking arrays ordered like ``names`` to the contract's order (cached)."""
+        key = tuple(names)
+        order = self._orders.get(key)
+        if order is None:
+            order = self._orders[key] = joint_index(key, self.contract)
+        return order
+
+    def observe(
+        self,
+        joint_names: Sequence[str],
+        joint_pos: np.ndarray,
+        joint_vel: np.ndarray,
+        base_quat_wxyz: np.ndarray,
+        base_ang_vel: np.ndarray,
+        command: np.ndarray,
+    ) -> np.ndarray:
+        """Build the observation ([1, num_obs] float32, a reused buffer) from named robot state."""
+        order = self.joint_order(joint_names)
+        np.take(joint_pos, order, out=self._joint_pos[0])
+        np.take(joint_vel, order, out=self._joint_vel[0])
+        self._quat[0] = base_quat_wxyz
+        self._gyro[0] = base_ang_vel
+        self._command[0] = command
+        return self.builder.build(
+            base_ang_vel=self._gyro,
+            base_quat_wxyz=self._quat,
+            command=self._command,
+            joint_pos=self._joint_pos,
+            joint_vel=self._joint_vel,
+            last_action=self.last_action,
+        )
+
+    def infer(self) -> np.ndarray:
+        """Run the network on the observation buffer; returns the (reused) action buffer."""
+        self.session.run_with_iobinding(self._binding)
+        return self.action
+
+    def step(
+        self,
+        joint_names: Sequence[str],
+        joint_pos: np.ndarray,
+        joint_vel: np.ndarray,
+        base_quat_wxyz: np.ndarray,
+        base_ang_vel: np.ndarray,
+        command: np.ndarray,
+    ) -> np.ndarray:
+        """One control step: joint position targets in the contract's joint order (``self.joint_names``).
+
+        The returned array is reused by the next call; copy it to keep it.
+        """
+        self.observe(joint_names, joint_pos, joint_vel, base_quat_wxyz, base_ang_vel, command)
+        action = self.infer()
+        self.last_action[:] = action
+        return self.mapper(action)[0]
+
+    def step_named(self, joint_pos: Mapping[str, float], joint_vel: Mapping[str, float], **state) -> dict[str, float]:
+        """Convenience form of :meth:`step` with dicts keyed by joint name (allocates)."""
+        names = list(joint_pos)
+        targets = self.step(
+            names,
+            np.array([joint_pos[n] for n in names]),
+            np.array([joint_vel[n] for n in names]),
+            **state,
+        )
+        return dict(zip(self.joint_names, targets.tolist(), strict=True))
+
+    def act_batch(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch of observations (evaluation, parity checks)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.contract.num_obs:
+            raise ValueError(f"observation has shape {obs.shape}, the policy expects [batch, {self.contract.num_obs}]")
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]

@@ -1,0 +1,202 @@
+"""Export a short real training run and run the artifact through the deploy-side runtime."""
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from policies.artifact import CONTRACT_KEY, ArtifactError, read_artifact
+from policies.contract import Contract
+from policies.runtime import PolicyRuntime
+from training.envs.locomotion import LocomotionEnv
+from training.export import ExportConfig, export
+from training.ppo.runner import Runner
+from training.train import TrainConfig, build_env, run_meta
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    cfg = TrainConfig(task="go2-flat", steps_per_env=8, max_iterations=2, save_interval=2, seed=3)
+    cfg.env.num_envs = 32
+    cfg.log_dir, cfg.run_name = root, "run"
+    env = build_env(cfg)
+    run = root / "run"
+    run.mkdir()
+    from training.train import save_config
+
+    save_config(cfg, run)
+    Runner(cfg, env, run, run_meta(cfg, env)).learn(progress=False)
+    env.close()
+    return export(ExportConfig(run=run, out=root / "policy"))
+
+
+def test_artifact_files_contract_and_parity(artifact: Path) -> None:
+    model = onnx.load(artifact / "policy.onnx")
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert model.graph.input[0].name == "obs" and dims == ["batch", 45]
+    assert model.graph.output[0].name == "actions"
+    meta = {p.key: p.value for p in model.metadata_props}
+    contract = Contract.from_json(meta[CONTRACT_KEY])
+    assert contract.robot == "go2" and contract.joint_names[0] == "FL_hip_joint"
+    prov = contract.provenance
+    for key in ("training_config_sha256", "git_commit", "training_env_steps", "seed", "exported_at"):
+        assert key in prov
+    assert prov["seed"] == 3 and prov["training_iterations"] == 2
+    on_disk = yaml.safe_load((artifact / "policy.yaml").read_text())
+    assert Contract.from_dict(on_disk) == contract
+    parity = json.loads((artifact / "parity.json").read_text())
+    assert parity["samples"] >= 10_000 and parity["max_abs_diff"] <= 1e-5
+
+
+def test_runtime_observation_equals_the_env_observation_in_closed_loop(artifact: Path, quiet_cfg) -> None:
+    runtime = PolicyRuntime(artifact)
+    env = LocomotionEnv(quiet_cfg(num_envs=1), seed=0)
+    obs, _ = env.reset()
+    model = env.model
+    names = [model.joint(j).name for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+    names = names[::-1]  # a driver may publish joints in any order
+    qadr = [model.jnt_qposadr[model.joint(n).id] for n in names]
+    vadr = [model.jnt_dofadr[model.joint(n).id] for n in names]
+    idx = env.index
+    for _ in range(40):
+        sensors = env._sensor_out[0, -1]
+        targets = runtime.step(
+            names,
+            env.qpos[0, qadr],
+            env.qvel[0, vadr],
+            base_quat_wxyz=sensors[idx.orientation],
+            base_ang_vel=sensors[idx.gyro],
+            command=env.commands[0],
+        )
+        np.testing.assert_array_equal(runtime.builder.out, obs)
+        obs, *_ = env.step(runtime.action.copy())
+        np.testing.assert_array_equal(env._last_targets[0], targets)
+    env.close()
+
+
+def test_runtime_reuses_buffers_and_allocates_nothing_per_step(artifact: Path) -> None:
+    runtime = PolicyRuntime(artifact)
+    names = list(runtime.joint_names)
+    q, dq = np.array(runtime.contract.default_joint_pos), np.zeros(12)
+    quat, gyro, cmd = np.array([1.0, 0, 0, 0]), np.zeros(3), np.array([0.5, 0.0, 0.0])
+    first = runtime.step(names, q, dq, quat, gyro, cmd)
+    assert runtime.step(names, q, dq, quat, gyro, cmd) is not None
+    second = runtime.step(names, q, dq, quat, gyro, cmd)
+    assert np.shares_memory(first, second), "targets must live in one reused buffer"
+    tracemalloc.start()
+    for _ in range(50):
+        runtime.step(names, q, dq, quat, gyro, cmd)
+    # Our part of the step (observation build + action mapping) writes into preallocated arrays;
+    # what Python allocates transiently is a few view objects and the keyword dict (~2 KB peak,
+    # independent of how many steps run).
+    tracemalloc.reset_peak()
+    start, _ = tracemalloc.get_traced_memory()
+    for _ in range(500):
+        runtime.observe(names, q, dq, quat, gyro, cmd)
+        runtime.mapper(runtime.action)
+    end, peak = tracemalloc.get_traced_memory()
+    assert end - start < 1024, f"memory grew by {end - start} bytes over 500 steps (a leak)"
+    assert peak - start < 4096, f"observation/mapping allocate (peak +{peak - start} bytes)"
+    # The whole step retains nothing of ours (ONNX Runtime's own bookkeeping is outside our control).
+    ours = [tracemalloc.Filter(False, "*onnxruntime*"), tracemalloc.Filter(False, tracemalloc.__file__)]
+    before = tracemalloc.take_snapshot().filter_traces(ours)
+    for _ in range(500):
+        runtime.step(names, q, dq, quat, gyro, cmd)
+    after = tracemalloc.take_snapshot().filter_traces(ours)
+    tracemalloc.stop()
+    runtime_file = Path(PolicyRuntime.__init__.__code__.co_filename).name
+    grown = [d for d in after.compare_to(before, "filename") if d.size_diff > 0 and runtime_file in str(d.traceback)]
+    assert not grown, grown
+
+
+def test_runtime_matches_joints_by_name_and_refuses_missing_ones(artifact: Path) -> None:
+    runtime = PolicyRuntime(artifact)
+    names = list(runtime.joint_names)
+    q = np.array(runtime.contract.default_joint_pos) + np.linspace(0, 0.1, 12)
+    state = dict(base_quat_wxyz=np.array([1.0, 0, 0, 0]), base_ang_vel=np.zeros(3), command=np.zeros(3))
+    a = runtime.step(names, q, np.zeros(12), **state).copy()
+    runtime.reset()
+    perm = np.random.default_rng(0).permutation(12)
+    b = runtime.step([names[i] for i in perm], q[perm], np.zeros(12), **state).copy()
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(KeyError, match="RR_calf_joint"):
+        runtime.step(names[:-1], q[:-1], np.zeros(11), **state)
+    with pytest.raises(ValueError, match=r"\[batch, 45\]"):
+        runtime.act_batch(np.zeros((2, 44)))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a valid ONNX model"),
+        (lambda p: p.write_bytes(b"hello"), "not a valid ONNX model"),
+        (lambda p: _edit_meta(p, None), "no 'trot_contract' metadata"),
+        (lambda p: _edit_meta(p, "{broken"), "not valid JSON"),
+        (lambda p: _edit_meta(p, lambda d: d.update(version=7)), "contract.version"),
+        (lambda p: _edit_meta(p, lambda d: d["obs_terms"].pop()), "input 'obs' has shape"),
+    ],
+    ids=["truncated", "garbage", "no-metadata", "bad-json", "future-version", "size-mismatch"],
+)
+def test_bad_artifacts_are_refused(artifact: Path, tmp_path: Path, damage, message: str) -> None:
+    broken = tmp_path / "policy.onnx"
+    broken.write_bytes((artifact / "policy.onnx").read_bytes())
+    damage(broken)
+    with pytest.raises(ArtifactError, match=message):
+        read_artifact(broken)
+    with pytest.raises(ArtifactError):
+        PolicyRuntime(broken)
+
+
+def test_missing_artifact(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such policy file"):
+        PolicyRuntime(tmp_path)
+
+
+def _edit_meta(path: Path, change) -> None:
+    model = onnx.load(path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    del model.metadata_props[:]
+    if change is not None:
+        if isinstance(change, str):
+            value = change
+        else:
+            data = json.loads(meta[CONTRACT_KEY])
+            change(data)
+            value = json.dumps(data)
+        entry = model.metadata_props.add()
+        entry.key, entry.value = CONTRACT_KEY, value
+    onnx.save(model, path)
+
+
+def test_sim2sim_eval_and_card(artifact: Path) -> None:
+    from policies.eval import PolicyEvalConfig, evaluate_artifact, write_card
+
+    cfg = PolicyEvalConfig(segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms"))
+    results = evaluate_artifact(artifact, cfg)
+    assert [r["condition"] for r in results] == ["nominal", "timestep_2ms"]
+    for r in results:
+        assert 0.0 <= r["fall_rate"] <= 1.0
+        assert len(r["trace"]["t"]) == 6 * 20  # 6 segments x 0.4 s at 50 Hz
+    card = write_card(artifact, results, cfg)
+    text = card.read_text()
+    assert "| nominal |" in text and "| timestep_2ms |" in text and "training_config_sha256" in text
+    for png in ("tracking_nominal.png", "conditions.png", "training_curve.png"):
+        assert (artifact / png).stat().st_size > 1000, png
+
+
+def test_eval_refuses_an_artifact_whose_contract_disagrees_with_the_simulation(artifact: Path, tmp_path: Path) -> None:
+    from policies.eval import ContractMismatch, PolicyEvalConfig, evaluate_artifact
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "policy.onnx").write_bytes((artifact / "policy.onnx").read_bytes())
+    _edit_meta(other / "policy.onnx", lambda d: d.update(kp=[99.0] * 12))
+    with pytest.raises(ContractMismatch, match=r"contract\.kp"):
+        evaluate_artifact(other, PolicyEvalConfig(segment_s=0.2, conditions=("nominal",)))
