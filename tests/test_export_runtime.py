@@ -200,3 +200,43 @@ def test_eval_refuses_an_artifact_whose_contract_disagrees_with_the_simulation(a
     _edit_meta(other / "policy.onnx", lambda d: d.update(kp=[99.0] * 12))
     with pytest.raises(ContractMismatch, match=r"contract\.kp"):
         evaluate_artifact(other, PolicyEvalConfig(segment_s=0.2, conditions=("nominal",)))
+
+
+def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+
+    def trot(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=root, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+
+    out = tmp_path / "cli_policy"
+    r = trot("export", str(artifact.parent / "run"), "-o", str(out), "--parity-samples", "10000")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "max_abs_diff" in r.stdout
+    r = trot(
+        "eval", str(out), "--segment-s", "0.2", "--envs-per-condition", "1", "--conditions", "nominal", "weak_motors"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "weak_motors" in r.stdout and (out / "card.md").is_file()
+    r = trot("eval", str(out), "--conditions", "moon_gravity")
+    assert r.returncode == 2 and "moon_gravity" in r.stderr
+    r = trot("export", str(tmp_path / "no_run"), "-o", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+def test_shipped_go2_policy_loads_and_matches_the_simulation() -> None:
+    """The artifact in the repository must stay usable as the robot config evolves."""
+    from policies.eval import check_contract
+    from training.envs.config import EnvConfig
+
+    shipped = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+    runtime = PolicyRuntime(shipped)
+    env = LocomotionEnv(EnvConfig(robot=runtime.contract.robot, num_envs=1))
+    check_contract(runtime.contract, env.contract)
+    env.close()
+    assert runtime.contract.provenance["training_command"].startswith("trot train go2-flat")
+    assert (shipped / "policy.onnx").stat().st_size < 5_000_000
+    assert "| nominal |" in (shipped / "card.md").read_text()

@@ -38,6 +38,8 @@ class TrainConfig(RunnerConfig):
     log_dir: Path = Path("runs")
     run_name: str = ""
     """Run folder name under log_dir (default: task_date_seed)."""
+    gym_async: bool = True
+    """Gymnasium tasks: step envs in worker processes (AsyncVectorEnv) rather than in-process."""
 
 
 def is_gym_task(task: str) -> bool:
@@ -52,9 +54,9 @@ def default_config(task: str) -> TrainConfig:
         return TrainConfig(task=task, env=make_task_config(task), max_iterations=3000, max_minutes=29.0)
     return TrainConfig(
         task=task,
-        env=EnvConfig(num_envs=2),
-        steps_per_env=1024,
-        max_iterations=488,  # 2 envs x 1024 steps x 488 = 1M env steps
+        env=EnvConfig(num_envs=8),
+        steps_per_env=256,
+        max_iterations=488,  # 8 envs x 256 steps x 488 = 1M env steps (CleanRL's batch of 2048)
         save_interval=100,
         reward_normalization=True,
         ppo=PPOConfig(
@@ -75,7 +77,7 @@ def build_env(cfg: TrainConfig, rank: int = 0, local_world: int = 1):
 
     seed = cfg.seed + rank
     if is_gym_task(cfg.task):
-        return GymTrainEnv(cfg.task, cfg.env.num_envs, seed)
+        return GymTrainEnv(cfg.task, cfg.env.num_envs, seed, asynchronous=cfg.gym_async)
     env_cfg = dataclasses.replace(cfg.env)
     if local_world > 1 and env_cfg.nthread == 0:
         env_cfg.nthread = max(1, (os.cpu_count() or 1) // local_world)

@@ -393,21 +393,22 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
 
 
 class _progress:
-    """A rich progress bar with env steps/s, return and ETA (or nothing, off the main rank)."""
+    """A rich progress bar: iterations, ETA (or the time budget left), env steps/s, return."""
 
     def __init__(self, runner: Runner, enabled: bool) -> None:
         self.enabled = enabled
+        self.budget_s = 60.0 * runner.cfg.max_minutes
         if not enabled:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        eta = TextColumn("{task.fields[budget]}") if self.budget_s > 0 else TimeRemainingColumn()
         self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        )  # fmt: skip
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), eta, TextColumn("{task.fields[info]}")
+        )
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=runner.cfg.max_iterations, completed=runner.iteration, info=""
+            "train", total=runner.cfg.max_iterations, completed=runner.iteration, info="", budget=""
         )
 
     def update(self, stats: dict[str, float]) -> None:
@@ -416,7 +417,11 @@ class _progress:
         info = f"{stats['perf/env_steps_per_s']:,.0f} steps/s"
         if "episode/mean_return" in stats:
             info += f"  return {stats['episode/mean_return']:.2f}  len {stats['episode/mean_length']:.0f}"
-        self.progress.update(self.task, advance=1, info=info)
+        budget = ""
+        if self.budget_s > 0:
+            left = max(0.0, self.budget_s - stats["perf/wall_clock_s"])
+            budget = f"{left / 60:4.1f} of {self.budget_s / 60:g} min left"
+        self.progress.update(self.task, advance=1, info=info, budget=budget)
 
     def close(self) -> None:
         if self.enabled:
