@@ -1,0 +1,265 @@
+"""The policy node's brain, without ROS: mode machine, watchdog and every safety filter.
+
+The ROS node only converts messages to the calls below and the returned :class:`JointCommand`
+back to a message, so everything that decides what reaches the motors is here and testable
+without middleware. Safety rules, in the order ``tick`` applies them:
+
+- a joint state or IMU sample older than ``stale_periods`` control periods, or any non-finite
+  input, forces DAMPING (zero stiffness, damping only) until an explicit restart;
+- ``/cmd_vel`` is clipped to the contract's command ranges and decays to zero when not refreshed;
+- targets are clipped to the joint limits and their change per step is limited;
+- a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policies.runtime import PolicyRuntime
+
+
+class Mode(enum.Enum):
+    PASSIVE = "passive"  # no command is sent
+    STANDUP = "standup"  # interpolate from the measured pose to the default pose
+    RUNNING = "running"  # the policy drives the joints
+    DAMPING = "damping"  # zero stiffness, damping only
+
+
+@dataclass
+class SafetyConfig:
+    stale_periods: float = 2.5
+    """Sensors older than this many control periods trip the watchdog (-> DAMPING): when they stop,
+    the third control period after the last sample is already damped."""
+    max_target_step: float = 0.25
+    """Largest change of a joint target per control step, rad."""
+    joint_limit_margin: float = 0.02
+    """Targets stay this far inside the joint limits, rad."""
+    cmd_timeout_s: float = 0.5
+    """After this long without /cmd_vel the command starts decaying to zero..."""
+    cmd_decay_s: float = 0.5
+    """...reaching zero after this much longer."""
+    standup_s: float = 2.0
+    damping_kd: float = 2.0
+    """Damping gain in DAMPING mode, N m s / rad."""
+
+
+@dataclass
+class JointCommand:
+    """What goes to the motors, in the contract's joint order."""
+
+    names: tuple[str, ...]
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    kp: np.ndarray
+    kd: np.ndarray
+    mode: Mode
+
+
+@dataclass
+class Transition:
+    time: float
+    source: Mode
+    target: Mode
+    reason: str
+
+
+@dataclass
+class _Sample:
+    stamp: float = -math.inf
+    ok: bool = False
+
+
+@dataclass
+class Stats:
+    watchdog_trips: int = 0
+    bad_inputs: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+
+
+class PolicyController:
+    def __init__(
+        self,
+        runtime: PolicyRuntime,
+        safety: SafetyConfig | None = None,
+        control_period: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.contract = c = runtime.contract
+        self.safety = safety or SafetyConfig()
+        self.period = control_period or c.control_dt
+        self.log = log or (lambda message: None)
+        n = c.num_joints
+        self.names = c.joint_names
+        self.default = np.asarray(c.default_joint_pos, dtype=np.float64)
+        margin = self.safety.joint_limit_margin
+        self.lower = np.asarray(c.joint_pos_lower) + margin
+        self.upper = np.asarray(c.joint_pos_upper) - margin
+        self.kp_nominal = np.asarray(c.kp, dtype=np.float64)
+        self.kd_nominal = np.asarray(c.kd, dtype=np.float64)
+        keys = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
+        self.cmd_lo = np.array([c.command_ranges[k][0] for k in keys])
+        self.cmd_hi = np.array([c.command_ranges[k][1] for k in keys])
+        self.mode = Mode.PASSIVE
+        self.stats = Stats()
+        self.joint_pos = np.zeros(n)
+        self.joint_vel = np.zeros(n)
+        self.quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self.gyro = np.zeros(3)
+        self.cmd = np.zeros(3)
+        self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
+        self._standup_from = self.default.copy()
+        self._standup_start = 0.0
+        self._last_target = self.default.copy()
+        self._out = JointCommand(
+            self.names, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), Mode.PASSIVE
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def set_joint_state(
+        self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float], stamp: float, now: float
+    ) -> bool:
+        """A joint state message (header ``stamp``, received at ``now``); joints matched by name, any order."""
+        if len(position) != len(names) or len(velocity) != len(names):
+            return self._bad_input(
+                f"joint state has {len(names)} names, {len(position)} positions, {len(velocity)} velocities", now
+            )
+        try:
+            order = self.runtime.joint_order(names)
+        except KeyError as exc:
+            return self._bad_input(str(exc.args[0]), now)
+        pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
+        if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
+            return self._bad_input("joint state contains NaN or Inf", now)
+        if not self._stamp_ok("joint state", stamp, now):
+            return False
+        self.joint_pos[:], self.joint_vel[:] = pos, vel
+        self._joints = _Sample(stamp, True)
+        return True
+
+    def set_imu(self, quat_wxyz: Sequence[float], gyro: Sequence[float], stamp: float, now: float) -> bool:
+        q, w = np.asarray(quat_wxyz, dtype=np.float64), np.asarray(gyro, dtype=np.float64)
+        if q.shape != (4,) or w.shape != (3,):
+            return self._bad_input(f"IMU sample has orientation {q.shape} and angular velocity {w.shape}", now)
+        norm = float(np.linalg.norm(q)) if np.isfinite(q).all() else math.nan
+        if not (np.isfinite(w).all() and 0.9 < norm < 1.1):
+            return self._bad_input("IMU sample is non-finite or its quaternion is not unit length", now)
+        if not self._stamp_ok("IMU", stamp, now):
+            return False
+        self.quat[:], self.gyro[:] = q / norm, w
+        self._imu = _Sample(stamp, True)
+        return True
+
+    def set_command(self, vx: float, vy: float, yaw_rate: float, now: float) -> bool:
+        """A velocity command (Twist messages carry no stamp: ``now`` is its receive time)."""
+        c = np.array([vx, vy, yaw_rate], dtype=np.float64)
+        if not np.isfinite(c).all():
+            return self._bad_input("/cmd_vel contains NaN or Inf", now)
+        self.cmd[:] = np.clip(c, self.cmd_lo, self.cmd_hi)
+        self._cmd = _Sample(now, True)
+        return True
+
+    def _stamp_ok(self, what: str, stamp: float, now: float) -> bool:
+        limit = self.safety.stale_periods * self.period
+        if stamp > now + limit:
+            return self._bad_input(f"{what} stamped {stamp - now:.3f} s in the future", now)
+        if stamp < now - limit:
+            return self._bad_input(f"{what} stamped {now - stamp:.3f} s in the past", now)
+        return True
+
+    def _bad_input(self, reason: str, now: float) -> bool:
+        self.stats.bad_inputs += 1
+        self.log(f"bad input: {reason}")
+        if self.mode in (Mode.STANDUP, Mode.RUNNING):
+            self._transition(Mode.DAMPING, f"bad input: {reason}", now)
+        return False
+
+    # ------------------------------------------------------------------ transitions
+    def _transition(self, target: Mode, reason: str, now: float) -> None:
+        if target is self.mode:
+            return
+        self.stats.transitions.append(Transition(now, self.mode, target, reason))
+        self.log(f"{self.mode.value} -> {target.value}: {reason}")
+        self.mode = target
+
+    def start(self, now: float) -> tuple[bool, str]:
+        """PASSIVE or DAMPING -> STANDUP (then RUNNING by itself); needs fresh sensors."""
+        if self.mode in (Mode.STANDUP, Mode.RUNNING):
+            return False, f"already {self.mode.value}"
+        if not self._fresh(now):
+            return False, "no fresh joint state and IMU: refusing to start"
+        self._standup_from = self.joint_pos.copy()
+        self._last_target = self.joint_pos.copy()
+        self._standup_start = now
+        self.runtime.reset()
+        self._transition(Mode.STANDUP, "start requested", now)
+        return True, "standing up"
+
+    def stop(self, now: float) -> tuple[bool, str]:
+        """Controlled stop: DAMPING (the robot sinks slowly; no stiffness that could fight a fall)."""
+        self._transition(Mode.DAMPING, "stop requested", now)
+        return True, "damping"
+
+    def estop(self, now: float) -> tuple[bool, str]:
+        self._transition(Mode.DAMPING, "emergency stop", now)
+        return True, "damping (emergency stop)"
+
+    # ------------------------------------------------------------------ control step
+    def _fresh(self, now: float) -> bool:
+        limit = self.safety.stale_periods * self.period
+        return self._joints.ok and self._imu.ok and now - self._joints.stamp <= limit and now - self._imu.stamp <= limit
+
+    def command_now(self, now: float) -> np.ndarray:
+        """The velocity command after timeout decay."""
+        age = now - self._cmd.stamp
+        s = self.safety
+        if age <= s.cmd_timeout_s:
+            return self.cmd
+        scale = max(0.0, 1.0 - (age - s.cmd_timeout_s) / s.cmd_decay_s) if s.cmd_decay_s > 0 else 0.0
+        return self.cmd * scale
+
+    def tick(self, now: float) -> JointCommand | None:
+        """One control period: the command to send, or None in PASSIVE."""
+        if self.mode in (Mode.STANDUP, Mode.RUNNING) and not self._fresh(now):
+            self.stats.watchdog_trips += 1
+            self._transition(Mode.DAMPING, "watchdog: stale joint state or IMU", now)
+        out = self._out
+        if self.mode is Mode.PASSIVE:
+            return None
+        if self.mode is Mode.DAMPING:
+            out.position[:] = self.joint_pos
+            out.velocity[:] = 0.0
+            out.effort[:] = 0.0
+            out.kp[:] = 0.0
+            out.kd[:] = self.safety.damping_kd
+            out.mode = Mode.DAMPING
+            return out
+        if self.mode is Mode.STANDUP:
+            alpha = min(1.0, (now - self._standup_start) / max(self.safety.standup_s, 1e-9))
+            target = (1.0 - alpha) * self._standup_from + alpha * self.default
+            if alpha >= 1.0:
+                self._transition(Mode.RUNNING, "stand-up complete", now)
+        else:
+            target = self.runtime.step(
+                self.names, self.joint_pos, self.joint_vel, self.quat, self.gyro, self.command_now(now)
+            )
+            if not np.isfinite(target).all():
+                self._transition(Mode.DAMPING, "policy produced a non-finite target", now)
+                return self.tick(now)
+        step = self.safety.max_target_step
+        target = np.clip(target, self._last_target - step, self._last_target + step)
+        target = np.clip(target, self.lower, self.upper)
+        self._last_target[:] = target
+        out.position[:] = target
+        out.velocity[:] = 0.0
+        out.effort[:] = 0.0
+        out.kp[:] = self.kp_nominal
+        out.kd[:] = self.kd_nominal
+        out.mode = self.mode
+        return out

@@ -1,0 +1,167 @@
+"""The policy node's controller (mode machine + safety filters) with the shipped ONNX policy."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from policies.runtime import PolicyRuntime
+from ros_nodes.controller import Mode, PolicyController, SafetyConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+T = 0.02
+
+
+@pytest.fixture
+def ctrl() -> PolicyController:
+    return PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.2))
+
+
+def feed(c: PolicyController, now: float, pos=None, names=None, vel=None) -> None:
+    names = list(c.names) if names is None else names
+    pos = np.asarray(c.contract.default_joint_pos) if pos is None else pos
+    vel = np.zeros(len(names)) if vel is None else vel
+    assert c.set_joint_state(names, pos, vel, stamp=now, now=now)
+    assert c.set_imu([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0], stamp=now, now=now)
+
+
+def run_to(c: PolicyController, mode: Mode, start: float = 0.0) -> float:
+    now = start
+    feed(c, now)
+    assert c.start(now)[0]
+    while c.mode is not mode:
+        now += T
+        feed(c, now)
+        c.tick(now)
+        assert now < 5.0
+    return now
+
+
+def test_passive_sends_nothing_and_start_needs_fresh_sensors(ctrl: PolicyController) -> None:
+    assert ctrl.tick(0.0) is None
+    ok, why = ctrl.start(0.0)
+    assert not ok and "no fresh" in why and ctrl.mode is Mode.PASSIVE
+
+
+def test_standup_interpolates_from_measured_pose_then_runs(ctrl: PolicyController) -> None:
+    crouched = np.asarray(ctrl.contract.default_joint_pos) + np.tile([0.0, 0.3, -0.4], 4)
+    feed(ctrl, 0.0, pos=crouched)
+    assert ctrl.start(0.0)[0] and ctrl.mode is Mode.STANDUP
+    first = ctrl.tick(0.0).position.copy()
+    np.testing.assert_allclose(first, np.clip(crouched, ctrl.lower, ctrl.upper))
+    now = 0.0
+    while ctrl.mode is Mode.STANDUP:
+        now += T
+        feed(ctrl, now, pos=crouched)
+        cmd = ctrl.tick(now)
+    np.testing.assert_allclose(cmd.position, ctrl.default, atol=1e-9)
+    assert ctrl.mode is Mode.RUNNING
+    assert [t.target for t in ctrl.stats.transitions] == [Mode.STANDUP, Mode.RUNNING]
+    assert ctrl.stats.transitions[-1].reason == "stand-up complete"
+
+
+def test_running_targets_are_finite_within_limits_and_rate_limited(ctrl: PolicyController) -> None:
+    now = run_to(ctrl, Mode.RUNNING)
+    rng = np.random.default_rng(0)
+    previous = None
+    for _ in range(300):
+        now += T
+        pos = rng.uniform(ctrl.contract.joint_pos_lower, ctrl.contract.joint_pos_upper)
+        feed(ctrl, now, pos=pos, vel=rng.normal(0, 5, 12))
+        ctrl.set_command(*rng.uniform(-3, 3, 3), now=now)
+        out = ctrl.tick(now)
+        assert out.mode is Mode.RUNNING and np.isfinite(out.position).all()
+        assert (out.position >= ctrl.lower - 1e-12).all() and (out.position <= ctrl.upper + 1e-12).all()
+        if previous is not None:
+            assert np.abs(out.position - previous).max() <= ctrl.safety.max_target_step + 1e-12
+        previous = out.position.copy()
+        np.testing.assert_array_equal(out.kp, ctrl.kp_nominal)
+
+
+def test_permuted_joint_order_gives_the_same_command() -> None:
+    outs = []
+    for permute in (False, True):
+        c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0))
+        now = run_to(c, Mode.RUNNING)
+        names = list(c.names)
+        pos = np.asarray(c.contract.default_joint_pos) + np.linspace(-0.1, 0.1, 12)
+        perm = np.random.default_rng(1).permutation(12) if permute else np.arange(12)
+        now += T
+        feed(c, now, pos=pos[perm], names=[names[i] for i in perm], vel=np.linspace(-1, 1, 12)[perm])
+        c.set_command(0.5, 0.0, 0.2, now=now)
+        outs.append(c.tick(now).position.copy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_stale_sensors_damp_within_three_periods(ctrl: PolicyController) -> None:
+    now = run_to(ctrl, Mode.RUNNING)
+    last_sample = now
+    for k in range(1, 4):
+        out = ctrl.tick(last_sample + k * T)
+    assert ctrl.mode is Mode.DAMPING and out.mode is Mode.DAMPING
+    assert ctrl.stats.watchdog_trips == 1
+    np.testing.assert_array_equal(out.kp, 0.0)
+    assert (out.kd == ctrl.safety.damping_kd).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda c, now: c.set_joint_state(list(c.names), [np.nan] * 12, [0.0] * 12, stamp=now, now=now),
+        lambda c, now: c.set_joint_state(list(c.names), [0.0] * 11, [0.0] * 12, stamp=now, now=now),
+        lambda c, now: c.set_joint_state(["wing"] * 12, [0.0] * 12, [0.0] * 12, stamp=now, now=now),
+        lambda c, now: c.set_joint_state(list(c.names), list(c.default), [0.0] * 12, stamp=now + 5.0, now=now),
+        lambda c, now: c.set_joint_state(list(c.names), list(c.default), [0.0] * 12, stamp=now - 5.0, now=now),
+        lambda c, now: c.set_imu([np.inf, 0, 0, 0], [0, 0, 0], stamp=now, now=now),
+        lambda c, now: c.set_imu([2.0, 0, 0, 0], [0, 0, 0], stamp=now, now=now),
+        lambda c, now: c.set_command(np.nan, 0.0, 0.0, now=now),
+    ],
+    ids=["nan-joint", "short-array", "unknown-names", "future-stamp", "past-stamp", "inf-imu", "non-unit-quat",
+         "nan-cmd"],
+)  # fmt: skip
+def test_bad_input_damps_and_is_logged(bad) -> None:
+    lines: list[str] = []
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0), log=lines.append)
+    now = run_to(c, Mode.RUNNING)
+    assert bad(c, now + T) is False
+    out = c.tick(now + T)
+    assert c.mode is Mode.DAMPING and out.mode is Mode.DAMPING and np.isfinite(out.position).all()
+    assert any(line.startswith("bad input:") for line in lines)
+    assert c.stats.bad_inputs == 1
+
+
+def test_estop_and_stop(ctrl: PolicyController) -> None:
+    now = run_to(ctrl, Mode.RUNNING)
+    ctrl.estop(now)
+    assert ctrl.mode is Mode.DAMPING and ctrl.stats.transitions[-1].reason == "emergency stop"
+    feed(ctrl, now + T)
+    assert ctrl.start(now + T)[0] and ctrl.mode is Mode.STANDUP  # an explicit restart is allowed
+
+
+def test_command_is_clipped_and_decays_when_not_refreshed(ctrl: PolicyController) -> None:
+    ctrl.set_command(5.0, -5.0, 0.5, now=0.0)
+    hi = ctrl.cmd_hi
+    np.testing.assert_allclose(ctrl.command_now(0.1), [hi[0], ctrl.cmd_lo[1], 0.5])
+    s = ctrl.safety
+    half = ctrl.command_now(s.cmd_timeout_s + s.cmd_decay_s / 2)
+    np.testing.assert_allclose(half, 0.5 * np.array([hi[0], ctrl.cmd_lo[1], 0.5]))
+    np.testing.assert_array_equal(ctrl.command_now(s.cmd_timeout_s + s.cmd_decay_s + 0.01), 0.0)
+
+
+def test_non_finite_policy_output_damps(tmp_path: Path) -> None:
+    model = onnx.load(SHIPPED / "policy.onnx")
+    for init in model.graph.initializer:
+        if init.dims and len(init.dims) == 1 and init.dims[0] == 12:  # an output bias
+            init.CopyFrom(numpy_helper.from_array(np.full(12, np.nan, dtype=np.float32), init.name))
+    broken = tmp_path / "nan_policy"
+    broken.mkdir()
+    onnx.save(model, broken / "policy.onnx")
+    c = PolicyController(PolicyRuntime(broken), SafetyConfig(standup_s=0.0))
+    now = run_to(c, Mode.RUNNING)
+    now += T
+    feed(c, now)
+    out = c.tick(now)
+    assert c.mode is Mode.DAMPING and out.mode is Mode.DAMPING and np.isfinite(out.position).all()
+    assert c.stats.transitions[-1].reason == "policy produced a non-finite target"
