@@ -51,6 +51,8 @@ class PolicyRuntime:
         self._binding = self.session.io_binding()
         self._binding.bind_cpu_input(INPUT_NAME, self.builder.out)
         self._binding.bind_output(OUTPUT_NAME, "cpu", 0, np.float32, list(self.action.shape), self.action.ctypes.data)
+        self.infer()  # warm-up: ONNX Runtime's first run is slow, and must not be a control step
+        self.action[:] = 0.0
 
     def reset(self) -> None:
         """Forget the previous action (start of an episode / after a stop)."""

@@ -4,8 +4,9 @@ The ROS node only converts messages to the calls below and the returned :class:`
 back to a message, so everything that decides what reaches the motors is here and testable
 without middleware. Safety rules, in the order ``tick`` applies them:
 
-- a joint state or IMU sample older than ``stale_periods`` control periods, or any non-finite
-  input, forces DAMPING (zero stiffness, damping only) until an explicit restart;
+- no fresh joint state or IMU sample for ``stale_periods`` control periods (samples stamped too
+  far in the past are dropped), any malformed or non-finite input, or a stamp from the future
+  forces DAMPING (zero stiffness, damping only) until an explicit restart;
 - ``/cmd_vel`` is clipped to the contract's command ranges and decays to zero when not refreshed;
 - targets are clipped to the joint limits and their change per step is limited;
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
@@ -79,6 +80,7 @@ class _Sample:
 class Stats:
     watchdog_trips: int = 0
     bad_inputs: int = 0
+    stale_dropped: int = 0
     transitions: list[Transition] = field(default_factory=list)
 
 
@@ -114,6 +116,7 @@ class PolicyController:
         self.gyro = np.zeros(3)
         self.cmd = np.zeros(3)
         self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
+        self._last_drop_log = -math.inf
         self._standup_from = self.default.copy()
         self._standup_start = 0.0
         self._last_target = self.default.copy()
@@ -166,11 +169,18 @@ class PolicyController:
         return True
 
     def _stamp_ok(self, what: str, stamp: float, now: float) -> bool:
+        """Future stamps are a broken clock (-> DAMPING); too-old samples are dropped, and if no
+        fresh one follows, the watchdog damps."""
         limit = self.safety.stale_periods * self.period
         if stamp > now + limit:
             return self._bad_input(f"{what} stamped {stamp - now:.3f} s in the future", now)
         if stamp < now - limit:
-            return self._bad_input(f"{what} stamped {now - stamp:.3f} s in the past", now)
+            self.stats.stale_dropped += 1
+            if now - self._last_drop_log >= 1.0:  # at most one line a second: logging must not add lag
+                self.log(f"dropping {what} samples stamped in the past ({now - stamp:.3f} s old; "
+                         f"{self.stats.stale_dropped} so far)")  # fmt: skip
+                self._last_drop_log = now
+            return False
         return True
 
     def _bad_input(self, reason: str, now: float) -> bool:

@@ -1,0 +1,301 @@
+"""trot policy node: a lifecycle node that serves an ONNX policy artifact safely.
+
+In: sensor_msgs/JointState (joint_states), sensor_msgs/Imu (imu), geometry_msgs/Twist (cmd_vel).
+Out: sensor_msgs/JointState (joint_commands): position targets + zero velocity/effort in RUNNING
+and STANDUP (track them with the contract's Kp/Kd); in DAMPING the message has NO positions,
+zero velocities and efforts: the driver must apply damping only. Optionally
+std_msgs/Float64MultiArray positions in ``forward_joint_order`` for a ros2_control
+forward_command_controller. Services ~/start, ~/stop, ~/estop (std_srvs/Trigger).
+All decisions are made by :class:`ros_nodes.controller.PolicyController`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.wait_for_message import wait_for_message
+from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from policies.artifact import ArtifactError
+from policies.runtime import PolicyRuntime
+from ros_nodes.controller import Mode, PolicyController, SafetyConfig
+from ros_nodes.params import declare, doc
+
+
+@dataclass
+class PolicyNodeParams:
+    policy_path: str = field(default="", metadata=doc("policy artifact folder or policy.onnx"))
+    control_rate: float = field(default=0.0, metadata=doc("Hz; 0 = the artifact's control period"))
+    start_mode: str = field(
+        default="passive", metadata=doc("passive: wait for ~/start; auto: configure, activate, stand up when fresh")
+    )
+    joint_states_topic: str = "joint_states"
+    imu_topic: str = "imu"
+    cmd_vel_topic: str = "cmd_vel"
+    joint_commands_topic: str = "joint_commands"
+    forward_command_topic: str = field(default="", metadata=doc("Float64MultiArray topic; empty = off"))
+    forward_joint_order: list[str] = field(default_factory=list)
+    joint_state_timeout_s: float = field(default=5.0, metadata=doc("configure waits this long for joint names"))
+    stale_periods: float = 2.5
+    max_target_step: float = 0.25
+    joint_limit_margin: float = 0.02
+    cmd_timeout_s: float = 0.5
+    cmd_decay_s: float = 0.5
+    standup_s: float = 2.0
+    damping_kd: float = 2.0
+
+
+def stamp_seconds(msg) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("trot_policy", **kwargs)
+        self.params, self.unknown_params = declare(self, PolicyNodeParams)
+        if self.unknown_params:
+            self.get_logger().error(f"unknown parameters {self.unknown_params} (check the parameter file)")
+        self.controller: PolicyController | None = None
+        self._lock = threading.Lock()
+        self._seen_joint_names: tuple[str, ...] | None = None
+        self._active = False
+        self._loop_thread: threading.Thread | None = None
+        self._diag_timer = None
+        self.overruns = 0
+        self._auto_start = self.params.start_mode == "auto"
+        self._periods: list[float] = []
+        self._infer_s: list[float] = []
+        self._last_tick: float | None = None
+        self._cmd_pub = self._fwd_pub = self._diag_pub = None
+        p = self.params
+        self.create_subscription(JointState, p.joint_states_topic, self._on_joint_state, 10)
+        self.create_subscription(Imu, p.imu_topic, self._on_imu, 10)
+        self.create_subscription(Twist, p.cmd_vel_topic, self._on_cmd, 10)
+        for name, handler in (("~/start", self._srv_start), ("~/stop", self._srv_stop), ("~/estop", self._srv_estop)):
+            self.create_service(Trigger, name, handler)
+        if self._auto_start:
+            self._boot = self.create_timer(0.05, self._autoboot)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _autoboot(self) -> None:
+        self._boot.cancel()
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        if self.unknown_params:
+            log.error(f"configure failed: unknown parameters {self.unknown_params}")
+            return TransitionCallbackReturn.FAILURE
+        if self.params.start_mode not in ("passive", "auto"):
+            log.error(f"configure failed: start_mode {self.params.start_mode!r} is not 'passive' or 'auto'")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            runtime = PolicyRuntime(self.params.policy_path)
+        except ArtifactError as exc:
+            log.error(f"configure failed: policy_path: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        if self._seen_joint_names is None:  # wait here (on our own wait set) for the robot's joint names
+            ok, msg = wait_for_message(
+                JointState, self, self.params.joint_states_topic, time_to_wait=self.params.joint_state_timeout_s
+            )
+            if ok:
+                self._seen_joint_names = tuple(msg.name)
+        if self._seen_joint_names is None:
+            log.error(f"configure failed: no message on {self.params.joint_states_topic} within "
+                      f"{self.params.joint_state_timeout_s} s; cannot check the robot's joint names")  # fmt: skip
+            return TransitionCallbackReturn.FAILURE
+        missing = [n for n in runtime.joint_names if n not in self._seen_joint_names]
+        if missing:
+            log.error(f"configure failed: the robot publishes no state for the policy's joints {missing}")
+            return TransitionCallbackReturn.FAILURE
+        p = self.params
+        safety = SafetyConfig(
+            stale_periods=p.stale_periods, max_target_step=p.max_target_step, joint_limit_margin=p.joint_limit_margin,
+            cmd_timeout_s=p.cmd_timeout_s, cmd_decay_s=p.cmd_decay_s, standup_s=p.standup_s, damping_kd=p.damping_kd,
+        )  # fmt: skip
+        period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
+        with self._lock:
+            self.controller = PolicyController(runtime, safety, period, log=lambda m: self.get_logger().info(m))
+        self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
+        if p.forward_command_topic:
+            self._fwd_index = np.array([runtime.joint_names.index(n) for n in p.forward_joint_order], dtype=np.intp)
+            self._fwd_pub = self.create_lifecycle_publisher(Float64MultiArray, p.forward_command_topic, 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        log.info(f"configured: {p.policy_path} ({runtime.contract.robot}, {1 / period:.0f} Hz)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        self._active = True
+        self._loop_thread = threading.Thread(target=self._control_loop, name="trot_control", daemon=True)
+        self._loop_thread.start()
+        self._diag_timer = self.create_timer(1.0, self._diagnostics)
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self.controller.stop(self.now())
+        self._active = False
+        self._loop_thread.join(timeout=1.0)
+        self._tick()  # one damping command on the way out
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        return super().on_deactivate(state)
+
+    def _control_loop(self) -> None:
+        """Ticks on absolute deadlines of the node's clock (ROS time: follows /clock with use_sim_time),
+        in its own thread so that message callbacks cannot delay it."""
+        clock = self.get_clock()
+        period = round(self.controller.period * 1e9)
+        sim_time = self.get_parameter("use_sim_time").value
+        deadline = clock.now().nanoseconds
+        while self._active and rclpy.ok():
+            deadline += period
+            while self._active and (remaining := deadline - clock.now().nanoseconds) > 0:
+                # wall clock: one sleep; sim time: poll, since /clock may run at any rate
+                time.sleep(min(remaining * 1e-9, 0.001) if sim_time else remaining * 1e-9)
+            self._tick()
+            behind = clock.now().nanoseconds - deadline
+            if behind > period:  # overrun: skip the missed ticks instead of bursting
+                self.overruns += behind // period
+                deadline += (behind // period) * period
+
+    # ------------------------------------------------------------------ inputs
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._seen_joint_names = tuple(msg.name)
+        if self.controller is None:
+            return
+        now = self.now()
+        stamp = stamp_seconds(msg) or now  # an unstamped message counts as received now
+        velocity = msg.velocity if len(msg.velocity) else [0.0] * len(msg.name)
+        with self._lock:
+            self.controller.set_joint_state(msg.name, msg.position, velocity, stamp, now)
+
+    def _on_imu(self, msg: Imu) -> None:
+        if self.controller is None:
+            return
+        now = self.now()
+        o, w = msg.orientation, msg.angular_velocity
+        with self._lock:
+            self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now)
+
+    def _on_cmd(self, msg: Twist) -> None:
+        if self.controller is None:
+            return
+        with self._lock:
+            self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, self.now())
+
+    # ------------------------------------------------------------------ services
+    def _service(self, action: str, response: Trigger.Response) -> Trigger.Response:
+        if self.controller is None:
+            response.success, response.message = False, "not configured"
+            return response
+        with self._lock:
+            response.success, response.message = getattr(self.controller, action)(self.now())
+        return response
+
+    def _srv_start(self, request, response):
+        return self._service("start", response)
+
+    def _srv_stop(self, request, response):
+        return self._service("stop", response)
+
+    def _srv_estop(self, request, response):
+        return self._service("estop", response)
+
+    # ------------------------------------------------------------------ control loop
+    def _tick(self) -> None:
+        if self.controller is None:
+            return
+        now = self.now()
+        wall = time.perf_counter()
+        if self._last_tick is not None:
+            self._periods.append(wall - self._last_tick)
+        self._last_tick = wall
+        with self._lock:
+            if self._auto_start and self.controller.mode is Mode.PASSIVE:
+                ok, _ = self.controller.start(now)
+                self._auto_start = not ok
+            t0 = time.perf_counter()
+            cmd = self.controller.tick(now)
+            self._infer_s.append(time.perf_counter() - t0)
+            if cmd is None:
+                return
+            msg = JointState()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.name = list(cmd.names)
+            if cmd.mode is not Mode.DAMPING:
+                msg.position = cmd.position.tolist()
+            msg.velocity = cmd.velocity.tolist()
+            msg.effort = cmd.effort.tolist()
+            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub and cmd.mode is not Mode.DAMPING else None
+        self._cmd_pub.publish(msg)
+        if forward is not None:
+            self._fwd_pub.publish(Float64MultiArray(data=forward))
+
+    def _diagnostics(self) -> None:
+        c = self.controller
+        periods, infer = np.array(self._periods[-100:]), np.array(self._infer_s[-100:])
+        status = DiagnosticStatus(name="trot_policy", hardware_id=c.contract.robot)
+        status.level = DiagnosticStatus.OK if c.mode is not Mode.DAMPING else DiagnosticStatus.WARN
+        status.message = c.mode.value
+        now = self.now()
+        values = {
+            "state": c.mode.value,
+            "loop_rate_hz": f"{1 / periods.mean():.1f}" if periods.size else "n/a",
+            "period_jitter_p50_ms": f"{np.percentile(np.abs(periods - c.period), 50) * 1e3:.3f}"
+            if periods.size
+            else "n/a",
+            "period_jitter_p99_ms": f"{np.percentile(np.abs(periods - c.period), 99) * 1e3:.3f}"
+            if periods.size
+            else "n/a",
+            "inference_ms_p99": f"{np.percentile(infer, 99) * 1e3:.3f}" if infer.size else "n/a",
+            "joint_state_age_ms": f"{(now - c._joints.stamp) * 1e3:.1f}",
+            "imu_age_ms": f"{(now - c._imu.stamp) * 1e3:.1f}",
+            "watchdog_trips": str(c.stats.watchdog_trips),
+            "overruns": str(self.overruns),
+            "bad_inputs": str(c.stats.bad_inputs),
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = PolicyNode()
+    # One executor thread for messages and services; the control loop has its own thread.
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
+            raise
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""trot robot simulation node: a MuJoCo robot with the interface of a real robot driver.
+
+Publishes sensor_msgs/JointState (joint_states), sensor_msgs/Imu (imu), nav_msgs/Odometry (odom,
+ground truth) and rosgraph_msgs/Clock (/clock, optional); subscribes sensor_msgs/JointState
+(joint_commands) and applies PD at every physics step with the gains of the artifact's contract
+(or the robot config, or parameters). A command without positions means damping only. Services:
+~/reset (std_srvs/Trigger), ~/pause (std_srvs/SetBool: a paused robot publishes nothing, like a
+dead driver).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import SetBool, Trigger
+
+from ros_nodes.params import declare, doc
+from training.envs import randomization
+from training.envs.config import RandomizationConfig
+from training.model import compile_model, home_qpos
+from training.robot import load_robot
+
+
+@dataclass
+class SimNodeParams:
+    robot: str = field(default="go2", metadata=doc("shipped robot name or robot YAML path"))
+    policy_path: str = field(default="", metadata=doc("if set, PD gains come from this artifact's contract"))
+    kp: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
+    kd: list[float] = field(default_factory=list)
+    damping_kd: float = field(default=2.0, metadata=doc("gain for commands without positions"))
+    real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
+    publish_clock: bool = field(default=False, metadata=doc("publish /clock and stamp with simulation time"))
+    joint_noise: float = 0.0
+    gyro_noise: float = 0.0
+    randomize: bool = field(default=False, metadata=doc("draw the training domain randomization once"))
+    push_interval_s: float = field(default=0.0, metadata=doc("0 = no pushes"))
+    push_velocity: float = 0.5
+    shuffle_joint_order: bool = field(default=False, metadata=doc("publish joints in a permuted order"))
+    publish_rate: float = field(
+        default=250.0, metadata=doc("Hz of joint_states/imu/odom (a multiple of physics steps)")
+    )
+    seed: int = 0
+    joint_states_topic: str = "joint_states"
+    imu_topic: str = "imu"
+    odom_topic: str = "odom"
+    joint_commands_topic: str = "joint_commands"
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("trot_sim", **kwargs)
+        self.params, unknown = declare(self, SimNodeParams)
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown} (check the parameter file)")
+        p = self.params
+        self.robot = load_robot(p.robot)
+        self.model, self.index = compile_model(self.robot)
+        self.data = mujoco.MjData(self.model)
+        self.rng = np.random.default_rng(p.seed)
+        names = list(self.robot.joint_names)
+        kp = np.array([j.kp for j in self.robot.joints.values()])
+        kd = np.array([j.kd for j in self.robot.joints.values()])
+        if p.policy_path:
+            from policies.artifact import read_artifact
+
+            _, contract = read_artifact(p.policy_path)
+            order = [contract.joint_names.index(n) for n in names]
+            kp, kd = np.asarray(contract.kp)[order], np.asarray(contract.kd)[order]
+        if p.kp:
+            kp = np.asarray(p.kp, dtype=np.float64)
+        if p.kd:
+            kd = np.asarray(p.kd, dtype=np.float64)
+        if kp.shape != (len(names),) or kd.shape != (len(names),):
+            raise ValueError(f"kp/kd must have {len(names)} entries (one per joint of {self.robot.name})")
+        self.kp, self.kd = kp, kd
+        if p.randomize:
+            cfg = RandomizationConfig()
+            nominal = randomization.Nominal.read(self.model, self.index)
+            params = randomization.sample(self.rng, cfg, 1)[0]
+            randomization.apply(self.model, nominal, self.index, params)
+            self.get_logger().info(f"randomized: {dict(zip(randomization.PARAMS, params.round(3), strict=True))}")
+        self.joint_names = names
+        self.publish_order = self.rng.permutation(len(names)) if p.shuffle_joint_order else np.arange(len(names))
+        self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
+        self._lock = threading.Lock()
+        self._target: np.ndarray | None = None
+        self._damping = False
+        self._paused = False
+        self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
+        self._gains_mode: str | None = None
+        self._next_push = p.push_interval_s
+        self.pub_js = self.create_publisher(JointState, p.joint_states_topic, 10)
+        self.pub_imu = self.create_publisher(Imu, p.imu_topic, 10)
+        self.pub_odom = self.create_publisher(Odometry, p.odom_topic, 10)
+        self.pub_clock = self.create_publisher(Clock, "/clock", 10) if p.publish_clock else None
+        self.create_subscription(JointState, p.joint_commands_topic, self._on_command, 10)
+        self.create_service(Trigger, "~/reset", self._srv_reset)
+        self.create_service(SetBool, "~/pause", self._srv_pause)
+        self.reset()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sensor_slice(self, name: str) -> slice | None:
+        sid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, name)
+        if sid < 0:
+            return None
+        adr = int(self.model.sensor_adr[sid])
+        return slice(adr, adr + int(self.model.sensor_dim[sid]))
+
+    # ------------------------------------------------------------------ commands
+    def _on_command(self, msg: JointState) -> None:
+        key = tuple(msg.name)
+        order = self._name_cache.get(key)
+        if order is None:
+            position = {n: i for i, n in enumerate(msg.name)}
+            missing = [n for n in self.joint_names if n not in position]
+            if missing:
+                self.get_logger().warn(f"command ignored: no entry for joints {missing}")
+                return
+            order = self._name_cache[key] = np.array([position[n] for n in self.joint_names], dtype=np.intp)
+        if len(msg.position) == 0:
+            with self._lock:
+                self._damping, self._target = True, None
+            return
+        if len(msg.position) != len(msg.name):
+            self.get_logger().warn("command ignored: position and name lengths differ")
+            return
+        target = np.asarray(msg.position, dtype=np.float64)[order]
+        if not np.isfinite(target).all():
+            self.get_logger().warn("command ignored: non-finite position")
+            return
+        with self._lock:
+            self._damping, self._target = False, target
+
+    def _apply_gains(self, mode: str) -> None:
+        if mode == self._gains_mode:
+            return
+        ids = self.index.actuator_ids
+        kp = np.zeros_like(self.kp) if mode == "damping" else self.kp
+        kd = np.full_like(self.kd, self.params.damping_kd) if mode == "damping" else self.kd
+        self.model.actuator_gainprm[ids, 0] = kp
+        self.model.actuator_biasprm[ids, 1] = -kp
+        self.model.actuator_biasprm[ids, 2] = -kd
+        self._gains_mode = mode
+
+    # ------------------------------------------------------------------ services
+    def reset(self) -> None:
+        with self._lock:
+            mujoco.mj_resetData(self.model, self.data)
+            self.data.qpos[:] = home_qpos(self.model, self.index, self.robot)
+            self.data.ctrl[self.index.actuator_ids] = self.data.qpos[self.index.qpos_adr]
+            self._target, self._damping = None, True  # no command yet: the motors only damp
+            mujoco.mj_forward(self.model, self.data)
+
+    def _srv_reset(self, request, response):
+        self.reset()
+        response.success, response.message = True, "reset to the standing pose"
+        return response
+
+    def _srv_pause(self, request, response):
+        self._paused = bool(request.data)
+        response.success, response.message = True, "paused" if self._paused else "running"
+        return response
+
+    # ------------------------------------------------------------------ physics loop
+    def _stamp(self) -> Time:
+        if self.params.publish_clock:
+            t = self.data.time
+            return Time(sec=int(t), nanosec=int((t - int(t)) * 1e9))
+        return self.get_clock().now().to_msg()
+
+    def _loop(self) -> None:
+        dt = self.robot.sim.timestep
+        every = max(1, round(1.0 / (self.params.publish_rate * dt))) if self.params.publish_rate > 0 else 1
+        rtf = self.params.real_time_factor
+        deadline = time.perf_counter()
+        step = 0
+        while self._running:
+            if not self._paused:
+                with self._lock:
+                    self._apply_gains("damping" if self._damping or self._target is None else "pd")
+                    if self._target is not None:
+                        self.data.ctrl[self.index.actuator_ids] = self._target
+                    self._maybe_push()
+                    mujoco.mj_step(self.model, self.data)
+                    step += 1
+                    if step % every == 0:
+                        self._publish()
+            if rtf > 0:
+                deadline += dt / rtf  # absolute deadlines: no drift
+                delay = deadline - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -0.1:  # far behind (machine overloaded): do not try to catch up
+                    deadline = time.perf_counter()
+
+    def _maybe_push(self) -> None:
+        p = self.params
+        if p.push_interval_s > 0 and self.data.time >= self._next_push:
+            angle = self.rng.uniform(0, 2 * np.pi)
+            self.data.qvel[0:2] += p.push_velocity * np.array([np.cos(angle), np.sin(angle)])
+            self._next_push += p.push_interval_s
+
+    def _publish(self) -> None:
+        d, idx, p = self.data, self.index, self.params
+        stamp = self._stamp()
+        order = self.publish_order
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = [self.joint_names[i] for i in order]
+        pos = d.qpos[idx.qpos_adr] + (self.rng.normal(0, p.joint_noise, len(order)) if p.joint_noise else 0.0)
+        js.position = pos[order].tolist()
+        js.velocity = d.qvel[idx.qvel_adr][order].tolist()
+        js.effort = d.sensordata[idx.torque][order].tolist()
+        quat = d.sensordata[idx.orientation]
+        gyro = d.sensordata[idx.gyro] + (self.rng.normal(0, p.gyro_noise, 3) if p.gyro_noise else 0.0)
+        imu = Imu()
+        imu.header.stamp, imu.header.frame_id = stamp, "imu"
+        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quat)
+        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in gyro)
+        acc = self._sensor["imu_acc"]
+        if acc is not None:
+            a = d.sensordata[acc]
+            imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in a)
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, "odom", "base"
+        odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in d.qpos[:3])
+        q = odom.pose.pose.orientation
+        q.w, q.x, q.y, q.z = (float(v) for v in d.qpos[3:7])
+        lin = d.sensordata[idx.linvel]
+        odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.linear.z = (float(v) for v in lin)
+        w = d.sensordata[idx.gyro]
+        odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z = (float(v) for v in w)
+        if self.pub_clock is not None:
+            self.pub_clock.publish(Clock(clock=stamp))
+        self.pub_js.publish(js)
+        self.pub_imu.publish(imu)
+        self.pub_odom.publish(odom)
+
+    def destroy_node(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = SimNode()
+    except ValueError as exc:
+        print(f"trot_sim: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    executor = SingleThreadedExecutor()  # the physics loop has its own thread
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
+            raise
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

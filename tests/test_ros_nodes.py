@@ -1,0 +1,184 @@
+"""Real ROS 2 (rclpy, Fast DDS) across processes: the MuJoCo robot node and the policy node."""
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from policies.runtime import PolicyRuntime  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "policies" / "go2_flat"
+_domains = itertools.count(int(os.environ.get("TROT_TEST_DOMAIN_BASE", "110")))
+
+
+class Graph:
+    """One ROS domain for one test: node processes plus a probe node in the test process."""
+
+    def __init__(self) -> None:
+        self.env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+        os.environ.update({k: self.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+        self.procs: list[subprocess.Popen] = []
+        self.closed = False
+        rclpy.init()
+        self.node = Node("probe")
+        self.odom: list[tuple[float, float, float]] = []
+        self.commands: list[tuple[float, JointState]] = []
+        self.node.create_subscription(Odometry, "odom", self._on_odom, 50)
+        self.node.create_subscription(
+            JointState, "joint_commands", lambda m: self.commands.append((time.time(), m)), 50
+        )
+        self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
+
+    def _on_odom(self, m: Odometry) -> None:
+        self.odom.append((time.time(), m.twist.twist.linear.x, m.pose.pose.position.z))
+
+    def start(self, module: str, *params: str) -> subprocess.Popen:
+        args = [sys.executable, "-m", module, "--ros-args", *itertools.chain.from_iterable(("-p", p) for p in params)]
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.procs.append(proc)
+        return proc
+
+    def spin(self, seconds: float, vx: float | None = None) -> None:
+        end = time.time() + seconds
+        while time.time() < end:
+            if vx is not None:
+                t = Twist()
+                t.linear.x = vx
+                self.cmd_pub.publish(t)
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+
+    def call(self, srv_type, name: str, request) -> object:
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10.0), name
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
+        return future.result()
+
+    def close(self) -> list[str]:
+        """Stop every node process; returns their logs (idempotent)."""
+        if self.closed:
+            return []
+        self.closed = True
+        outputs = []
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                out, _ = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            outputs.append(out)
+        self.node.destroy_node()
+        rclpy.shutdown()
+        return outputs
+
+
+@pytest.fixture
+def graph():
+    g = Graph()
+    yield g
+    g.close()
+
+
+def start_robot_and_policy(g: Graph, *extra_policy_params: str) -> None:
+    g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true")
+    g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
+            *extra_policy_params)  # fmt: skip
+
+
+def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
+    start_robot_and_policy(graph)
+    graph.spin(6.0, vx=0.0)  # discovery, configure, stand up, settle
+    t_walk = time.time()
+    graph.spin(6.0, vx=0.5)
+    odom = np.array(graph.odom)
+    walking = odom[odom[:, 0] > t_walk + 3.0]
+    assert len(walking) > 50, "no odometry while walking"
+    assert abs(walking[:, 1].mean() - 0.5) <= 0.15, f"forward velocity {walking[:, 1].mean():.3f} m/s"
+    assert walking[:, 2].min() > 0.2, "the robot went down"
+    # joints arrived permuted (shuffle_joint_order) and every command stayed inside the joint limits
+    c = PolicyRuntime(POLICY).contract
+    lower, upper = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
+    positions = [np.asarray(m.position) for _, m in graph.commands if len(m.position)]
+    assert len(positions) > 200
+    for p in positions:
+        assert np.isfinite(p).all() and (p >= lower).all() and (p <= upper).all()
+
+
+def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Graph) -> None:
+    start_robot_and_policy(graph)
+    graph.spin(5.0, vx=0.0)
+    assert len(graph.commands[-1][1].position) == 12, "running before the pause"
+    assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
+    paused_at = time.time()
+    graph.spin(0.5)
+    damping = [t for t, m in graph.commands if t > paused_at - 0.05 and len(m.position) == 0]
+    assert damping, "no damping command after the robot stopped publishing"
+    assert damping[0] - paused_at <= 3 * 0.02 + 0.03, f"damped after {damping[0] - paused_at:.3f} s"
+    # restart, then an emergency stop
+    assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=False)).success
+    graph.spin(0.3)
+    assert graph.call(Trigger, "trot_policy/start", Trigger.Request()).success
+    graph.spin(2.5)
+    assert len(graph.commands[-1][1].position) == 12, "running again after start"
+    assert graph.call(Trigger, "trot_policy/estop", Trigger.Request()).success
+    estop_at = time.time()
+    graph.spin(0.3)
+    after = [m for t, m in graph.commands if t > estop_at + 0.05]
+    assert after and all(len(m.position) == 0 for m in after)
+
+
+def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
+    start_robot_and_policy(graph)
+    graph.spin(5.0, vx=0.0)
+    assert len(graph.commands[-1][1].position) == 12, "running before the bad message"
+    pub = graph.node.create_publisher(JointState, "joint_states", 10)
+    names = list(PolicyRuntime(POLICY).joint_names)
+    bad = JointState(name=names, position=[float("nan")] * 12, velocity=[0.0] * 12)
+    bad.header.stamp = graph.node.get_clock().now().to_msg()
+    pub.publish(bad)
+    sent = time.time()
+    graph.spin(0.5)
+    after = [m for t, m in graph.commands if t > sent + 0.1]
+    assert after and all(len(m.position) == 0 for m in after), "NaN input must lead to damping"
+    assert graph.procs[1].poll() is None, "the policy node must stay alive"
+    assert "bad input: joint state contains NaN or Inf" in graph.close()[1]
+
+
+def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph: Graph, tmp_path: Path) -> None:
+    graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "joint_state_timeout_s:=3.0")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"trot_policy:\n  ros__parameters:\n    policy_path: {POLICY}\n    start_mode: auto\n    stale_period: 3.0\n"
+    )
+    args = [sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)]
+    graph.procs.append(
+        subprocess.Popen(args, cwd=ROOT, env=graph.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
+    pub = graph.node.create_publisher(JointState, "joint_states", 10)
+    partial = JointState(name=["FL_hip_joint", "FL_thigh_joint"], position=[0.0, 0.9], velocity=[0.0, 0.0])
+    end = time.time() + 4.0
+    while time.time() < end:
+        partial.header.stamp = graph.node.get_clock().now().to_msg()
+        pub.publish(partial)
+        graph.spin(0.05)
+    assert not graph.commands, "a node that failed to configure must not command anything"
+    missing_joints, typo = graph.close()
+    assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_joints
+    assert "unknown parameters ['stale_period']" in typo
