@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -22,12 +26,22 @@ _TYPES = {
 BUILTIN = {"use_sim_time"}
 
 
-def declare(node: Node, spec: type[T]) -> tuple[T, list[str]]:
-    """Declare every field of dataclass ``spec`` with its default and docstring-free description.
+def declare(node: Node, spec: type[T], *more: type) -> tuple[T, list[str]] | tuple[Any, ...]:
+    """Declare every field of the dataclass(es) as a parameter with its default and type.
 
-    Returns the values (overrides from ``--params-file`` / ``-p`` applied) and the names of
-    overrides that match no declared parameter (a typo in a parameter file).
+    Returns one instance per dataclass (overrides from ``--params-file`` / ``-p`` applied) and,
+    last, the names of overrides that match no declared parameter (a typo in a parameter file).
     """
+    instances, declared = [], set(BUILTIN)
+    for cls in (spec, *more):
+        values = _declare_one(node, cls)
+        declared |= set(values)
+        instances.append(cls(**values))
+    unknown = sorted(set(node._parameter_overrides) - declared)  # overrides given for this node
+    return (*instances, unknown)
+
+
+def _declare_one(node: Node, spec: type) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(spec):
         key = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
@@ -42,10 +56,34 @@ def declare(node: Node, spec: type[T]) -> tuple[T, list[str]]:
         elif key == "list[str]":
             value = list(value or [])
         values[f.name] = value
-    declared = set(values) | BUILTIN
-    unknown = sorted(set(node._parameter_overrides) - declared)  # overrides given for this node
-    return spec(**values), unknown
+    return values
 
 
 def doc(text: str) -> dict[str, str]:
     return {"doc": text}
+
+
+def spin_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Run one node on a single-threaded executor until SIGINT/SIGTERM. Nodes keep their timing-
+    critical loops in their own threads: rclpy's multi-threaded executor starved them here."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = factory()
+    except ValueError as exc:
+        print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
+            raise
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

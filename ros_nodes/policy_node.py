@@ -20,7 +20,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import Imu, JointState
@@ -30,7 +29,7 @@ from std_srvs.srv import Trigger
 from policies.artifact import ArtifactError
 from policies.runtime import PolicyRuntime
 from ros_nodes.controller import Mode, PolicyController, SafetyConfig
-from ros_nodes.params import declare, doc
+from ros_nodes.params import declare, doc, spin_node
 
 
 @dataclass
@@ -47,13 +46,6 @@ class PolicyNodeParams:
     forward_command_topic: str = field(default="", metadata=doc("Float64MultiArray topic; empty = off"))
     forward_joint_order: list[str] = field(default_factory=list)
     joint_state_timeout_s: float = field(default=5.0, metadata=doc("configure waits this long for joint names"))
-    stale_periods: float = 2.5
-    max_target_step: float = 0.25
-    joint_limit_margin: float = 0.02
-    cmd_timeout_s: float = 0.5
-    cmd_decay_s: float = 0.5
-    standup_s: float = 2.0
-    damping_kd: float = 2.0
 
 
 def stamp_seconds(msg) -> float:
@@ -63,7 +55,8 @@ def stamp_seconds(msg) -> float:
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("trot_policy", **kwargs)
-        self.params, self.unknown_params = declare(self, PolicyNodeParams)
+        # node parameters plus every safety setting (ros_nodes.controller.SafetyConfig) by its field name
+        self.params, self.safety, self.unknown_params = declare(self, PolicyNodeParams, SafetyConfig)
         if self.unknown_params:
             self.get_logger().error(f"unknown parameters {self.unknown_params} (check the parameter file)")
         self.controller: PolicyController | None = None
@@ -124,13 +117,9 @@ class PolicyNode(LifecycleNode):
             log.error(f"configure failed: the robot publishes no state for the policy's joints {missing}")
             return TransitionCallbackReturn.FAILURE
         p = self.params
-        safety = SafetyConfig(
-            stale_periods=p.stale_periods, max_target_step=p.max_target_step, joint_limit_margin=p.joint_limit_margin,
-            cmd_timeout_s=p.cmd_timeout_s, cmd_decay_s=p.cmd_decay_s, standup_s=p.standup_s, damping_kd=p.damping_kd,
-        )  # fmt: skip
         period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
         with self._lock:
-            self.controller = PolicyController(runtime, safety, period, log=lambda m: self.get_logger().info(m))
+            self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m))
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
         if p.forward_command_topic:
             self._fwd_index = np.array([runtime.joint_names.index(n) for n in p.forward_joint_order], dtype=np.intp)
@@ -278,23 +267,7 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = PolicyNode()
-    # One executor thread for messages and services; the control loop has its own thread.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
-            raise
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

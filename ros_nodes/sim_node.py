@@ -17,16 +17,14 @@ from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import SetBool, Trigger
 
-from ros_nodes.params import declare, doc
+from ros_nodes.params import declare, doc, spin_node
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
 from training.model import compile_model, home_qpos
@@ -198,7 +196,12 @@ class SimNode(Node):
                     mujoco.mj_step(self.model, self.data)
                     step += 1
                     if step % every == 0:
-                        self._publish()
+                        try:
+                            self._publish()
+                        except Exception:
+                            if not self.context.ok():  # shutting down (SIGINT/SIGTERM): stop quietly
+                                return
+                            raise
             if rtf > 0:
                 deadline += dt / rtf  # absolute deadlines: no drift
                 delay = deadline - time.perf_counter()
@@ -257,27 +260,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    try:
-        node = SimNode()
-    except ValueError as exc:
-        print(f"trot_sim: {exc}", file=sys.stderr)
-        rclpy.shutdown()
-        return 2
-    executor = SingleThreadedExecutor()  # the physics loop has its own thread
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
-            raise
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(SimNode, args)
 
 
 if __name__ == "__main__":
