@@ -4,6 +4,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class Graph:
         self.env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
         os.environ.update({k: self.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
         self.procs: list[subprocess.Popen] = []
+        self.logs: list[list[str]] = []
         self.closed = False
         rclpy.init()
         self.node = Node("probe")
@@ -46,13 +48,34 @@ class Graph:
     def _on_odom(self, m: Odometry) -> None:
         self.odom.append((time.time(), m.twist.twist.linear.x, m.pose.pose.position.z))
 
-    def start(self, module: str, *params: str) -> subprocess.Popen:
+    def start(self, module: str, *params: str) -> int:
+        """Start a node process with ``-p`` parameters; returns its index (for :meth:`wait_for_log`)."""
         args = [sys.executable, "-m", module, "--ros-args", *itertools.chain.from_iterable(("-p", p) for p in params)]
+        return self.start_args(args)
+
+    def start_args(self, args: list[str]) -> int:
         proc = subprocess.Popen(
             args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # never blocks the test
         self.procs.append(proc)
-        return proc
+        self.logs.append(lines)
+        return len(self.procs) - 1
+
+    def log(self, index: int) -> str:
+        return "".join(self.logs[index])
+
+    def wait_for_log(self, index: int, text: str, timeout: float = 30.0, during=None) -> bool:
+        """Spin (calling ``during()`` each round) until node ``index`` logged ``text``."""
+        end = time.time() + timeout
+        while time.time() < end:
+            if text in self.log(index):
+                return True
+            if during is not None:
+                during()
+            self.spin(0.05)
+        return text in self.log(index)
 
     def spin(self, seconds: float, vx: float | None = None) -> None:
         end = time.time() + seconds
@@ -75,15 +98,16 @@ class Graph:
         if self.closed:
             return []
         self.closed = True
-        outputs = []
         for proc in self.procs:
             proc.terminate()
+        for proc in self.procs:
             try:
-                out, _ = proc.communicate(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                out, _ = proc.communicate()
-            outputs.append(out)
+                proc.wait()
+        time.sleep(0.2)  # let the reader threads drain the pipes
+        outputs = [self.log(i) for i in range(len(self.procs))]
         self.node.destroy_node()
         rclpy.shutdown()
         return outputs
@@ -97,14 +121,16 @@ def graph():
 
 
 def start_robot_and_policy(g: Graph, *extra_policy_params: str) -> None:
+    """Robot + policy processes; returns once the policy runs (discovery takes seconds on a loaded machine)."""
     g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true")
-    g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
-            *extra_policy_params)  # fmt: skip
+    policy = g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
+                     *extra_policy_params)  # fmt: skip
+    assert g.wait_for_log(policy, "standup -> running", timeout=40.0), g.log(policy)
 
 
 def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     start_robot_and_policy(graph)
-    graph.spin(6.0, vx=0.0)  # discovery, configure, stand up, settle
+    graph.spin(1.5, vx=0.0)  # settle
     t_walk = time.time()
     graph.spin(6.0, vx=0.5)
     odom = np.array(graph.odom)
@@ -123,7 +149,7 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
 
 def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Graph) -> None:
     start_robot_and_policy(graph)
-    graph.spin(5.0, vx=0.0)
+    graph.spin(1.0, vx=0.0)
     assert len(graph.commands[-1][1].position) == 12, "running before the pause"
     assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
     paused_at = time.time()
@@ -146,7 +172,7 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
 
 def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
     start_robot_and_policy(graph)
-    graph.spin(5.0, vx=0.0)
+    graph.spin(1.0, vx=0.0)
     assert len(graph.commands[-1][1].position) == 12, "running before the bad message"
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     names = list(PolicyRuntime(POLICY).joint_names)
@@ -162,23 +188,23 @@ def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
 
 
 def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph: Graph, tmp_path: Path) -> None:
-    graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "joint_state_timeout_s:=3.0")
+    missing = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
+                          "joint_state_timeout_s:=30.0")  # fmt: skip
     params = tmp_path / "params.yaml"
     params.write_text(
         f"trot_policy:\n  ros__parameters:\n    policy_path: {POLICY}\n    start_mode: auto\n    stale_period: 3.0\n"
     )
-    args = [sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)]
-    graph.procs.append(
-        subprocess.Popen(args, cwd=ROOT, env=graph.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    )
+    typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     partial = JointState(name=["FL_hip_joint", "FL_thigh_joint"], position=[0.0, 0.9], velocity=[0.0, 0.0])
-    end = time.time() + 4.0
-    while time.time() < end:
+
+    def publish_partial() -> None:
         partial.header.stamp = graph.node.get_clock().now().to_msg()
         pub.publish(partial)
-        graph.spin(0.05)
+
+    graph.wait_for_log(missing, "configure failed", during=publish_partial)
+    graph.wait_for_log(typo, "configure failed")
     assert not graph.commands, "a node that failed to configure must not command anything"
-    missing_joints, typo = graph.close()
-    assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_joints
-    assert "unknown parameters ['stale_period']" in typo
+    missing_log, typo_log = graph.close()
+    assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_log
+    assert "unknown parameters ['stale_period']" in typo_log
