@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.trot-installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo train-demo test lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: venv
+	MUJOCO_GL=egl $(BIN)/trot deploy --sim
+
+train-demo: venv
 	MUJOCO_GL=egl $(BIN)/trot demo
 
 lint: venv
@@ -28,6 +31,7 @@ test: venv lint
 bench: venv
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/runtime_latency.py policies/go2_flat
+	$(BIN)/python bench/ros_timing.py
 
 clean:
 	rm -rf $(VENV) out runs

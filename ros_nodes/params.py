@@ -63,9 +63,15 @@ def doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
 
+def realtime_friendly_gil() -> None:
+    """A thread woken for a deadline waits for the GIL at most this long (default 5 ms), so the
+    control and physics loops keep their deadlines while the executor thread runs Python."""
+    sys.setswitchinterval(2e-4)
+
+
 def spin_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Run one node on a single-threaded executor until SIGINT/SIGTERM. Nodes keep their timing-
-    critical loops in their own threads: rclpy's multi-threaded executor starved them here."""
+    """Run one node until SIGINT/SIGTERM. Nodes keep their timing-critical loops in their own
+    threads: rclpy's multi-threaded executor starved them here."""
     rclpy.init(args=args if args is not None else sys.argv)
     try:
         node = factory()

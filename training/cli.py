@@ -10,6 +10,7 @@ from pathlib import Path
 
 import tyro
 
+from policies.artifact import ArtifactError
 from training.bench import EnvBenchConfig
 from training.strict import ConfigError
 
@@ -132,8 +133,43 @@ def export_cmd(argv: list[str]) -> int:
     return 0
 
 
+def deploy_cmd(argv: list[str]) -> int:
+    from ros_nodes.deploy import DeployConfig, deploy, print_summary
+
+    cfg = tyro.cli(DeployConfig, args=argv, prog="trot deploy")
+    try:
+        summary = deploy(cfg)
+    except (ArtifactError, ValueError, RuntimeError) as exc:
+        print(f"trot deploy: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+def bag_cmd(argv: list[str]) -> int:
+    """``trot bag info BAG`` | ``trot bag recover BAG``."""
+    if len(argv) != 2 or argv[0] not in ("info", "recover"):
+        print("usage: trot bag {info,recover} BAG", file=sys.stderr)
+        return 2
+    from ros_nodes.bag import read_metadata, recover, topic_counts
+
+    action, bag = argv[0], Path(argv[1])
+    try:
+        counts = recover(bag) if action == "recover" else topic_counts(bag)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"trot bag {action}: {exc}", file=sys.stderr)
+        return 2
+    for key, value in read_metadata(bag).items():
+        print(f"{key}: {value}")
+    for topic, n in counts.items():
+        print(f"{topic:<24} {n:>8} messages")
+    return 0
+
+
 COMMANDS = {
     "demo": demo,
+    "deploy": deploy_cmd,
+    "bag": bag_cmd,
     "bench-env": bench_env_cmd,
     "train": train_cmd,
     "eval": eval_cmd,
@@ -141,12 +177,14 @@ COMMANDS = {
 }
 HELP = {
     "demo": "the Go2 task's contract and speed, a short PPO run, its evaluation and video",
+    "deploy": "--sim: MuJoCo robot node + policy node + recorder over ROS 2, scripted commands, one bag",
+    "bag": "info BAG | recover BAG (a bag whose recorder was killed)",
     "bench-env": "env steps/s with all randomizations vs raw MuJoCo physics",
     "train": "PPO: trot train go2-flat | --env Hopper-v5 | --resume RUN_DIR  [overrides]",
     "eval": "evaluate a run's checkpoint: tracking error, falls, video, training curve",
     "export": "export a run as an ONNX policy artifact with its contract: trot export RUN -o policies/NAME",
 }
-RAW_ARGV = {"train": train_cmd, "eval": eval_cmd, "export": export_cmd}
+RAW_ARGV = {"train": train_cmd, "eval": eval_cmd, "export": export_cmd, "deploy": deploy_cmd, "bag": bag_cmd}
 
 
 def main(argv: list[str] | None = None) -> int:

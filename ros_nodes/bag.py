@@ -1,0 +1,175 @@
+"""Episode bags: rosbag2 (MCAP, metadata version 8) written and read with the `rosbags` library.
+
+No rclpy here: messages arrive already CDR-serialized (rclpy's raw subscriptions), and reading
+deserializes with the rosbags type store, so replay and analysis work on any machine.
+
+Why version 8: Humble reads up to 8 and Jazzy reads 8 and 9, so one bag plays on both.
+Why time-based chunks: the rosbags MCAP writer closes a chunk every 1 MiB, which at a few hundred
+small messages per second is minutes of data; a SIGKILL would lose all of it. We close the chunk
+and flush the file every ``flush_period_s`` instead, so a killed recorder loses at most that much,
+and :func:`recover` turns the killed bag back into a complete, indexed one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapReader
+from rosbags.typesys import Stores, get_typestore
+
+BAG_VERSION = 8
+EPISODE_FILE = "episode.yaml"  # written when the bag opens: the episode metadata survives a SIGKILL
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_typestore = None
+
+
+def typestore():
+    """The ROS 2 Jazzy message definitions (a superset of what trot records)."""
+    global _typestore
+    if _typestore is None:
+        _typestore = get_typestore(Stores.ROS2_JAZZY)
+    return _typestore
+
+
+class EpisodeBag:
+    """One episode, one bag. Thread-safe ``write``; ``close`` is idempotent."""
+
+    def __init__(self, path: str | Path, metadata: dict[str, Any], flush_period_s: float = 0.5) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        (self.path / EPISODE_FILE).write_text(yaml.safe_dump(metadata, sort_keys=False))
+        for key, value in metadata.items():  # also inside metadata.yaml, where `ros2 bag info` shows it
+            self._writer.set_custom_data(key, value if isinstance(value, str) else json.dumps(value))
+        self._connections: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._flush_period = flush_period_s
+        self._last_flush = time.monotonic()
+        self.counts: dict[str, int] = {}
+        self.closed = False
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """``msgtype`` as ROS names it, e.g. ``sensor_msgs/msg/JointState``."""
+        with self._lock:
+            if topic not in self._connections:
+                self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+                self.counts[topic] = 0
+
+    def write(self, topic: str, timestamp_ns: int, cdr: bytes) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._writer.write(self._connections[topic], timestamp_ns, cdr)
+            self.counts[topic] += 1
+            if time.monotonic() - self._last_flush >= self._flush_period:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self.closed:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        storage = self._writer.storage  # the rosbags McapWriter: end the pending chunk, push it to the OS
+        if storage.chunk.bio.tell():
+            storage.close_chunk()
+        storage.bio.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Write the MCAP summary and metadata.yaml: the bag is complete and indexed."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._writer.close()
+
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    timestamp_ns: int
+    msg: Any  # a rosbags dataclass with the ROS field names
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The episode metadata of a bag (from its episode.yaml)."""
+    file = Path(path) / EPISODE_FILE
+    return yaml.safe_load(file.read_text()) if file.exists() else {}
+
+
+def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator[BagMessage]:
+    """Every message of a bag in time order, deserialized."""
+    store = typestore()
+    with Reader(Path(path)) as reader:
+        connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        for conn, timestamp, raw in reader.messages(connections=connections):
+            yield BagMessage(conn.topic, conn.msgtype, timestamp, store.deserialize_cdr(raw, conn.msgtype))
+
+
+def topic_counts(path: str | Path) -> dict[str, int]:
+    """Message count per topic as recorded in metadata.yaml."""
+    with Reader(Path(path)) as reader:
+        return {c.topic: c.msgcount for c in reader.connections}
+
+
+def _complete_records_end(data: bytes) -> int:
+    """Offset just after the last complete MCAP record (a killed writer leaves a partial one)."""
+    offset = len(MCAP_MAGIC)
+    while offset + 9 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset + 1)
+        end = offset + 9 + length
+        if end > len(data):
+            break
+        offset = end
+    return offset
+
+
+def recover(path: str | Path) -> dict[str, int]:
+    """Make a bag whose recorder was killed readable again: keep every complete chunk, rewrite the
+    bag with an index and metadata.yaml (like ``ros2 bag reindex``). Returns the per-topic counts."""
+    path = Path(path)
+    if (path / "metadata.yaml").exists():
+        return topic_counts(path)
+    mcaps = sorted(path.glob("*.mcap"))
+    if len(mcaps) != 1:
+        raise FileNotFoundError(f"{path}: expected one .mcap file to recover, found {len(mcaps)}")
+    data = mcaps[0].read_bytes()
+    if not data.startswith(MCAP_MAGIC):
+        raise ValueError(f"{mcaps[0]}: not an MCAP file")
+    end = _complete_records_end(data)
+    # close the record stream: DataEnd(crc 0), Footer(summary_start 0 -> readers scan the records)
+    footer = b"\x0f" + struct.pack("<QI", 4, 0) + b"\x02" + struct.pack("<QQQI", 20, 0, 0, 0) + MCAP_MAGIC
+    scratch = path.parent / f".{path.name}.recovering"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    (scratch / "closed.mcap").write_bytes(data[:end] + footer)
+    fixed = scratch / path.name  # same folder name: the new .mcap is named after it
+    storage = McapReader(scratch / "closed.mcap")
+    storage.open()
+    try:
+        bag = EpisodeBag(fixed, {**read_metadata(path), "recovered": "true"}, flush_period_s=1e9)
+        connections = list(storage.connections)
+        for conn in connections:
+            bag.add_topic(conn.topic, conn.msgtype)
+        for conn, timestamp, raw in storage.messages(connections=connections):
+            bag.write(conn.topic, timestamp, bytes(raw))
+        bag.close()
+    finally:
+        storage.close()
+    path.rename(scratch / f"{path.name}.killed")
+    fixed.rename(path)
+    shutil.rmtree(scratch)
+    return topic_counts(path)

@@ -1,0 +1,205 @@
+"""``trot deploy --sim``: the MuJoCo robot node, the policy node and the recorder in one process.
+
+ROS 2 manual composition: three ordinary nodes, created here instead of in three processes, still
+talking over ROS topics through the middleware. A script node drives the command sequence (stand,
+walk forward, turn, walk sideways, stop) on /cmd_vel; the recorder writes the episode's bag; the
+summary (tracking per segment, loop timing, safety counters) is printed and saved next to it.
+
+Executor: one multi-threaded executor serves the callbacks of all nodes; the timing-critical work
+(physics, the control loop) runs in the nodes' own threads, so a slow callback cannot delay it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+
+SCRIPT: tuple[tuple[str, float, tuple[float, float, float]], ...] = (
+    ("stand", 2.0, (0.0, 0.0, 0.0)),
+    ("forward", 4.0, (0.6, 0.0, 0.0)),
+    ("turn", 4.0, (0.0, 0.0, 0.8)),
+    ("sideways", 4.0, (0.0, 0.3, 0.0)),
+    ("stop", 2.0, (0.0, 0.0, 0.0)),
+)
+
+
+@dataclass
+class DeployConfig:
+    """``trot deploy --sim``: simulated robot + policy node + recorder, a scripted command sequence."""
+
+    sim: bool = False
+    """Run the MuJoCo robot node in this process (required today: a real robot's driver runs elsewhere
+    and ``trot deploy`` without ``--sim`` is the launch files' job)."""
+    policy: Path = DEFAULT_POLICY
+    """Policy artifact folder (or policy.onnx)."""
+    out: Path = Path("out/deploy")
+    """The episode's bag and summary.json go here."""
+    real_time_factor: float = 1.0
+    """1 = real time (the policy node runs on wall-clock deadlines, as on a robot)."""
+    randomize: bool = False
+    """Draw the training domain randomization once for the simulated robot."""
+    shuffle_joint_order: bool = True
+    """The robot publishes its joints in a permuted order: the policy must match them by name."""
+    standup_s: float = 1.5
+    settle_s: float = 1.0
+    """Measure tracking only after this long in each segment."""
+    domain_id: int | None = None
+    """ROS_DOMAIN_ID for this run (default: the environment's)."""
+
+
+def segment_tracking(odom: np.ndarray, segments: list[tuple[str, float, float, tuple]], settle_s: float) -> list[dict]:
+    """Per segment: commanded vs. mean measured body velocity (vx, vy, yaw rate) after settling."""
+    rows = []
+    for name, t0, t1, cmd in segments:
+        sel = odom[(odom[:, 0] >= t0 + settle_s) & (odom[:, 0] < t1)]
+        measured = sel[:, 1:4].mean(axis=0) if len(sel) else np.full(3, np.nan)
+        rows.append(
+            {
+                "segment": name,
+                "command": [float(c) for c in cmd],
+                "measured": [float(m) for m in measured],
+                "error": float(np.abs(measured - np.asarray(cmd)).max()),
+                "min_height": float(sel[:, 4].min()) if len(sel) else float("nan"),
+            }
+        )
+    return rows
+
+
+def deploy(cfg: DeployConfig) -> dict[str, Any]:
+    if not cfg.sim:
+        raise ValueError("sim: only `trot deploy --sim` runs here; on a robot use launch/robot.launch.py")
+    if cfg.domain_id is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(cfg.domain_id)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    import rclpy
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from policies.artifact import read_artifact
+    from ros_nodes.controller import Mode
+    from ros_nodes.params import realtime_friendly_gil
+    from ros_nodes.policy_node import PolicyNode
+    from ros_nodes.recorder_node import RecorderNode
+    from ros_nodes.sim_node import SimNode
+
+    read_artifact(cfg.policy)  # fail early and clearly on a bad artifact
+    policy = str(cfg.policy)
+    run_dir = cfg.out / time.strftime("%Y%m%d-%H%M%S")
+    realtime_friendly_gil()
+    rclpy.init(args=[])
+
+    def params(**kw: Any) -> list[Parameter]:
+        return [Parameter(k, value=v) for k, v in kw.items()]
+
+    nodes: list[Node] = []
+    try:
+        sim = SimNode(parameter_overrides=params(policy_path=policy, real_time_factor=cfg.real_time_factor,
+                                                 randomize=cfg.randomize,
+                                                 shuffle_joint_order=cfg.shuffle_joint_order))  # fmt: skip
+        nodes.append(sim)
+        pol = PolicyNode(parameter_overrides=params(policy_path=policy, start_mode="auto", standup_s=cfg.standup_s))
+        nodes.append(pol)
+        meta = {"job": "trot deploy --sim", "config": json.dumps(dataclasses.asdict(cfg), default=str)}
+        rec = RecorderNode(metadata=meta, parameter_overrides=params(output_dir=str(run_dir), policy_path=policy))
+        nodes.append(rec)
+        script = Node("trot_deploy_script")
+        nodes.append(script)
+        cmd_pub = script.create_publisher(Twist, "cmd_vel", 10)
+        odom: list[tuple[float, ...]] = []
+
+        def on_odom(m: Odometry) -> None:
+            v, w = m.twist.twist.linear, m.twist.twist.angular
+            odom.append((time.monotonic(), v.x, v.y, w.z, m.pose.pose.position.z))
+
+        script.create_subscription(Odometry, "odom", on_odom, 50)
+        executors = []
+        for node in nodes:  # one single-threaded executor per node, each in its own thread
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            threading.Thread(target=executor.spin, name=f"spin_{node.get_name()}", daemon=True).start()
+            executors.append(executor)
+
+        def wait_running(timeout: float) -> bool:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                if pol.controller is not None and pol.controller.mode is Mode.RUNNING:
+                    return True
+                time.sleep(0.02)
+            return False
+
+        if not wait_running(20.0 + cfg.standup_s):
+            raise RuntimeError("the policy node did not reach RUNNING within 20 s (see its log above)")
+        segments = []
+        for name, seconds, cmd in SCRIPT:
+            pol.get_logger().info(f"script: {name} {cmd} for {seconds:g} s")
+            t0 = time.monotonic()
+            msg = Twist()
+            msg.linear.x, msg.linear.y, msg.angular.z = cmd
+            while time.monotonic() < t0 + seconds:
+                cmd_pub.publish(msg)
+                time.sleep(0.05)
+            segments.append((name, t0, time.monotonic(), cmd))
+        c = pol.controller
+        summary = {
+            "policy": policy,
+            "bag": str(rec.bags[-1]),
+            "segments": segment_tracking(np.asarray(odom), segments, cfg.settle_s),
+            "control": {
+                **pol.timing(),
+                "overruns": int(pol.overruns),
+                "watchdog_trips": int(c.stats.watchdog_trips),
+                "bad_inputs": int(c.stats.bad_inputs),
+                "final_mode": c.mode.value,
+            },
+        }
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
+        rec.close()
+        summary["recorded"] = dict(rec.bag.counts)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        for node in reversed(nodes):
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="trot deploy --sim: command tracking (body frame, after settling)")
+    for col in ("segment", "command vx vy wz", "measured vx vy wz", "max error", "min height m"):
+        table.add_column(col)
+    for row in summary["segments"]:
+        table.add_row(
+            row["segment"],
+            " ".join(f"{v:+.2f}" for v in row["command"]),
+            " ".join(f"{v:+.2f}" for v in row["measured"]),
+            f"{row['error']:.3f}",
+            f"{row['min_height']:.2f}",
+        )
+    console = Console()
+    console.print(table)
+    c = summary["control"]
+    console.print(
+        f"control loop {c['loop_rate_hz']:.1f} Hz, period jitter p50 {c['period_jitter_p50_ms']:.3f} ms "
+        f"p99 {c['period_jitter_p99_ms']:.3f} ms, overruns {c['overruns']}, watchdog trips {c['watchdog_trips']}, "
+        f"bad inputs {c['bad_inputs']}, final mode {c['final_mode']}"
+    )
+    counts = ", ".join(f"{t} {n}" for t, n in summary["recorded"].items())
+    console.print(f"bag: {summary['bag']} ({counts})")

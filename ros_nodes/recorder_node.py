@@ -1,0 +1,159 @@
+"""trot recorder node: chosen topics into one rosbag2 bag (MCAP, version 8) per episode.
+
+Subscribes raw (CDR bytes straight into the bag: no deserialize/serialize round trip), finds each
+topic's type from the graph as soon as a publisher appears, stamps messages with the node clock at
+reception (sim time with use_sim_time), like ``ros2 bag record``. ~/split (std_srvs/Trigger) ends
+the episode's bag and starts the next. SIGINT/SIGTERM close the bag cleanly; after a SIGKILL,
+``trot bag recover BAG`` restores all but the last ``flush_period_s`` of it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_srvs.srv import Trigger
+
+from ros_nodes.bag import EpisodeBag
+from ros_nodes.params import declare, doc, spin_node
+
+DEFAULT_TOPICS = ["/joint_states", "/imu", "/odom", "/cmd_vel", "/joint_commands", "/diagnostics"]
+
+
+@dataclass
+class RecorderParams:
+    topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS), metadata=doc("topics to record"))
+    output_dir: str = field(default="bags", metadata=doc("one sub-folder (a bag) per episode goes here"))
+    bag_prefix: str = field(default="episode", metadata=doc("bag folder name: PREFIX_YYYYmmdd-HHMMSS_NNN"))
+    flush_period_s: float = field(default=0.5, metadata=doc("most data a SIGKILL can lose"))
+    policy_path: str = field(default="", metadata=doc("artifact whose hash and contract go into the metadata"))
+    robot: str = field(default="", metadata=doc("robot name for the metadata (default: the artifact's)"))
+    metadata: list[str] = field(default_factory=list, metadata=doc("extra episode metadata, KEY=VALUE"))
+
+
+def message_class(type_name: str) -> type:
+    """``sensor_msgs/msg/JointState`` -> the rclpy message class."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+class RecorderNode(Node):
+    def __init__(self, metadata: dict[str, Any] | None = None, **kwargs) -> None:
+        super().__init__("trot_recorder", **kwargs)
+        self.params, unknown = declare(self, RecorderParams)
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown} (check the parameter file)")
+        self.static_metadata = self._metadata(metadata or {})
+        self.topics = [self.resolve_topic_name(t) for t in self.params.topics]
+        self.types: dict[str, str] = {}
+        self.episode = 0
+        self.bags: list[Path] = []
+        self._lock = threading.Lock()
+        self.bag: EpisodeBag | None = None
+        self._open_bag()
+        self._discover()
+        self._discovery = self.create_timer(0.2, self._discover)
+        self._flush_timer = self.create_timer(self.params.flush_period_s, self._flush)
+        self.create_service(Trigger, "~/split", self._srv_split)
+
+    def _metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
+        p = self.params
+        meta: dict[str, Any] = {"recorder": "trot", "topics": ",".join(p.topics)}
+        if p.policy_path:
+            from policies.artifact import read_artifact
+
+            onnx_bytes, contract = read_artifact(p.policy_path)
+            sha = hashlib.sha256(onnx_bytes).hexdigest()
+            meta |= {"policy_path": str(p.policy_path), "policy_sha256": sha, "robot": contract.robot}
+        if p.robot:
+            meta["robot"] = p.robot
+        for item in p.metadata:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"metadata entry {item!r} is not KEY=VALUE")
+            meta[key] = value
+        return meta | {k: v if isinstance(v, str) else str(v) for k, v in extra.items()}
+
+    def _open_bag(self) -> None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(self.params.output_dir) / f"{self.params.bag_prefix}_{stamp}_{self.episode:03d}"
+        meta = {**self.static_metadata, "episode": str(self.episode), "started": datetime.datetime.now().isoformat()}
+        bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s)
+        for topic, type_name in self.types.items():
+            bag.add_topic(topic, type_name)
+        self.bag = bag
+        self.bags.append(path)
+        self.get_logger().info(f"recording episode {self.episode} to {path}")
+
+    def _discover(self) -> None:
+        """Subscribe each wanted topic once its type is known (a publisher exists)."""
+        missing = [t for t in self.topics if t not in self.types]
+        if not missing:
+            return
+        known = dict(self.get_topic_names_and_types())
+        for topic in missing:
+            if topic in known:
+                type_name = known[topic][0]
+                self.types[topic] = type_name
+                with self._lock:
+                    self.bag.add_topic(topic, type_name)
+                self.create_subscription(
+                    message_class(type_name),
+                    topic,
+                    lambda raw, t=topic: self._on_message(t, raw),
+                    QoSProfile(depth=200),
+                    raw=True,
+                )
+
+    def _on_message(self, topic: str, raw: bytes) -> None:
+        now = self.get_clock().now().nanoseconds
+        with self._lock:
+            self.bag.write(topic, now, raw)
+
+    def _flush(self) -> None:
+        with self._lock:
+            self.bag.flush()
+
+    def split(self) -> Path:
+        """End this episode's bag, start the next; returns the finished bag."""
+        with self._lock:
+            finished = self.bags[-1]
+            self.bag.close()
+            self.episode += 1
+            self._open_bag()
+        return finished
+
+    def _srv_split(self, request, response):
+        finished = self.split()
+        response.success, response.message = True, str(finished)
+        return response
+
+    def close(self) -> None:
+        with self._lock:
+            if self.bag is not None and not self.bag.closed:
+                self.bag.close()
+                line = f"closed {self.bags[-1]}: {self.bag.counts}"
+                if self.context.ok():
+                    self.get_logger().info(line)
+                else:  # after SIGINT/SIGTERM /rosout is gone
+                    print(f"[trot_recorder] {line}", file=sys.stderr, flush=True)
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

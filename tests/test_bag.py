@@ -1,0 +1,93 @@
+"""Episode bags with rosbags (no ROS needed): complete read-back, metadata, recovery after SIGKILL."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ros_nodes.bag import BAG_VERSION, EpisodeBag, read_messages, read_metadata, recover, topic_counts, typestore
+
+ROOT = Path(__file__).resolve().parents[1]
+JS = "sensor_msgs/msg/JointState"
+
+
+def joint_state_cdr(i: int) -> bytes:
+    store = typestore()
+    msg = store.types[JS](
+        header=store.types["std_msgs/msg/Header"](
+            stamp=store.types["builtin_interfaces/msg/Time"](sec=i, nanosec=0), frame_id=""
+        ),
+        name=["FL_hip_joint"],
+        position=np.array([float(i)]),
+        velocity=np.zeros(1),
+        effort=np.zeros(1),
+    )
+    return bytes(store.serialize_cdr(msg, JS))
+
+
+def test_bag_reads_back_every_message_with_its_metadata(tmp_path: Path) -> None:
+    bag = EpisodeBag(tmp_path / "ep", {"robot": "go2", "episode": "0"})
+    bag.add_topic("/joint_states", JS)
+    bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")
+    for i in range(500):
+        bag.write("/joint_states", 1_000_000 * (i + 1), joint_state_cdr(i))
+    bag.close()
+    bag.close()  # idempotent
+    messages = list(read_messages(tmp_path / "ep"))
+    assert [m.msg.position[0] for m in messages] == [float(i) for i in range(500)]
+    assert [m.timestamp_ns for m in messages] == [1_000_000 * (i + 1) for i in range(500)]
+    assert topic_counts(tmp_path / "ep") == {"/joint_states": 500, "/cmd_vel": 0}
+    meta = yaml.safe_load((tmp_path / "ep" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == BAG_VERSION == 8  # Humble and Jazzy both play version 8
+    assert meta["storage_identifier"] == "mcap"
+    assert meta["custom_data"]["robot"] == "go2"
+    assert read_metadata(tmp_path / "ep") == {"robot": "go2", "episode": "0"}
+
+
+def test_a_killed_writer_loses_at_most_the_flush_period_and_recovers(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
+        from test_bag import joint_state_cdr
+        from ros_nodes.bag import EpisodeBag
+        bag = EpisodeBag({str(tmp_path / "killed")!r}, {{"robot": "go2"}}, flush_period_s=0.25)
+        bag.add_topic("/joint_states", "{JS}")
+        i = 0
+        while True:  # 200 Hz until killed
+            bag.write("/joint_states", time.time_ns(), joint_state_cdr(i))
+            i += 1
+            time.sleep(0.005)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    time.sleep(3.0)
+    proc.kill()  # SIGKILL: no close, no metadata.yaml, a partial chunk at the end of the file
+    killed_at = time.time_ns()
+    proc.wait()
+    with pytest.raises(FileNotFoundError):
+        topic_counts(tmp_path / "killed")
+    counts = recover(tmp_path / "killed")
+    messages = list(read_messages(tmp_path / "killed"))
+    assert counts["/joint_states"] == len(messages) > 100
+    positions = [m.msg.position[0] for m in messages]
+    assert positions == [float(i) for i in range(len(messages))], "recovered messages are contiguous from the start"
+    lost_s = (killed_at - messages[-1].timestamp_ns) * 1e-9
+    assert lost_s <= 0.25 + 0.3, f"lost the last {lost_s:.2f} s"
+    assert read_metadata(tmp_path / "killed") == {"robot": "go2", "recovered": "true"}
+    assert recover(tmp_path / "killed") == counts  # a complete bag is left alone
+
+
+def test_recover_names_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"expected one \.mcap file"):
+        recover(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "bad.mcap").write_bytes(b"not an mcap")
+    with pytest.raises(ValueError, match="not an MCAP file"):
+        recover(tmp_path / "bad")

@@ -1,0 +1,51 @@
+"""`trot deploy --sim`: robot node + policy node + recorder composed in one process, scripted commands."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+
+from ros_nodes.bag import read_messages, read_metadata, topic_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_deploy_sim_walks_the_script_and_records_the_episode(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(tmp_path), "--domain-id", "199"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "command tracking" in run.stdout
+    (summary_file,) = tmp_path.glob("*/summary.json")
+    summary = json.loads(summary_file.read_text())
+    segments = {s["segment"]: s for s in summary["segments"]}
+    assert list(segments) == ["stand", "forward", "turn", "sideways", "stop"]
+    assert abs(segments["forward"]["measured"][0] - 0.6) <= 0.15
+    assert abs(segments["turn"]["measured"][2] - 0.8) <= 0.2
+    assert min(s["min_height"] for s in segments.values()) > 0.2, "the robot went down"
+    control = summary["control"]
+    assert control["final_mode"] == "running" and control["watchdog_trips"] == 0
+    assert 49.0 <= control["loop_rate_hz"] <= 51.0
+    bag = Path(summary["bag"])
+    assert read_metadata(bag)["job"] == "trot deploy --sim"
+    counts = topic_counts(bag)
+    assert counts == summary["recorded"]
+    assert all(counts[t] > 0 for t in ("/joint_states", "/imu", "/odom", "/cmd_vel", "/joint_commands"))
+    commanded = np.array([[m.msg.linear.x, m.msg.angular.z] for m in read_messages(bag, topics=["/cmd_vel"])])
+    assert np.isclose(commanded[:, 0], 0.6).any() and np.isclose(commanded[:, 1], 0.8).any()
+
+
+def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> None:
+    no_sim = subprocess.run([sys.executable, "-m", "training.cli", "deploy"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert no_sim.returncode == 2 and "--sim" in no_sim.stderr
+    (tmp_path / "policy.onnx").write_bytes(b"garbage")
+    bad = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--policy", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "not a valid ONNX model" in bad.stderr
