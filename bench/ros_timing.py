@@ -69,7 +69,7 @@ class Bench(Node):
 
     def _on_diag(self, m: DiagnosticArray) -> None:
         for status in m.status:
-            if status.name == "trot_policy":
+            if status.name.endswith("trot_policy"):
                 self.diag = {kv.key: kv.value for kv in status.values}
 
     def publish_state(self) -> None:

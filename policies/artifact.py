@@ -23,8 +23,14 @@ class ArtifactError(ValueError):
     """A policy artifact cannot be used; the message says why."""
 
 
+SHIPPED = Path(__file__).resolve().parent  # policies/<name>/ folders installed with trot
+
+
 def onnx_path(path: str | Path) -> Path:
+    """A policy folder, its policy.onnx, or the bare name of a shipped policy (``go2_flat``)."""
     path = Path(path)
+    if not path.exists() and len(path.parts) == 1 and (SHIPPED / path / ONNX_FILE).is_file():
+        path = SHIPPED / path
     if path.is_dir():
         path = path / ONNX_FILE
     if not path.is_file():

@@ -39,10 +39,16 @@ from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
 
 @dataclass
 class PolicyNodeParams:
-    policy_path: str = field(default="", metadata=doc("policy artifact folder or policy.onnx"))
+    policy_path: str = field(
+        default="", metadata=doc("policy artifact folder, its policy.onnx, or a shipped name (go2_flat)")
+    )
     control_rate: float = field(default=0.0, metadata=doc("Hz; 0 = the artifact's control period"))
     start_mode: str = field(
-        default="passive", metadata=doc("passive: wait for ~/start; auto: configure, activate, stand up when fresh")
+        default="passive",
+        metadata=doc(
+            "passive: configure + activate, then wait in PASSIVE for ~/start; auto: also stand up and run; "
+            "manual: wait for lifecycle transitions (a lifecycle manager)"
+        ),
     )
     joint_states_topic: str = "joint_states"
     imu_topic: str = "imu"
@@ -97,21 +103,24 @@ class PolicyNode(LifecycleNode):
         # executor rebuilds its wait set over every entity per message, and this lifecycle node has
         # ~20 (services for lifecycle, parameters, start/stop/estop); measured here, that alone
         # added ~0.6 ms to each joint_states -> joint_commands round trip.
+        # Topic names are resolved (namespace, remappings) by this node; the companion takes no
+        # command-line arguments, or a launch file's `-r __node:=...` would rename it too.
         self._io = rclpy.create_node(
             f"{self.get_name()}_io", namespace=self.get_namespace(), context=self.context,
-            start_parameter_services=False, enable_rosout=False,
+            use_global_arguments=False, start_parameter_services=False, enable_rosout=False,
             parameter_overrides=[self.get_parameter("use_sim_time")],
         )  # fmt: skip
-        self._io.create_subscription(JointState, p.joint_states_topic, self._on_joint_state, 10)
-        self._io.create_subscription(Imu, p.imu_topic, self._on_imu, 10)
-        self._io.create_subscription(Twist, p.cmd_vel_topic, self._on_cmd, 10)
+        topic = self.resolve_topic_name
+        self._io.create_subscription(JointState, topic(p.joint_states_topic), self._on_joint_state, 10)
+        self._io.create_subscription(Imu, topic(p.imu_topic), self._on_imu, 10)
+        self._io.create_subscription(Twist, topic(p.cmd_vel_topic), self._on_cmd, 10)
         self._io_executor = SingleThreadedExecutor(context=self.context)
         self._io_executor.add_node(self._io)
         self._io_thread = threading.Thread(target=self._spin_io, name="trot_policy_io", daemon=True)
         self._io_thread.start()
         for name, handler in (("~/start", self._srv_start), ("~/stop", self._srv_stop), ("~/estop", self._srv_estop)):
             self.create_service(Trigger, name, handler)
-        if self._auto_start:
+        if self.params.start_mode in ("passive", "auto"):
             self._boot = self.create_timer(0.05, self._autoboot)
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,8 +137,8 @@ class PolicyNode(LifecycleNode):
         if self.unknown_params:
             log.error(f"configure failed: unknown parameters {self.unknown_params}")
             return TransitionCallbackReturn.FAILURE
-        if self.params.start_mode not in ("passive", "auto"):
-            log.error(f"configure failed: start_mode {self.params.start_mode!r} is not 'passive' or 'auto'")
+        if self.params.start_mode not in ("passive", "auto", "manual"):
+            log.error(f"configure failed: start_mode {self.params.start_mode!r} is not passive, auto or manual")
             return TransitionCallbackReturn.FAILURE
         if self.params.control_trigger not in ("timer", "joint_states"):
             log.error(f"configure failed: control_trigger {self.params.control_trigger!r} is not 'timer' or "
@@ -312,7 +321,7 @@ class PolicyNode(LifecycleNode):
 
     def _diagnostics(self) -> None:
         c = self.controller
-        status = DiagnosticStatus(name="trot_policy", hardware_id=c.contract.robot)
+        status = DiagnosticStatus(name=self.get_fully_qualified_name(), hardware_id=c.contract.robot)
         status.level = DiagnosticStatus.OK if c.mode is not Mode.DAMPING else DiagnosticStatus.WARN
         status.message = c.mode.value
         now = self.now()

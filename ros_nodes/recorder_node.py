@@ -25,14 +25,15 @@ from std_srvs.srv import Trigger
 from ros_nodes.bag import EpisodeBag
 from ros_nodes.params import declare, doc, spin_node
 
-DEFAULT_TOPICS = ["/joint_states", "/imu", "/odom", "/cmd_vel", "/joint_commands", "/diagnostics"]
+# relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
+DEFAULT_TOPICS = ["joint_states", "imu", "odom", "cmd_vel", "joint_commands", "/diagnostics"]
 
 
 @dataclass
 class RecorderParams:
     topics: list[str] = field(default_factory=lambda: list(DEFAULT_TOPICS), metadata=doc("topics to record"))
     output_dir: str = field(default="bags", metadata=doc("one sub-folder (a bag) per episode goes here"))
-    bag_prefix: str = field(default="episode", metadata=doc("bag folder name: PREFIX_YYYYmmdd-HHMMSS_NNN"))
+    bag_prefix: str = field(default="episode", metadata=doc("bag folder name: [NAMESPACE_]PREFIX_YYYYmmdd-HHMMSS_NNN"))
     flush_period_s: float = field(default=0.5, metadata=doc("most data a SIGKILL can lose"))
     policy_path: str = field(default="", metadata=doc("artifact whose hash and contract go into the metadata"))
     robot: str = field(default="", metadata=doc("robot name for the metadata (default: the artifact's)"))
@@ -84,7 +85,9 @@ class RecorderNode(Node):
 
     def _open_bag(self) -> None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(self.params.output_dir) / f"{self.params.bag_prefix}_{stamp}_{self.episode:03d}"
+        ns = self.get_namespace().strip("/").replace("/", "_")  # two robots recording side by side
+        prefix = f"{ns}_{self.params.bag_prefix}" if ns else self.params.bag_prefix
+        path = Path(self.params.output_dir) / f"{prefix}_{stamp}_{self.episode:03d}"
         meta = {**self.static_metadata, "episode": str(self.episode), "started": datetime.datetime.now().isoformat()}
         bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s)
         for topic, type_name in self.types.items():

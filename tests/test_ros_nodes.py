@@ -67,6 +67,13 @@ class Graph:
     def log(self, index: int) -> str:
         return "".join(self.logs[index])
 
+    def wait_until(self, condition, timeout: float = 20.0) -> bool:
+        """Spin until ``condition()`` holds (discovery takes seconds on a loaded machine)."""
+        end = time.time() + timeout
+        while time.time() < end and not condition():
+            self.spin(0.05)
+        return bool(condition())
+
     def wait_for_log(self, index: int, text: str, timeout: float = 30.0, during=None, count: int = 1) -> bool:
         """Spin (calling ``during()`` each round) until node ``index`` logged ``text`` ``count`` times."""
         end = time.time() + timeout

@@ -1,0 +1,255 @@
+"""The ROS 2 package as installed: ament index, executables, parameter files and launch files.
+
+trot is installed into a fresh prefix (like `colcon build` / `pip install` on a robot); the
+launch files are read from that prefix's share directory and the nodes they describe are started
+from its lib/trot/ by tests/launch_subset.py (`ros2 launch` itself cannot be installed here).
+"""
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from launch_subset import NodeSpec, UnsupportedLaunchConstruct, resolve  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from test_ros_nodes import Graph  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = ("trot_policy_node", "trot_sim_node", "trot_recorder_node")
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory) -> Path:
+    """trot installed (no dependencies: those are this venv's) into a fresh prefix, from a copy of
+    the source tree so the build leaves nothing in the checkout."""
+    tmp = tmp_path_factory.mktemp("install")
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "out", "runs", "build", "bags",
+                                                             "*.egg-info", "__pycache__", ".*_cache"))  # fmt: skip
+    out = tmp / "prefix"
+    # --ignore-installed: without it pip would uninstall this venv's own (editable) trot first
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--ignore-installed",
+           "--prefix", str(out), str(src)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def ament_env(prefix: Path, monkeypatch) -> dict[str, str]:
+    """This process and its children see the installed package (as after sourcing its setup)."""
+    site = next(prefix.glob("lib/python*/site-packages"))
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # python3
+    return dict(os.environ)
+
+
+def test_the_ament_index_finds_the_package_its_files_and_executables(prefix: Path, ament_env) -> None:
+    script = (
+        "from ament_index_python.packages import get_package_share_directory, get_package_prefix\n"
+        "from ament_index_python import get_resource\n"
+        "print(get_package_share_directory('trot')); print(get_package_prefix('trot'))\n"
+        "get_resource('packages', 'trot')"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=ament_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    share, found_prefix = (Path(line) for line in out.stdout.split())
+    assert share == prefix / "share" / "trot" and found_prefix == prefix
+    for rel in ("package.xml", "launch/sim.launch.xml", "launch/real.launch.xml", "config/go2.yaml", "config/go1.yaml"):
+        assert (share / rel).is_file(), rel
+    for exe in NODES:
+        path = prefix / "lib" / "trot" / exe
+        assert path.is_file() and os.access(path, os.X_OK), exe
+    package = (share / "package.xml").read_text()
+    assert "<name>trot</name>" in package and "<build_type>ament_python</build_type>" in package
+
+
+@pytest.mark.parametrize("exe", NODES)
+def test_installed_executables_start_and_reject_an_unknown_parameter(prefix: Path, ament_env, exe: str) -> None:
+    cmd = [str(prefix / "lib" / "trot" / exe), "--ros-args", "-p", "policy_path:=go2_flat", "-p", "speling:=1.0"]
+    proc = subprocess.Popen(cmd, env={**ament_env, "ROS_DOMAIN_ID": "180"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # the lifecycle policy node stays up (unconfigured) and says why
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "unknown parameters ['speling']" in out, out
+
+
+def _declared(node: str) -> set[str]:
+    from ros_nodes.controller import SafetyConfig
+    from ros_nodes.policy_node import PolicyNodeParams
+    from ros_nodes.recorder_node import RecorderParams
+    from ros_nodes.sim_node import SimNodeParams
+
+    classes = {"trot_sim": [SimNodeParams], "trot_policy": [PolicyNodeParams, SafetyConfig],
+               "trot_recorder": [RecorderParams]}[node]  # fmt: skip
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("robot", ["go2", "go1"])
+def test_parameter_files_hold_every_parameter_and_the_real_nodes_accept_them(
+    prefix: Path, ament_env, robot: str, tmp_path: Path
+) -> None:
+    file = prefix / "share" / "trot" / "config" / f"{robot}.yaml"
+    sections = yaml.safe_load(file.read_text())
+    assert set(sections) == {"/**/trot_sim", "/**/trot_policy", "/**/trot_recorder"}
+    for key, body in sections.items():
+        assert set(body["ros__parameters"]) == _declared(key.split("/")[-1]), key
+    misspelled = tmp_path / "typo.yaml"
+    misspelled.write_text(file.read_text().replace("stale_periods:", "stale_period:"))
+    graph = Graph()
+    try:
+        exe = prefix / "lib" / "trot"
+        sim = graph.start_args([str(exe / "trot_sim_node"), "--ros-args", "--params-file", str(file)])
+        recorder = graph.start_args([str(exe / "trot_recorder_node"), "--ros-args", "--params-file", str(file),
+                                     "-p", f"output_dir:={tmp_path}"])  # fmt: skip
+        policy = graph.start_args([str(exe / "trot_policy_node"), "--ros-args", "--params-file", str(file),
+                                   "-p", "policy_path:=go2_flat"])  # fmt: skip
+        typo = graph.start_args([str(exe / "trot_policy_node"), "--ros-args", "--params-file", str(misspelled),
+                                 "-r", "__ns:=/typo"])  # fmt: skip
+        assert graph.wait_for_log(recorder, "recording episode 0"), graph.log(recorder)
+        assert graph.wait_for_log(typo, "unknown parameters ['stale_period']")
+        assert graph.wait_for_log(policy, "configured: go2_flat"), graph.log(policy)  # passive: configured, waiting
+        graph.spin(0.5)
+        assert not graph.commands, "start_mode passive commands nothing before ~/start"
+        for index in (sim, recorder, policy):
+            assert graph.procs[index].poll() is None, graph.log(index)
+        assert "unknown parameters" not in graph.log(policy) + graph.log(sim) + graph.log(recorder)
+        assert f"robot: {robot}" in (next(tmp_path.glob("episode_*")) / "episode.yaml").read_text()
+    finally:
+        graph.close()
+
+
+class LaunchedGraph(Graph):
+    """A Graph whose processes are the nodes of a resolved launch file."""
+
+    def launch(self, nodes: list[NodeSpec], workdir: Path) -> dict[str, int]:
+        return {node.fqn: self.start_args(node.command(workdir)) for node in nodes}
+
+
+def _walk(graph: Graph, namespaces: dict[str, float], seconds: float = 7.0) -> dict[str, float]:
+    """Publish each namespace's forward command; mean vx over the last 3 s per namespace."""
+    pubs = {ns: graph.node.create_publisher(Twist, f"{ns}/cmd_vel", 10) for ns in namespaces}
+    odom: dict[str, list] = {ns: [] for ns in namespaces}
+    for ns in namespaces:
+
+        def on_odom(m: Odometry, ns: str = ns) -> None:
+            odom[ns].append((time.time(), m.twist.twist.linear.x))
+
+        graph.node.create_subscription(Odometry, f"{ns}/odom", on_odom, 50)
+    end = time.time() + seconds
+    while time.time() < end:
+        for ns, vx in namespaces.items():
+            t = Twist()
+            t.linear.x = vx
+            pubs[ns].publish(t)
+        rclpy.spin_once(graph.node, timeout_sec=0.02)
+    return {ns: float(np.mean([v for t, v in odom[ns] if t > end - 3.0])) for ns in namespaces}
+
+
+def test_sim_launch_starts_the_nodes_it_describes_and_the_go2_walks(ament_env, prefix: Path, tmp_path: Path) -> None:
+    share = prefix / "share" / "trot" / "launch"
+    nodes = resolve(share / "sim.launch.xml", bag_dir=str(tmp_path / "bags"))
+    assert [n.exec for n in nodes] == ["trot_sim_node", "trot_policy_node", "trot_recorder_node"]
+    graph = LaunchedGraph()
+    try:
+        started = graph.launch(nodes, tmp_path)
+        assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=40.0)
+        # the graph is connected as the launch file says
+        n = graph.node
+        assert graph.wait_until(lambda: n.count_publishers("/joint_states") == 1
+                                and n.count_subscribers("/joint_states") >= 2  # policy input + recorder
+                                and n.count_publishers("/joint_commands") == 1
+                                and n.count_subscribers("/joint_commands") >= 2)  # fmt: skip
+        speed = _walk(graph, {"": 0.5})[""]
+        assert abs(speed - 0.5) <= 0.15, f"walked at {speed:.2f} m/s"
+    finally:
+        graph.close()
+    (bag,) = (tmp_path / "bags").iterdir()
+    assert (bag / "metadata.yaml").is_file(), "SIGTERM must close the launched recorder's bag"
+
+
+def test_two_robots_side_by_side_in_namespaces(ament_env, prefix: Path, tmp_path: Path) -> None:
+    launch_file = prefix / "share" / "trot" / "launch" / "sim.launch.xml"
+    nodes = [n for ns in ("robot1", "robot2") for n in resolve(launch_file, namespace=ns, record="false")]
+    assert sorted(n.fqn for n in nodes) == ["/robot1/trot_policy", "/robot1/trot_sim", "/robot2/trot_policy",
+                                            "/robot2/trot_sim"]  # fmt: skip
+    graph = LaunchedGraph()
+    try:
+        started = graph.launch(nodes, tmp_path)
+        for ns in ("/robot1", "/robot2"):
+            assert graph.wait_for_log(started[f"{ns}/trot_policy"], "standup -> running", timeout=60.0)
+        speeds = _walk(graph, {"/robot1": 0.6, "/robot2": -0.4})
+        assert abs(speeds["/robot1"] - 0.6) <= 0.2 and abs(speeds["/robot2"] + 0.4) <= 0.2, speeds
+    finally:
+        graph.close()
+
+
+def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
+    ament_env, prefix: Path, tmp_path: Path
+) -> None:
+    launch_file = prefix / "share" / "trot" / "launch" / "real.launch.xml"
+    nodes = resolve(launch_file, joint_states="/driver/joint_states", joint_commands="/driver/joint_commands",
+                    imu="/driver/imu", forward_command="true", bag_dir=str(tmp_path))  # fmt: skip
+    assert [n.exec for n in nodes] == ["trot_policy_node", "trot_recorder_node"]
+    graph = LaunchedGraph()
+    forward: list[Float64MultiArray] = []
+    commands: list[JointState] = []
+    graph.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", forward.append, 10)
+    graph.node.create_subscription(JointState, "/driver/joint_commands", commands.append, 10)
+    try:
+        # the "driver": the MuJoCo robot node on the driver's topic names
+        graph.start("ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
+                    "imu_topic:=/driver/imu", "joint_commands_topic:=/driver/joint_commands")  # fmt: skip
+        started = graph.launch(nodes, tmp_path)
+        assert graph.wait_for_log(started["/trot_policy"], "configured", timeout=40.0), graph.log(
+            started["/trot_policy"]
+        )
+        graph.spin(1.0)
+        assert not commands, "start_mode passive: nothing is commanded before ~/start"
+        assert graph.call(Trigger, "trot_policy/start", Trigger.Request()).success
+        assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=20.0)
+        graph.spin(1.0)
+        assert len(forward) > 10 and all(len(m.data) == 12 for m in forward)
+        assert len(commands) > 10 and all(len(m.position) in (0, 12) for m in commands)
+        assert graph.wait_until(lambda: graph.node.count_subscribers("/driver/imu") >= 2)  # policy input + recorder
+    finally:
+        graph.close()
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ('<include file="x.launch.xml"/>', "<include>"),
+        ('<arg name="a" default="$(env HOME)"/>', "$(env HOME)"),
+        ('<node pkg="trot" exec="trot_sim_node" name="s" respawn="true"/>', "respawn"),
+        ('<node pkg="trot" exec="trot_sim_node" name="s"><env name="A" value="1"/></node>', "<env>"),
+        ('<node pkg="trot" exec="trot_sim_node" name="s" if="maybe"/>', "maybe"),
+    ],
+)
+def test_the_launch_reader_fails_on_what_it_does_not_understand(
+    ament_env, tmp_path: Path, snippet: str, message: str
+) -> None:
+    file = tmp_path / "x.launch.xml"
+    file.write_text(f"<launch>{snippet}</launch>")
+    with pytest.raises(UnsupportedLaunchConstruct, match=re.escape(message)):
+        resolve(file)
+    with pytest.raises(UnsupportedLaunchConstruct, match="no launch arguments"):
+        resolve(ROOT / "launch" / "real.launch.xml", robto="go2")
