@@ -32,6 +32,7 @@ bench: venv
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/runtime_latency.py policies/go2_flat
 	$(BIN)/python bench/ros_timing.py
+	MUJOCO_GL=egl $(BIN)/python bench/replay_speed.py
 
 clean:
 	rm -rf $(VENV) out runs

@@ -142,7 +142,10 @@ def recover(path: str | Path) -> dict[str, int]:
     bag with an index and metadata.yaml (like ``ros2 bag reindex``). Returns the per-topic counts."""
     path = Path(path)
     if (path / "metadata.yaml").exists():
-        return topic_counts(path)
+        try:
+            return topic_counts(path)
+        except Exception:
+            (path / "metadata.yaml").unlink()
     mcaps = sorted(path.glob("*.mcap"))
     if len(mcaps) != 1:
         raise FileNotFoundError(f"{path}: expected one .mcap file to recover, found {len(mcaps)}")

@@ -55,6 +55,8 @@ class DeployConfig:
     """Measure tracking only after this long in each segment."""
     domain_id: int | None = None
     """ROS_DOMAIN_ID for this run (default: the environment's)."""
+    replay: bool = True
+    """Afterwards, `trot replay render` + `resim` of the episode (video, plots, re-simulation divergence)."""
 
 
 def segment_tracking(odom: np.ndarray, segments: list[tuple[str, float, float, tuple]], settle_s: float) -> list[dict]:
@@ -169,13 +171,27 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             executor.shutdown(timeout_sec=1.0)
         rec.close()
         summary["recorded"] = dict(rec.bag.counts)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
     finally:
         for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    if cfg.replay:
+        from ros_nodes.replay import render_cmd, resim_cmd
+
+        bag = Path(summary["bag"])
+        out = bag.with_name(bag.name + "_replay")
+        render = render_cmd(bag, out)
+        resimulated = resim_cmd(bag, out)
+        summary["replay"] = {
+            "report": render["report"],
+            "render_s": render["seconds"],
+            "resim_real_time_factor": resimulated["real_time_factor"],
+            "resim_joint_rms_rad": resimulated["joint_rms_mean_rad"],
+            "resim_base_vel_error_mps": resimulated["base_vel_error_mean_mps"],
+        }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -203,3 +219,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     counts = ", ".join(f"{t} {n}" for t, n in summary["recorded"].items())
     console.print(f"bag: {summary['bag']} ({counts})")
+    if "replay" in summary:
+        r = summary["replay"]
+        console.print(
+            f"replay: re-simulated at {r['resim_real_time_factor']:.0f}x real time, joint RMS divergence "
+            f"{r['resim_joint_rms_rad']:.4f} rad, base velocity divergence {r['resim_base_vel_error_mps']:.4f} m/s; "
+            f"video + plots in {r['render_s']:.0f} s"
+        )
+        console.print(f"report: {r['report']}")

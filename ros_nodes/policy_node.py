@@ -26,9 +26,10 @@ from geometry_msgs.msg import Twist
 from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from policies.artifact import ArtifactError
@@ -118,6 +119,10 @@ class PolicyNode(LifecycleNode):
         self._io_executor.add_node(self._io)
         self._io_thread = threading.Thread(target=self._spin_io, name="trot_policy_io", daemon=True)
         self._io_thread.start()
+        # the mode on every change (latched): bags and replay tell standup from policy ticks by it
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._state_pub = self.create_publisher(String, "~/state", latched)
+        self._published_mode: Mode | None = None
         for name, handler in (("~/start", self._srv_start), ("~/stop", self._srv_stop), ("~/estop", self._srv_estop)):
             self.create_service(Trigger, name, handler)
         if self.params.start_mode in ("passive", "auto"):
@@ -223,11 +228,17 @@ class PolicyNode(LifecycleNode):
                 deadline += (behind // period) * period
 
     # ------------------------------------------------------------------ inputs
+    def _input_now(self) -> float:
+        """Receive time on the input node's clock: with use_sim_time its /clock subscription shares the
+        executor with the inputs, so a replayed sample never looks newer than the clock (the main
+        node's /clock can lag behind while its executor is busy)."""
+        return self._io.get_clock().now().nanoseconds * 1e-9
+
     def _on_joint_state(self, msg: JointState) -> None:
         self._seen_joint_names = tuple(msg.name)
         if self.controller is None:
             return
-        now = self.now()
+        now = self._input_now()
         stamp = stamp_seconds(msg) or now  # an unstamped message counts as received now
         velocity = msg.velocity if len(msg.velocity) else [0.0] * len(msg.name)
         with self._lock:
@@ -242,7 +253,7 @@ class PolicyNode(LifecycleNode):
     def _on_imu(self, msg: Imu) -> None:
         if self.controller is None:
             return
-        now = self.now()
+        now = self._input_now()
         o, w = msg.orientation, msg.angular_velocity
         with self._lock:
             self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now)
@@ -251,7 +262,7 @@ class PolicyNode(LifecycleNode):
         if self.controller is None:
             return
         with self._lock:
-            self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, self.now())
+            self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, self._input_now())
 
     # ------------------------------------------------------------------ services
     def _service(self, action: str, response: Trigger.Response) -> Trigger.Response:
@@ -292,6 +303,9 @@ class PolicyNode(LifecycleNode):
             t0 = time.perf_counter()
             cmd = self.controller.tick(now)
             self._infer_s.append(time.perf_counter() - t0)
+            if self.controller.mode is not self._published_mode:
+                self._published_mode = self.controller.mode
+                self._state_pub.publish(String(data=self.controller.mode.value))
             if cmd is None:
                 return
             msg = JointState()

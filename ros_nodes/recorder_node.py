@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from ros_nodes.bag import EpisodeBag
 from ros_nodes.params import declare, doc, spin_node
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
-DEFAULT_TOPICS = ["joint_states", "imu", "odom", "cmd_vel", "joint_commands", "/diagnostics"]
+DEFAULT_TOPICS = ["joint_states", "imu", "odom", "cmd_vel", "joint_commands", "trot_policy/state", "/diagnostics"]
 
 
 @dataclass
@@ -112,9 +112,20 @@ class RecorderNode(Node):
                     message_class(type_name),
                     topic,
                     lambda raw, t=topic: self._on_message(t, raw),
-                    QoSProfile(depth=200),
+                    self._qos_for(topic),
                     raw=True,
                 )
+
+    def _qos_for(self, topic: str) -> QoSProfile:
+        """Match the publishers, as `ros2 bag record` does: a reliable subscription gets nothing from a
+        best-effort driver, and latched (transient-local) topics deliver their last message."""
+        infos = self.get_publishers_info_by_topic(topic)
+        qos = QoSProfile(depth=200)
+        if infos and any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos):
+            qos.reliability = ReliabilityPolicy.BEST_EFFORT
+        if infos and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos):
+            qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+        return qos
 
     def _on_message(self, topic: str, raw: bytes) -> None:
         now = self.get_clock().now().nanoseconds

@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -18,3 +21,17 @@ def quiet_cfg():
         return cfg
 
     return make
+
+
+@pytest.fixture(scope="session")
+def deploy_run(tmp_path_factory) -> Path:
+    """One `trot deploy --sim` episode (with its replay report), shared by the deploy and replay tests."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    out = tmp_path_factory.mktemp("deploy")
+    run = subprocess.run(
+        [sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(out), "--domain-id", "199"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "command tracking" in run.stdout and "report:" in run.stdout
+    return out

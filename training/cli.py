@@ -7,6 +7,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -166,8 +167,76 @@ def bag_cmd(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class ReplayConfig:
+    """``trot replay {render,resim,shadow} BAG``: look at, re-simulate or shadow-evaluate an episode."""
+
+    action: tyro.conf.Positional[Literal["render", "resim", "shadow", "play"]]
+    bag: tyro.conf.Positional[Path]
+    out: Path | None = None
+    """Report folder (default: BAG_replay/ next to the bag)."""
+    policy: str | None = None
+    """shadow: the policy to vet (folder, policy.onnx or shipped name); resim: PD gains from this artifact."""
+    fps: float = 30.0
+    """render: video frame rate."""
+    no_video: bool = False
+    """render: plots and report only."""
+    threshold: float = 0.2
+    """shadow: a target difference (rad) beyond this counts as divergence."""
+    rate: float = 1.0
+    """play: speed factor (0 = as fast as possible)."""
+    loop: bool = False
+    """play: start over at the end."""
+    topics: list[str] = dataclasses.field(default_factory=list)
+    """play: only these topics ([] = all)."""
+    exclude: list[str] = dataclasses.field(default_factory=list)
+    """play: not these topics."""
+    start_offset: float = 0.0
+    """play: skip this many seconds of the bag."""
+
+
+def replay_cmd(argv: list[str]) -> int:
+    from policies.artifact import ArtifactError
+    from ros_nodes.replay import ReplayError, render_cmd, resim_cmd, shadow_cmd
+
+    cfg = tyro.cli(ReplayConfig, args=argv, prog="trot replay")
+    out = cfg.out or cfg.bag.with_name(cfg.bag.name + "_replay")
+    if cfg.action == "play":  # a ROS node re-publishing the bag, like `ros2 bag play`
+        from ros_nodes.play_node import main as play_main
+
+        params = {"bag": str(cfg.bag), "rate": cfg.rate, "loop": cfg.loop, "start_offset_s": cfg.start_offset}
+        args = [a for k, v in params.items() for a in ("-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}")]
+        for key, values in (("topics", cfg.topics), ("exclude", cfg.exclude)):
+            if values:
+                args += ["-p", f"{key}:=[{','.join(values)}]"]
+        return play_main(["trot_play", "--ros-args", *args])
+    try:
+        if cfg.action == "render":
+            result = render_cmd(cfg.bag, out, fps=cfg.fps, video=not cfg.no_video)
+            print(f"rendered in {result['seconds']:.1f} s")
+        elif cfg.action == "resim":
+            result = resim_cmd(cfg.bag, out, cfg.policy)
+            print(f"re-simulated {result['seconds_simulated']:.1f} s at {result['real_time_factor']:.0f}x real time; "
+                  f"joint RMS divergence {result['joint_rms_mean_rad']:.4f} rad, base velocity divergence "
+                  f"{result['base_vel_error_mean_mps']} m/s")  # fmt: skip
+        else:
+            if not cfg.policy:
+                print("trot replay shadow: --policy is required (the policy to vet)", file=sys.stderr)
+                return 2
+            result = shadow_cmd(cfg.bag, out, cfg.policy, cfg.threshold)
+            print(f"shadow {cfg.policy}: {result['ticks']} ticks, first divergence {result['first_divergence_s']} s")
+    except (ReplayError, ArtifactError) as exc:
+        print(f"trot replay {cfg.action}: {exc}", file=sys.stderr)
+        return 2
+    for note in dict.fromkeys(result.get("notes", [])):
+        print(f"note: {note}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
 COMMANDS = {
     "demo": demo,
+    "replay": replay_cmd,
     "deploy": deploy_cmd,
     "bag": bag_cmd,
     "bench-env": bench_env_cmd,
@@ -179,12 +248,20 @@ HELP = {
     "demo": "the Go2 task's contract and speed, a short PPO run, its evaluation and video",
     "deploy": "--sim: MuJoCo robot node + policy node + recorder over ROS 2, scripted commands, one bag",
     "bag": "info BAG | recover BAG (a bag whose recorder was killed)",
+    "replay": "render | resim | shadow | play BAG: video + plots, re-simulation, another policy on the log, re-publish",
     "bench-env": "env steps/s with all randomizations vs raw MuJoCo physics",
     "train": "PPO: trot train go2-flat | --env Hopper-v5 | --resume RUN_DIR  [overrides]",
     "eval": "evaluate a run's checkpoint: tracking error, falls, video, training curve",
     "export": "export a run as an ONNX policy artifact with its contract: trot export RUN -o policies/NAME",
 }
-RAW_ARGV = {"train": train_cmd, "eval": eval_cmd, "export": export_cmd, "deploy": deploy_cmd, "bag": bag_cmd}
+RAW_ARGV = {
+    "train": train_cmd,
+    "eval": eval_cmd,
+    "export": export_cmd,
+    "deploy": deploy_cmd,
+    "bag": bag_cmd,
+    "replay": replay_cmd,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
