@@ -110,3 +110,26 @@ def test_a_truncated_bag_is_a_clear_error_and_recovers(bag: Path, tmp_path: Path
     assert 0 < counts["/joint_states"] < len(list(read_messages(bag, topics=["/joint_states"])))
     ep = load_episode(damaged)
     assert ep.joint_states is not None and np.isfinite(ep.joint_states.values["pos"]).all()
+
+
+def test_a_sqlite3_bag_from_another_recorder_replays_too(bag: Path, tmp_path: Path) -> None:
+    """Not every bag comes from trot: the same episode as a plain sqlite3 rosbag2 (version 9, no
+    episode metadata, namespaced topics) re-simulates the same way."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ros_nodes.bag import typestore
+
+    other = tmp_path / "sqlite_bag"
+    store = typestore()
+    with Writer(other, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        connections = {}
+        for m in read_messages(bag):
+            topic = f"/go2{m.topic}"
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, m.msgtype, typestore=store)
+            writer.write(connections[topic], m.timestamp_ns, bytes(store.serialize_cdr(m.msg, m.msgtype)))
+    assert next(other.glob("*.db3"))
+    ep = load_episode(other)
+    assert ep.metadata == {} and ep.odom is not None and ep.state is not None
+    r = resim(ep, str(POLICY))
+    assert r.joint_rms.mean() < 0.02
