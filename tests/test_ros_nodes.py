@@ -255,7 +255,10 @@ def test_recorder_writes_one_complete_bag_per_episode_and_closes_cleanly_on_sigt
         for topic in ("/joint_states", "/imu", "/odom", "/joint_commands", "/cmd_vel"):
             assert counts[topic] == sum(m.topic == topic for m in messages) > 0, topic
         stamps = np.array([m.timestamp_ns for m in messages if m.topic == "/joint_states"]) * 1e-9
-        assert np.diff(stamps).max() < 0.1, "a gap in the recorded joint states"
+        # 250 Hz stream: no hole in it. 1 s, not a few periods: a busy 2-core CI machine stalled the
+        # publisher or the recorder for 0.33 s once; a recorder losing data loses far more
+        assert np.diff(stamps).max() < 1.0, "a gap in the recorded joint states"
+        assert len(stamps) > 0.5 * (stamps[-1] - stamps[0]) * 250, "joint states missing from the bag"
         for m in messages:
             if m.topic == "/joint_commands" and len(m.msg.position):
                 assert np.isfinite(m.msg.position).all()
