@@ -58,7 +58,9 @@ def test_shadow_of_the_same_policy_agrees_and_a_perturbed_one_diverges(bag: Path
     ep = load_episode(bag)
     same = shadow(ep, str(POLICY))
     assert len(same.t) > 500
-    assert same.rms.max() < 0.02, same.rms  # same inputs up to sample alignment: same targets
+    # same policy: the same targets up to sample alignment (the node used the latest sample it had
+    # received at its tick; the bag has the recorder's receive times): measured 0.005-0.02 rad RMS
+    assert same.rms.max() < 0.05, same.rms
     # a policy with its last layer's weights scaled by 1.5: a "new policy" that is not the logged one
     model = onnx.load(POLICY / "policy.onnx")
     weights = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2]
