@@ -116,6 +116,10 @@ class ActionMapper:
         np.add(out, self._default, out=out)
         return out
 
+    def actions_of(self, targets: np.ndarray) -> np.ndarray:
+        """The actions that map to these joint targets (contract order): for logs, which hold targets."""
+        return (np.asarray(targets, dtype=np.float64) - self._default) / self._scale
+
 
 def joint_index(source_names: list[str] | tuple[str, ...], contract: Contract) -> np.ndarray:
     """Index array ``idx`` such that ``source_values[idx]`` is in the contract's joint order.

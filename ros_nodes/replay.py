@@ -359,9 +359,10 @@ def plot_episode(ep: Episode, out: Path) -> list[Path]:
 
         try:
             _, contract = read_artifact(ep.metadata.get("policy_path", "go2_flat"))
-            order = [contract.joint_names.index(n) for n in ep.joint_names]
-            default = np.asarray(contract.default_joint_pos)[order]
-            actions = (ep.joint_commands.values["target"] - default) / contract.action_scale
+            from policies.observation import ActionMapper, joint_index
+
+            to_contract = joint_index(ep.joint_names, contract)  # replay arrays are in robot order
+            actions = ActionMapper(contract).actions_of(ep.joint_commands.values["target"][:, to_contract])
             fig, ax = plt.subplots(figsize=(9, 3.5))
             ax.plot(ep.joint_commands.t, actions, lw=0.6)
             ax.set_title("actions ((target - default) / action_scale), after the node's safety limits")

@@ -87,3 +87,12 @@ def test_joint_index_reorders_by_name_and_reports_missing(quiet_cfg) -> None:
     with pytest.raises(KeyError, match="FL_hip_joint"):
         joint_index(shuffled[:-1], c)
     env.close()
+
+
+def test_actions_of_inverts_the_mapping_inside_the_clip() -> None:
+    from policies.observation import ActionMapper
+    from policies.runtime import PolicyRuntime
+
+    mapper = ActionMapper(PolicyRuntime("go2_flat").contract)
+    action = np.linspace(-3.0, 3.0, 12)
+    np.testing.assert_allclose(mapper.actions_of(mapper(action)[0].copy()), action, atol=1e-12)
