@@ -7,6 +7,7 @@ naming the problem; nothing downstream ever guesses a default.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -14,6 +15,7 @@ import onnx
 from policies.contract import Contract, ContractError
 
 CONTRACT_KEY = "trot_contract"
+DIGEST_KEY = "trot_contract_digest"  # Contract.field_digests() at export time, JSON
 INPUT_NAME = "obs"
 OUTPUT_NAME = "actions"
 ONNX_FILE = "policy.onnx"
@@ -55,7 +57,29 @@ def read_artifact(path: str | Path) -> tuple[bytes, Contract]:
     except ContractError as exc:
         raise ArtifactError(f"{path}: metadata {exc}") from exc
     _check_signature(model, contract, path)
+    _check_digests(meta, contract, path)
     return data, contract
+
+
+def contract_metadata(contract: Contract) -> dict[str, str]:
+    """The metadata entries an exported artifact carries."""
+    return {CONTRACT_KEY: contract.to_json(), DIGEST_KEY: json.dumps(contract.field_digests())}
+
+
+def _check_digests(meta: dict[str, str], contract: Contract, path: Path) -> None:
+    if DIGEST_KEY not in meta:
+        raise ArtifactError(f"{path}: no '{DIGEST_KEY}' metadata: the contract cannot be verified (re-export it)")
+    try:
+        stored = json.loads(meta[DIGEST_KEY])
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}: metadata '{DIGEST_KEY}' is not valid JSON ({exc})") from exc
+    actual = contract.field_digests()
+    changed = sorted(k for k in set(actual) | set(stored) if stored.get(k) != actual.get(k))
+    if changed:
+        raise ArtifactError(
+            f"{path}: contract field(s) {changed} were changed after export (their digests do not match): "
+            "refusing a contract that may not be the one the policy was trained with; re-export instead of editing"
+        )
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:

@@ -8,6 +8,7 @@ Joints are identified by *name*; arrays are in the contract's joint order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field
@@ -150,6 +151,14 @@ class Contract:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False)
+
+    def field_digests(self) -> dict[str, str]:
+        """A short SHA-256 per field: stored beside the contract at export, so that a contract
+        edited afterwards (two joint names swapped, a gain changed) is refused, naming the field."""
+        return {
+            key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+            for key, value in self.to_dict().items()
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Contract:

@@ -59,11 +59,15 @@ class PolicyRuntime:
         self.last_action[:] = 0.0
 
     def joint_order(self, names: Sequence[str]) -> np.ndarray:
-        """Index array taking arrays ordered like ``names`` to the contract's order (cached)."""
+        """Index array taking arrays ordered like ``names`` to the contract's order (cached; a driver
+        sends one order, so the cache is kept small against a stream of ever-new orders)."""
         key = tuple(names)
         order = self._orders.get(key)
         if order is None:
-            order = self._orders[key] = joint_index(key, self.contract)
+            order = joint_index(key, self.contract)
+            if len(self._orders) >= 16:
+                self._orders.clear()
+            self._orders[key] = order
         return order
 
     def observe(

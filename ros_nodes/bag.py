@@ -17,7 +17,7 @@ import shutil
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,20 @@ def typestore():
 
 
 class EpisodeBag:
-    """One episode, one bag. Thread-safe ``write``; ``close`` is idempotent."""
+    """One episode, one bag. Thread-safe ``write``; ``close`` is idempotent.
 
-    def __init__(self, path: str | Path, metadata: dict[str, Any], flush_period_s: float = 0.5) -> None:
+    A write error (disk full) does not raise into the caller, who is a message callback: the bag
+    stops taking messages, ``error`` holds the exception, ``on_error`` is told once, and every chunk
+    flushed before (``durable_counts``) stays readable (:func:`recover` on a copy with free space).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: dict[str, Any],
+        flush_period_s: float = 0.5,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
@@ -57,6 +68,10 @@ class EpisodeBag:
         self._flush_period = flush_period_s
         self._last_flush = time.monotonic()
         self.counts: dict[str, int] = {}
+        self.durable_counts: dict[str, int] = {}  # on disk in complete chunks (flushed to the OS)
+        self.dropped = 0  # messages refused after a write error
+        self.error: OSError | None = None
+        self._on_error = on_error or (lambda message: None)
         self.closed = False
 
     def add_topic(self, topic: str, msgtype: str) -> None:
@@ -64,21 +79,28 @@ class EpisodeBag:
         with self._lock:
             if topic not in self._connections:
                 self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
-                self.counts[topic] = 0
+                self.counts[topic] = self.durable_counts[topic] = 0
 
     def write(self, topic: str, timestamp_ns: int, cdr: bytes) -> None:
         with self._lock:
-            if self.closed:
+            if self.closed or self.error is not None:
+                self.dropped += self.error is not None
                 return
-            self._writer.write(self._connections[topic], timestamp_ns, cdr)
-            self.counts[topic] += 1
-            if time.monotonic() - self._last_flush >= self._flush_period:
-                self._flush_locked()
+            try:
+                self._writer.write(self._connections[topic], timestamp_ns, cdr)
+                self.counts[topic] += 1
+                if time.monotonic() - self._last_flush >= self._flush_period:
+                    self._flush_locked()
+            except OSError as exc:
+                self._failed(exc)
 
     def flush(self) -> None:
         with self._lock:
-            if not self.closed:
-                self._flush_locked()
+            if not self.closed and self.error is None:
+                try:
+                    self._flush_locked()
+                except OSError as exc:
+                    self._failed(exc)
 
     def _flush_locked(self) -> None:
         storage = self._writer.storage  # the rosbags McapWriter: end the pending chunk, push it to the OS
@@ -86,14 +108,28 @@ class EpisodeBag:
             storage.close_chunk()
         storage.bio.flush()
         self._last_flush = time.monotonic()
+        self.durable_counts = dict(self.counts)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = exc
+        self._on_error(
+            f"cannot write {self.path}: {exc}; recording stopped. {sum(self.durable_counts.values())} messages "
+            f"written before are safe on disk ({self.durable_counts}); copy the bag where there is space and run "
+            "`trot bag recover` on it"
+        )
 
     def close(self) -> None:
-        """Write the MCAP summary and metadata.yaml: the bag is complete and indexed."""
+        """Write the MCAP summary and metadata.yaml: the bag is complete and indexed (after a write
+        error the summary cannot be written either: the bag needs :func:`recover`)."""
         with self._lock:
             if self.closed:
                 return
             self.closed = True
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError as exc:
+                if self.error is None:
+                    self._failed(exc)
 
 
 @dataclass

@@ -5,8 +5,9 @@ back to a message, so everything that decides what reaches the motors is here an
 without middleware. Safety rules, in the order ``tick`` applies them:
 
 - no fresh joint state or IMU sample for ``stale_periods`` control periods (samples stamped too
-  far in the past are dropped), any malformed or non-finite input, or a stamp from the future
-  forces DAMPING (zero stiffness, damping only) until an explicit restart;
+  far in the past are dropped), any malformed, non-finite or physically implausible input, a
+  stamp from the future, or a jump of the clock forces DAMPING (zero stiffness, damping only)
+  until an explicit restart;
 - ``/cmd_vel`` is clipped to the contract's command ranges and decays to zero when not refreshed;
 - targets are clipped to the joint limits and their change per step is limited;
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
@@ -44,6 +45,15 @@ class SafetyConfig:
     """After this long without /cmd_vel the command starts decaying to zero..."""
     cmd_decay_s: float = 0.5
     """...reaching zero after this much longer."""
+    joint_pos_tolerance: float = 0.5
+    """A measured joint position further than this outside the joint limits is a sensor fault, rad."""
+    max_joint_velocity: float = 60.0
+    """A measured joint speed above this is a sensor fault, rad/s (Go2/Go1 motors reach ~30)."""
+    max_angular_velocity: float = 40.0
+    """A measured base angular speed above this is a sensor fault, rad/s (IMUs saturate at ~35)."""
+    clock_jump_s: float = 1.0
+    """The clock moving forward by more than this between two ticks, or backward by more than a
+    control period, is a clock jump (sim reset, NTP step): time-based safety cannot be trusted."""
     standup_s: float = 2.0
     damping_kd: float = 2.0
     """Damping gain in DAMPING mode, N m s / rad."""
@@ -81,6 +91,7 @@ class Stats:
     watchdog_trips: int = 0
     bad_inputs: int = 0
     stale_dropped: int = 0
+    clock_jumps: int = 0
     transitions: list[Transition] = field(default_factory=list)
 
 
@@ -103,6 +114,9 @@ class PolicyController:
         margin = self.safety.joint_limit_margin
         self.lower = np.asarray(c.joint_pos_lower) + margin
         self.upper = np.asarray(c.joint_pos_upper) - margin
+        tolerance = self.safety.joint_pos_tolerance
+        self.plausible_lower = np.asarray(c.joint_pos_lower) - tolerance
+        self.plausible_upper = np.asarray(c.joint_pos_upper) + tolerance
         self.kp_nominal = np.asarray(c.kp, dtype=np.float64)
         self.kd_nominal = np.asarray(c.kd, dtype=np.float64)
         keys = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
@@ -133,6 +147,9 @@ class PolicyController:
             return self._bad_input(
                 f"joint state has {len(names)} names, {len(position)} positions, {len(velocity)} velocities", now
             )
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            return self._bad_input(f"joint state names {twice} more than once", now)
         try:
             order = self.runtime.joint_order(names)
         except KeyError as exc:
@@ -140,19 +157,40 @@ class PolicyController:
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
         if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
             return self._bad_input("joint state contains NaN or Inf", now)
+        outside = (pos < self.plausible_lower) | (pos > self.plausible_upper)
+        if outside.any():
+            i = int(np.argmax(outside))
+            return self._bad_input(
+                f"joint state {self.names[i]} = {pos[i]:.4g} rad is beyond its limits "
+                f"[{self.plausible_lower[i] + self.safety.joint_pos_tolerance:.3f}, "
+                f"{self.plausible_upper[i] - self.safety.joint_pos_tolerance:.3f}] by more than "
+                f"joint_pos_tolerance {self.safety.joint_pos_tolerance}", now)  # fmt: skip
+        if (fast := np.abs(vel) > self.safety.max_joint_velocity).any():
+            i = int(np.argmax(fast))
+            return self._bad_input(f"joint state {self.names[i]} velocity {vel[i]:.4g} rad/s exceeds "
+                                   f"max_joint_velocity {self.safety.max_joint_velocity}", now)  # fmt: skip
         if not self._stamp_ok("joint state", stamp, now):
             return False
         self.joint_pos[:], self.joint_vel[:] = pos, vel
         self._joints = _Sample(stamp, True)
         return True
 
-    def set_imu(self, quat_wxyz: Sequence[float], gyro: Sequence[float], stamp: float, now: float) -> bool:
+    def set_imu(
+        self, quat_wxyz: Sequence[float], gyro: Sequence[float], stamp: float, now: float, has_orientation: bool = True
+    ) -> bool:
+        """An IMU sample; ``has_orientation`` False when the driver says it has none (REP 145:
+        orientation covariance[0] = -1): the observation needs it."""
         q, w = np.asarray(quat_wxyz, dtype=np.float64), np.asarray(gyro, dtype=np.float64)
         if q.shape != (4,) or w.shape != (3,):
             return self._bad_input(f"IMU sample has orientation {q.shape} and angular velocity {w.shape}", now)
+        if not has_orientation:
+            return self._bad_input("IMU sample carries no orientation (orientation_covariance[0] = -1)", now)
         norm = float(np.linalg.norm(q)) if np.isfinite(q).all() else math.nan
         if not (np.isfinite(w).all() and 0.9 < norm < 1.1):
             return self._bad_input("IMU sample is non-finite or its quaternion is not unit length", now)
+        if (speed := float(np.linalg.norm(w))) > self.safety.max_angular_velocity:
+            return self._bad_input(f"IMU angular speed {speed:.4g} rad/s exceeds max_angular_velocity "
+                                   f"{self.safety.max_angular_velocity}", now)  # fmt: skip
         if not self._stamp_ok("IMU", stamp, now):
             return False
         self.quat[:], self.gyro[:] = q / norm, w
@@ -182,6 +220,13 @@ class PolicyController:
                 self._last_drop_log = now
             return False
         return True
+
+    def clock_jumped(self, delta_s: float, now: float) -> None:
+        """The control loop saw its clock jump by ``delta_s``: sample ages are meaningless now."""
+        self.stats.clock_jumps += 1
+        self.log(f"clock jumped by {delta_s:+.3f} s")
+        if self.mode in (Mode.STANDUP, Mode.RUNNING):
+            self._transition(Mode.DAMPING, f"clock jumped by {delta_s:+.3f} s", now)
 
     def _bad_input(self, reason: str, now: float) -> bool:
         self.stats.bad_inputs += 1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,6 +15,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 T = TypeVar("T")
 
@@ -69,9 +73,13 @@ def realtime_friendly_gil() -> None:
     sys.setswitchinterval(2e-4)
 
 
-def spin_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_s: float = 0.0) -> int:
     """Run one node until SIGINT/SIGTERM. Nodes keep their timing-critical loops in their own
-    threads: rclpy's multi-threaded executor starved them here."""
+    threads: rclpy's multi-threaded executor starved them here. ``drain_s`` > 0: on the signal,
+    go on handling what already arrived for that long before the node is destroyed (rclpy's own
+    handler would shut the context down at once, dropping messages DDS had already received)."""
+    if drain_s > 0:
+        return _spin_and_drain(factory, args, drain_s)
     rclpy.init(args=args if args is not None else sys.argv)
     try:
         node = factory()
@@ -92,4 +100,29 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None) -> int
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return 0
+
+
+def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s: float) -> int:
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node = factory()
+    except ValueError as exc:
+        print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + drain_s
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
     return 0

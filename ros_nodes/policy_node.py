@@ -208,13 +208,23 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
         clock = self.get_clock()
         period = round(self.controller.period * 1e9)
+        jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
-        deadline = clock.now().nanoseconds
+        deadline = last = clock.now().nanoseconds
         while self._active and rclpy.ok():
             deadline += period
-            while self._active and (remaining := deadline - clock.now().nanoseconds) > 0:
+            while self._active and (remaining := deadline - (now := clock.now().nanoseconds)) > 0:
+                if now < last - period:  # the clock went backwards: waiting for the deadline could take forever
+                    break
                 # wall clock: one sleep; sim time: poll, since /clock may run at any rate
                 time.sleep(min(remaining * 1e-9, 0.001) if sim_time else remaining * 1e-9)
+            now = clock.now().nanoseconds
+            if not last or now < last - period or now > last + jump_ns:  # (sim time: 0 until /clock arrives)
+                if last:
+                    with self._lock:
+                        self.controller.clock_jumped((now - last) * 1e-9, now * 1e-9)
+                deadline = now
+            last = now
             if not self._event_ticks or time.perf_counter() - self._last_event_tick > 1.5 * self.controller.period:
                 try:
                     self._tick()  # in joint_states mode only when the joint states stopped: the watchdog acts
@@ -256,7 +266,8 @@ class PolicyNode(LifecycleNode):
         now = self._input_now()
         o, w = msg.orientation, msg.angular_velocity
         with self._lock:
-            self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now)
+            self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now,
+                                    has_orientation=msg.orientation_covariance[0] != -1.0)  # fmt: skip
 
     def _on_cmd(self, msg: Twist) -> None:
         if self.controller is None:
@@ -349,6 +360,8 @@ class PolicyNode(LifecycleNode):
             "watchdog_trips": str(c.stats.watchdog_trips),
             "overruns": str(self.overruns),
             "bad_inputs": str(c.stats.bad_inputs),
+            "stale_samples_dropped": str(c.stats.stale_dropped),
+            "clock_jumps": str(c.stats.clock_jumps),
         }  # fmt: skip
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])

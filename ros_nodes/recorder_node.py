@@ -89,7 +89,12 @@ class RecorderNode(Node):
         prefix = f"{ns}_{self.params.bag_prefix}" if ns else self.params.bag_prefix
         path = Path(self.params.output_dir) / f"{prefix}_{stamp}_{self.episode:03d}"
         meta = {**self.static_metadata, "episode": str(self.episode), "started": datetime.datetime.now().isoformat()}
-        bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s)
+        try:
+            bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s, on_error=self._write_failed)
+        except OSError as exc:
+            self.bag = None
+            self.get_logger().error(f"cannot open bag {path}: {exc}; not recording episode {self.episode}")
+            return
         for topic, type_name in self.types.items():
             bag.add_topic(topic, type_name)
         self.bag = bag
@@ -107,7 +112,8 @@ class RecorderNode(Node):
                 type_name = known[topic][0]
                 self.types[topic] = type_name
                 with self._lock:
-                    self.bag.add_topic(topic, type_name)
+                    if self.bag is not None:
+                        self.bag.add_topic(topic, type_name)
                 self.create_subscription(
                     message_class(type_name),
                     topic,
@@ -130,17 +136,23 @@ class RecorderNode(Node):
     def _on_message(self, topic: str, raw: bytes) -> None:
         now = self.get_clock().now().nanoseconds
         with self._lock:
-            self.bag.write(topic, now, raw)
+            if self.bag is not None:
+                self.bag.write(topic, now, raw)
+
+    def _write_failed(self, message: str) -> None:
+        self.get_logger().error(message)
 
     def _flush(self) -> None:
         with self._lock:
-            self.bag.flush()
+            if self.bag is not None:
+                self.bag.flush()
 
     def split(self) -> Path:
         """End this episode's bag, start the next; returns the finished bag."""
         with self._lock:
             finished = self.bags[-1]
-            self.bag.close()
+            if self.bag is not None:
+                self.bag.close()
             self.episode += 1
             self._open_bag()
         return finished
@@ -155,6 +167,10 @@ class RecorderNode(Node):
             if self.bag is not None and not self.bag.closed:
                 self.bag.close()
                 line = f"closed {self.bags[-1]}: {self.bag.counts}"
+                if self.bag.error is not None:
+                    line = (f"closed {self.bags[-1]} after a write error ({self.bag.error}): "
+                            f"{self.bag.durable_counts} on disk, {self.bag.dropped} messages refused; "
+                            "it needs `trot bag recover`")  # fmt: skip
                 if self.context.ok():
                     self.get_logger().info(line)
                 else:  # after SIGINT/SIGTERM /rosout is gone
@@ -166,7 +182,9 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_node(RecorderNode, args)
+    # on SIGINT/SIGTERM, keep taking what DDS already delivered for a moment: nothing published
+    # before the signal is lost
+    return spin_node(RecorderNode, args, drain_s=0.3)
 
 
 if __name__ == "__main__":

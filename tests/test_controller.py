@@ -116,18 +116,26 @@ def test_stale_sensors_damp_within_three_periods(ctrl: PolicyController) -> None
         lambda c, now: c.set_imu([np.inf, 0, 0, 0], [0, 0, 0], stamp=now, now=now),
         lambda c, now: c.set_imu([2.0, 0, 0, 0], [0, 0, 0], stamp=now, now=now),
         lambda c, now: c.set_command(np.nan, 0.0, 0.0, now=now),
+        lambda c, now: c.set_joint_state(list(c.names[:11]) + [c.names[0]], list(c.default), [0.0] * 12, now, now),
+        lambda c, now: c.set_joint_state(list(c.names), list(c.default[:11]) + [1e6], [0.0] * 12, now, now),
+        lambda c, now: c.set_joint_state(list(c.names), list(c.default), [0.0] * 11 + [500.0], now, now),
+        lambda c, now: c.set_imu([1.0, 0, 0, 0], [0, 0, 80.0], stamp=now, now=now),
+        lambda c, now: c.set_imu([1.0, 0, 0, 0], [0, 0, 0], stamp=now, now=now, has_orientation=False),
+        lambda c, now: c.clock_jumped(10.0, now),
     ],
-    ids=["nan-joint", "short-array", "unknown-names", "future-stamp", "inf-imu", "non-unit-quat", "nan-cmd"],
+    ids=["nan-joint", "short-array", "unknown-names", "future-stamp", "inf-imu", "non-unit-quat", "nan-cmd",
+         "duplicate-name", "huge-position", "huge-velocity", "huge-gyro", "no-orientation", "clock-jump"],
 )  # fmt: skip
 def test_bad_input_damps_and_is_logged(bad) -> None:
     lines: list[str] = []
     c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0), log=lines.append)
     now = run_to(c, Mode.RUNNING)
-    assert bad(c, now + T) is False
+    assert not bad(c, now + T)
     out = c.tick(now + T)
     assert c.mode is Mode.DAMPING and out.mode is Mode.DAMPING and np.isfinite(out.position).all()
-    assert any(line.startswith("bad input:") for line in lines)
-    assert c.stats.bad_inputs == 1
+    assert any(line.startswith(("bad input:", "clock jumped")) for line in lines)
+    assert c.stats.bad_inputs + c.stats.clock_jumps == 1
+    assert np.array_equal(c.joint_pos, c.default), "a rejected sample must not reach the state"
 
 
 def test_estop_and_stop(ctrl: PolicyController) -> None:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import yaml
 
-from policies.artifact import CONTRACT_KEY, ArtifactError, read_artifact
+from policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
 from policies.contract import Contract
 from policies.runtime import PolicyRuntime
 from training.envs.locomotion import LocomotionEnv
@@ -141,8 +141,21 @@ def test_runtime_matches_joints_by_name_and_refuses_missing_ones(artifact: Path)
         (lambda p: _edit_meta(p, "{broken"), "not valid JSON"),
         (lambda p: _edit_meta(p, lambda d: d.update(version=7)), "contract.version"),
         (lambda p: _edit_meta(p, lambda d: d["obs_terms"].pop()), "input 'obs' has shape"),
+        (lambda p: _edit_meta(p, _swap_two_joints), r"contract field\(s\) \['joint_names'\] were changed after export"),
+        (lambda p: _edit_meta(p, lambda d: d["kp"].__setitem__(3, 80.0)), r"\['kp'\] were changed"),
+        (lambda p: _edit_meta(p, lambda d: None, digest="drop"), "no 'trot_contract_digest' metadata"),
     ],
-    ids=["truncated", "garbage", "no-metadata", "bad-json", "future-version", "size-mismatch"],
+    ids=[
+        "truncated",
+        "garbage",
+        "no-metadata",
+        "bad-json",
+        "future-version",
+        "size-mismatch",
+        "swapped-joints",
+        "edited-gain",
+        "no-digest",
+    ],
 )
 def test_bad_artifacts_are_refused(artifact: Path, tmp_path: Path, damage, message: str) -> None:
     broken = tmp_path / "policy.onnx"
@@ -159,10 +172,21 @@ def test_missing_artifact(tmp_path: Path) -> None:
         PolicyRuntime(tmp_path)
 
 
-def _edit_meta(path: Path, change) -> None:
+def _swap_two_joints(contract: dict) -> None:
+    """The classic mistake: two joints' names exchanged in the contract (each keeps its numbers)."""
+    names = contract["joint_names"]
+    names[0], names[3] = names[3], names[0]
+
+
+def _edit_meta(path: Path, change, digest: str = "keep") -> None:
+    """Edit the contract in an artifact's metadata; ``digest``: keep the original's (a tampered
+    artifact), ``recompute`` (as if exported that way) or ``drop``."""
     model = onnx.load(path)
     meta = {p.key: p.value for p in model.metadata_props}
     del model.metadata_props[:]
+    if digest == "keep" and change is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = DIGEST_KEY, meta[DIGEST_KEY]
     if change is not None:
         if isinstance(change, str):
             value = change
@@ -172,6 +196,9 @@ def _edit_meta(path: Path, change) -> None:
             value = json.dumps(data)
         entry = model.metadata_props.add()
         entry.key, entry.value = CONTRACT_KEY, value
+        if digest == "recompute":
+            entry = model.metadata_props.add()
+            entry.key, entry.value = DIGEST_KEY, json.dumps(Contract.from_json(value).field_digests())
     onnx.save(model, path)
 
 
@@ -197,7 +224,7 @@ def test_eval_refuses_an_artifact_whose_contract_disagrees_with_the_simulation(a
     other = tmp_path / "other"
     other.mkdir()
     (other / "policy.onnx").write_bytes((artifact / "policy.onnx").read_bytes())
-    _edit_meta(other / "policy.onnx", lambda d: d.update(kp=[99.0] * 12))
+    _edit_meta(other / "policy.onnx", lambda d: d.update(kp=[99.0] * 12), digest="recompute")
     with pytest.raises(ContractMismatch, match=r"contract\.kp"):
         evaluate_artifact(other, PolicyEvalConfig(segment_s=0.2, conditions=("nominal",)))
 

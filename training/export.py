@@ -27,7 +27,7 @@ import torch
 import tyro
 import yaml
 
-from policies.artifact import CONTRACT_KEY, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, read_artifact
+from policies.artifact import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, contract_metadata, read_artifact
 from policies.contract import Contract
 from policies.runtime import make_session
 from training.envs.locomotion import LocomotionEnv
@@ -101,8 +101,9 @@ def to_onnx(actor: torch.nn.Module, num_obs: int, contract: Contract) -> onnx.Mo
     model = onnx.load_from_string(buffer.getvalue())
     model.producer_name = "trot"
     del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = CONTRACT_KEY, contract.to_json()
+    for key, value in contract_metadata(contract).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(model, full_check=True)
     return model
 
