@@ -9,6 +9,7 @@ without middleware. Safety rules, in the order ``tick`` applies them:
   stamp from the future, or a jump of the clock forces DAMPING (zero stiffness, damping only)
   until an explicit restart;
 - ``/cmd_vel`` is clipped to the contract's command ranges and decays to zero when not refreshed;
+  a flood of it (above ``max_cmd_rate_hz``) is a fault;
 - targets are clipped to the joint limits and their change per step is limited;
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
 """
@@ -34,9 +35,10 @@ class Mode(enum.Enum):
 
 @dataclass
 class SafetyConfig:
-    stale_periods: float = 2.5
+    stale_periods: float = 2.0
     """Sensors older than this many control periods trip the watchdog (-> DAMPING): when they stop,
-    the third control period after the last sample is already damped."""
+    the command issued within 3 control periods of the last sample is already damped (the first tick
+    after 2 periods). Also the most a sample's stamp may lie in the future."""
     max_target_step: float = 0.25
     """Largest change of a joint target per control step, rad."""
     joint_limit_margin: float = 0.02
@@ -51,6 +53,10 @@ class SafetyConfig:
     """A measured joint speed above this is a sensor fault, rad/s (Go2/Go1 motors reach ~30)."""
     max_angular_velocity: float = 40.0
     """A measured base angular speed above this is a sensor fault, rad/s (IMUs saturate at ~35)."""
+    max_cmd_rate_hz: float = 200.0
+    """/cmd_vel arriving faster than this for two control periods is a runaway publisher: a flood
+    of messages crowds sensor data out of the middleware (measured: joint states 0.3 s late), so
+    it is a fault (-> DAMPING) rather than a wait for the watchdog. Teleop sends 10-100 Hz."""
     clock_jump_s: float = 1.0
     """The clock moving forward by more than this between two ticks, or backward by more than a
     control period, is a clock jump (sim reset, NTP step): time-based safety cannot be trusted."""
@@ -131,6 +137,7 @@ class PolicyController:
         self.cmd = np.zeros(3)
         self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
         self._last_drop_log = -math.inf
+        self._flooded_ticks = 0
         self._standup_from = self.default.copy()
         self._standup_start = 0.0
         self._last_target = self.default.copy()
@@ -205,6 +212,14 @@ class PolicyController:
         self.cmd[:] = np.clip(c, self.cmd_lo, self.cmd_hi)
         self._cmd = _Sample(now, True)
         return True
+
+    def commands_received(self, count: int, now: float) -> None:
+        """``count`` /cmd_vel messages arrived during the last control period (flood detection)."""
+        limit = self.safety.max_cmd_rate_hz * self.period + 1
+        self._flooded_ticks = self._flooded_ticks + 1 if count > limit else 0
+        if self._flooded_ticks == 2:
+            self._bad_input(f"/cmd_vel flood: {count} messages in one control period, above max_cmd_rate_hz "
+                            f"{self.safety.max_cmd_rate_hz:g}", now)  # fmt: skip
 
     def _stamp_ok(self, what: str, stamp: float, now: float) -> bool:
         """Future stamps are a broken clock (-> DAMPING); too-old samples are dropped, and if no

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -80,7 +81,8 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
     handler would shut the context down at once, dropping messages DDS had already received)."""
     if drain_s > 0:
         return _spin_and_drain(factory, args, drain_s)
-    rclpy.init(args=args if args is not None else sys.argv)
+    if not _init(factory, args):
+        return 2
     try:
         node = factory()
     except ValueError as exc:
@@ -103,8 +105,20 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
     return 0
 
 
+def _init(factory: Callable[[], Node], args: list[str] | None, **kwargs) -> bool:
+    """rclpy.init, with a one-line error instead of a traceback for a bad command line or
+    parameter file (rcl names the file and the YAML problem)."""
+    try:
+        rclpy.init(args=args if args is not None else sys.argv, **kwargs)
+    except RCLError as exc:
+        print(f"{getattr(factory, '__name__', 'node')}: cannot start: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s: float) -> int:
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    if not _init(factory, args, signal_handler_options=SignalHandlerOptions.NO):
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -119,9 +133,17 @@ def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s
     try:
         while not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
-        end = time.monotonic() + drain_s
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.01)
+        # drain for drain_s, then on until nothing is waiting (a stalled machine must not cut the
+        # drain short), but never more than 2 s longer (a publisher faster than we write)
+        end, idle = time.monotonic() + drain_s, 0
+        while (now := time.monotonic()) < end + 2.0:
+            before = getattr(node, "received", None)
+            executor.spin_once(timeout_sec=0.0)
+            idle = idle + 1 if getattr(node, "received", None) == before else 0  # (a timer may have run)
+            if idle >= 2 and now >= end:
+                break
+            if idle:
+                time.sleep(0.002)
     finally:
         node.destroy_node()
         rclpy.shutdown()

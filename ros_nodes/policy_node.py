@@ -114,7 +114,15 @@ class PolicyNode(LifecycleNode):
         topic = self.resolve_topic_name
         self._io.create_subscription(JointState, topic(p.joint_states_topic), self._on_joint_state, 10)
         self._io.create_subscription(Imu, topic(p.imu_topic), self._on_imu, 10)
-        self._io.create_subscription(Twist, topic(p.cmd_vel_topic), self._on_cmd, 10)
+        # /cmd_vel is a mailbox the control loop reads once per tick (at most the queue's 10
+        # messages), on a node no executor waits on: a flood (a runaway teleop node at 40 kHz) is
+        # overwritten inside DDS instead of starving the sensor callbacks, and is detected by the
+        # count per tick (SafetyConfig.max_cmd_rate_hz).
+        self._cmd_mailbox = rclpy.create_node(
+            f"{self.get_name()}_cmd", namespace=self.get_namespace(), context=self.context,
+            use_global_arguments=False, start_parameter_services=False, enable_rosout=False,
+        )  # fmt: skip
+        self._cmd_sub = self._cmd_mailbox.create_subscription(Twist, topic(p.cmd_vel_topic), lambda msg: None, 10)
         self._io_executor = SingleThreadedExecutor(context=self.context)
         self._io_executor.add_node(self._io)
         self._io_thread = threading.Thread(target=self._spin_io, name="trot_policy_io", daemon=True)
@@ -269,11 +277,18 @@ class PolicyNode(LifecycleNode):
             self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now,
                                     has_orientation=msg.orientation_covariance[0] != -1.0)  # fmt: skip
 
-    def _on_cmd(self, msg: Twist) -> None:
-        if self.controller is None:
-            return
-        with self._lock:
-            self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, self._input_now())
+    def _take_commands(self, now: float) -> None:
+        """Every /cmd_vel waiting in the mailbox (each is checked; the newest stays), received ``now``."""
+        count = 0
+        while count < 16:
+            with self._cmd_sub.handle:
+                taken = self._cmd_sub.handle.take_message(Twist, False)
+            if taken is None:
+                break
+            count += 1
+            msg = taken[0]
+            self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, now)
+        self.controller.commands_received(count, now)
 
     # ------------------------------------------------------------------ services
     def _service(self, action: str, response: Trigger.Response) -> Trigger.Response:
@@ -311,6 +326,7 @@ class PolicyNode(LifecycleNode):
             if self._auto_start and self.controller.mode is Mode.PASSIVE:
                 ok, _ = self.controller.start(now)
                 self._auto_start = not ok
+            self._take_commands(now)
             t0 = time.perf_counter()
             cmd = self.controller.tick(now)
             self._infer_s.append(time.perf_counter() - t0)
@@ -380,6 +396,7 @@ class PolicyNode(LifecycleNode):
         self._io_executor.shutdown(timeout_sec=1.0)
         self._io_thread.join(timeout=1.0)
         self._io.destroy_node()
+        self._cmd_mailbox.destroy_node()
         super().destroy_node()
 
 

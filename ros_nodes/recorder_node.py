@@ -56,6 +56,7 @@ class RecorderNode(Node):
         self.topics = [self.resolve_topic_name(t) for t in self.params.topics]
         self.types: dict[str, str] = {}
         self.episode = 0
+        self.received = 0  # messages taken (spin_node's drain watches it)
         self.bags: list[Path] = []
         self._lock = threading.Lock()
         self.bag: EpisodeBag | None = None
@@ -134,6 +135,7 @@ class RecorderNode(Node):
         return qos
 
     def _on_message(self, topic: str, raw: bytes) -> None:
+        self.received += 1
         now = self.get_clock().now().nanoseconds
         with self._lock:
             if self.bag is not None:

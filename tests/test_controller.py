@@ -183,3 +183,19 @@ def test_samples_from_the_past_are_dropped_and_the_watchdog_damps(ctrl: PolicyCo
         ctrl.tick(t)
     assert ctrl.stats.stale_dropped == 6 and ctrl.stats.bad_inputs == 0
     assert ctrl.mode is Mode.DAMPING and ctrl.stats.watchdog_trips == 1
+
+
+def test_a_cmd_vel_flood_damps_after_two_periods_and_teleop_rates_do_not() -> None:
+    lines: list[str] = []
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0, max_cmd_rate_hz=200.0), log=lines.append)
+    now = run_to(c, Mode.RUNNING)
+    for _ in range(50):  # 100 Hz teleop at 50 Hz control: 2 per period
+        now += T
+        feed(c, now)
+        c.commands_received(2, now)
+        c.tick(now)
+    assert c.mode is Mode.RUNNING
+    c.commands_received(10, now + T)  # one full queue (a burst after a network hiccup) is not a flood yet
+    assert c.mode is Mode.RUNNING
+    c.commands_received(10, now + 2 * T)
+    assert c.mode is Mode.DAMPING and any("/cmd_vel flood" in line for line in lines)

@@ -140,11 +140,11 @@ def test_parameter_files_hold_every_parameter_and_the_real_nodes_accept_them(
 def tolerant_params(prefix: Path, tmp_path: Path) -> str:
     """The installed go2.yaml with a 0.5 s sensor watchdog (25 periods), passed as the launch files'
     params_file argument: this 2-core CI machine has stalled whole processes for ~0.35 s, which trips
-    the 2.5-period watchdog into DAMPING, as it should on a robot, and would end a walking test."""
+    the 2-period watchdog into DAMPING, as it should on a robot, and would end a walking test."""
     text = (prefix / "share" / "trot" / "config" / "go2.yaml").read_text()
-    assert "    stale_periods: 2.5 " in text
+    assert "    stale_periods: 2.0 " in text
     file = tmp_path / "go2_ci.yaml"
-    file.write_text(text.replace("    stale_periods: 2.5 ", "    stale_periods: 25.0"))
+    file.write_text(text.replace("    stale_periods: 2.0 ", "    stale_periods: 25.0"))
     return str(file)
 
 

@@ -6,30 +6,27 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bench.faults import SMALL_RUN as SMALL
+from bench.faults import interrupted_and_resumed_run
+from bench.faults import training_metrics as metrics
 from training.ppo.envs import LocomotionTrainEnv
 from training.ppo.runner import Runner, TrainingDiverged
 from training.strict import ConfigError
 from training.train import IncompatibleRun, TrainConfig, build_env, parse_args, run_meta
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--env.num-envs", "32", "--steps-per-env", "8", "--save-interval", "1", "--env.nthread", "1"]
 
 
 def trot(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "training.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
     )
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
 
 
 def params(run: Path) -> dict[str, torch.Tensor]:
@@ -73,36 +70,13 @@ def test_smoke_gymnasium_training_in_worker_processes(tmp_path: Path) -> None:
     assert all(np.isfinite(rows[-1][k]) for k in ("loss/value", "loss/surrogate"))
 
 
-def _interrupted_run(tmp_path: Path, name: str, sig: int, iterations: int) -> Path:
-    run = tmp_path / name
-    args = ["train", "go2-flat", *SMALL, "--max-iterations", str(iterations), "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", *args, "--run-name", name], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.time() + 240
-    while not (run / "checkpoints" / "model_00002.pt").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(sig)
-    proc.wait(timeout=120)
-    if sig == signal.SIGTERM:
-        assert proc.returncode == 0, proc.stderr.read()
-    stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["iteration"]
-    assert 2 <= stopped_at < iterations, "the run should have been stopped part-way"
-    r = trot("train", "--resume", str(run))
-    assert r.returncode == 0, r.stderr[-2000:]
-    return run
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path, sig: int) -> None:
+def test_resume_after_sigterm_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    """(SIGKILL: tests/test_faults.py, the same procedure as a row of the reliability table.)"""
     iterations = 6
     r = trot("train", "go2-flat", *SMALL, "--max-iterations", str(iterations), "--log-dir", str(tmp_path),
              "--run-name", "straight")  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    resumed = _interrupted_run(tmp_path, "resumed", sig, iterations)
+    resumed = interrupted_and_resumed_run(tmp_path, "resumed", signal.SIGTERM, iterations)
     straight_rows, resumed_rows = metrics(tmp_path / "straight"), metrics(resumed)
     assert [row["iteration"] for row in resumed_rows] == list(range(1, iterations + 1))
     for a, b in zip(straight_rows, resumed_rows, strict=True):
