@@ -278,17 +278,18 @@ class PolicyNode(LifecycleNode):
                                     has_orientation=msg.orientation_covariance[0] != -1.0)  # fmt: skip
 
     def _take_commands(self, now: float) -> None:
-        """Every /cmd_vel waiting in the mailbox (each is checked; the newest stays), received ``now``."""
-        count = 0
-        while count < 16:
+        """Every /cmd_vel waiting in the mailbox (each is checked; the newest stays), received ``now``;
+        their publication instants go to the flood detection."""
+        published: list[float] = []
+        while len(published) < 16:
             with self._cmd_sub.handle:
                 taken = self._cmd_sub.handle.take_message(Twist, False)
             if taken is None:
                 break
-            count += 1
-            msg = taken[0]
+            msg, info = taken
+            published.append(info["source_timestamp"] * 1e-9)
             self.controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, now)
-        self.controller.commands_received(count, now)
+        self.controller.commands_received(published, now)
 
     # ------------------------------------------------------------------ services
     def _service(self, action: str, response: Trigger.Response) -> Trigger.Response:

@@ -187,15 +187,20 @@ def test_samples_from_the_past_are_dropped_and_the_watchdog_damps(ctrl: PolicyCo
 
 def test_a_cmd_vel_flood_damps_after_two_periods_and_teleop_rates_do_not() -> None:
     lines: list[str] = []
-    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0, max_cmd_rate_hz=200.0), log=lines.append)
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0, max_cmd_rate_hz=1000.0), log=lines.append)
     now = run_to(c, Mode.RUNNING)
-    for _ in range(50):  # 100 Hz teleop at 50 Hz control: 2 per period
+    for _ in range(50):  # 300 Hz teleop at 50 Hz control: 6 per period
         now += T
         feed(c, now)
-        c.commands_received(2, now)
+        c.commands_received([now - T + i / 300 for i in range(6)], now)
         c.tick(now)
     assert c.mode is Mode.RUNNING
-    c.commands_received(10, now + T)  # one full queue (a burst after a network hiccup) is not a flood yet
+    # a queue of 10 delivered at once after a network hiccup: published over 0.1 s, not a flood
+    c.commands_received([now + i * 0.01 for i in range(10)], now + T)
+    c.commands_received([now + i * 0.01 for i in range(10)], now + 2 * T)
     assert c.mode is Mode.RUNNING
-    c.commands_received(10, now + 2 * T)
-    assert c.mode is Mode.DAMPING and any("/cmd_vel flood" in line for line in lines)
+    flood = [now + i * 2e-5 for i in range(10)]  # 50 kHz
+    c.commands_received(flood, now + 3 * T)
+    assert c.mode is Mode.RUNNING, "one period at a high rate is not yet a flood"
+    c.commands_received(flood, now + 4 * T)
+    assert c.mode is Mode.DAMPING and any("/cmd_vel flood: published at 50000 Hz" in line for line in lines)

@@ -300,8 +300,12 @@ def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survi
     imu_pub = graph.node.create_publisher(Imu, "imu", 10)
     now = graph.node.get_clock().now
 
-    def joint_state(names_, n_pos, offset_s=0.0, value=0.0) -> JointState:
-        m = JointState(name=names_, position=[value] * n_pos, velocity=[0.0] * len(names_))
+    default = list(PolicyRuntime(POLICY).contract.default_joint_pos)
+
+    def joint_state(names_, n_pos, offset_s=0.0, value=None) -> JointState:
+        """The standing pose (or every position ``value``), ``n_pos`` of them, stamped now + ``offset_s``."""
+        position = default[:n_pos] if value is None else [value] * n_pos
+        m = JointState(name=names_, position=position, velocity=[0.0] * len(names_))
         t = now().nanoseconds * 1e-9 + offset_s
         m.header.stamp.sec, m.header.stamp.nanosec = int(t), int((t - int(t)) * 1e9)
         return m
