@@ -913,11 +913,32 @@ def artifact_refusals(workdir: Path) -> list[Row]:
             log = r.log(procs[i])
             named = text in log
             line = next((x for x in log.splitlines() if text in x), "")
-            line = re.sub(r"^\[[A-Z]+\] \[[\d.]+\] \[[^\]]*\]: ", "", line.strip()).replace(f"{workdir}/", "")[:110]
+            line = re.sub(r"^\[[A-Z]+\] \[[\d.]+\] \[[^\]]*\]: ", "", line.strip()).replace(f"{workdir}/", "")[:150]
             state = "exited" if r.procs[procs[i]].poll() is not None else "alive, unconfigured"
             ok = named and commands[i] == 0 and not starts[i] and "configured:" not in log
             rows.append(Row("artifacts & config", case, f"refused ({state}, {commands[i]} commands): `{line}`",
                             "refused naming the problem; never activates", ok))  # fmt: skip
+    return rows + robot_config_refusals(workdir)
+
+
+def robot_config_refusals(workdir: Path) -> list[Row]:
+    """A robot YAML that is malformed or has a misspelled key: the MuJoCo robot node refuses to
+    start (exit 2) with one line naming the file or the field."""
+    good = (ROOT / "training" / "robots" / "go2.yaml").read_text()
+    cases = {
+        "robot config: malformed YAML": ("broken.yaml", good.replace(":", "", 1) + "\n  - [", "is not valid YAML"),
+        "robot config: unknown key": ("misspelled.yaml", good.replace("joints:", "joint:", 1), "joint"),
+    }
+    rows = []
+    for case, (name, text, expected) in cases.items():
+        path = workdir / name
+        path.write_text(text)
+        run = subprocess.run([sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"robot:={path}"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+        line = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
+        ok = run.returncode == 2 and expected in line and "Traceback" not in run.stderr
+        rows.append(Row("artifacts & config", case, f"exit {run.returncode}: `{line.replace(f'{workdir}/', '')[:150]}`",
+                        "refused naming the problem", ok))  # fmt: skip
     return rows
 
 

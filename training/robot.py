@@ -115,6 +115,8 @@ def load_robot(name_or_path: str) -> RobotConfig:
         raise ConfigError(f"robot: file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"robot: {path} is not valid YAML ({exc})") from exc
+    except yaml.YAMLError as exc:  # one line: where, and what the parser expected
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"robot: {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     return from_mapping(RobotConfig, data, "robot")
