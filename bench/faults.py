@@ -722,35 +722,53 @@ def recorder_faults(workdir: Path, record_s: float = 3.0) -> list[Row]:
     return rows
 
 
-def disk_full(workdir: Path, size: str = "1m") -> Row:
-    """The recorder writes into a 1 MiB tmpfs (a mount namespace of its own) until it is full; its
-    bag is copied out when it exits, recovered and read back."""
-    if shutil.which("unshare") is None:
-        return Row("recorder", "disk full", "not run: no `unshare` here", "clear error, earlier data intact", False)
+def _private_tmpfs_works(probe_dir: Path) -> bool:
+    """Can this process mount a tmpfs in a user + mount namespace of its own (no root needed)?"""
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["unshare", "--user", "--map-root-user", "--mount", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+           str(probe_dir)]  # fmt: skip
+    return shutil.which("unshare") is not None and subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def disk_full(workdir: Path, size_mib: int = 1, force_file_limit: bool = False) -> Row:
+    """The recorder writes until its storage is full: a ``size_mib`` tmpfs in a mount namespace of
+    its own (the bag is copied out when it exits), or, where namespaces are not allowed, a file-size
+    limit (RLIMIT_FSIZE: writes fail with EFBIG, the same OSError path as ENOSPC). The bag is then
+    recovered and read back."""
     mount, out = workdir / "mnt", workdir / "copied"
     mount.mkdir(parents=True)
     out.mkdir()
+    tmpfs = not force_file_limit and _private_tmpfs_works(workdir / "probe")
+    recorder = [sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p", "topics:=['/fault_seq']",
+                "-p", f"output_dir:={mount}"]  # fmt: skip
     script = (
         'mount -t tmpfs -o size="$SIZE" tmpfs "$MNT" || exit 97; "$@" & child=$!; '
         'trap "kill -TERM $child" TERM INT; wait $child; wait $child; rc=$?; cp -a "$MNT"/. "$OUT"/; exit $rc'
     )
+    storage = f"{size_mib} MiB tmpfs" if tmpfs else f"{size_mib} MiB file-size limit"
     with rig() as r:
-        r.env |= {"SIZE": size, "MNT": str(mount), "OUT": str(out)}
         stream = SeqStream(r)
-        index = r.start(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
-                         sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p",
-                         "topics:=['/fault_seq']", "-p", f"output_dir:={mount}"])  # fmt: skip
+        if tmpfs:
+            r.env |= {"SIZE": f"{size_mib}m", "MNT": str(mount), "OUT": str(out)}
+            index = r.start(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", *recorder])
+        else:
+            limit = size_mib << 20  # Python ignores SIGXFSZ: writes past the limit fail with EFBIG
+            with_limit = (f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+                          "os.execv(sys.executable, sys.argv[1:])")  # fmt: skip
+            index = r.start([sys.executable, "-c", with_limit, *recorder])
         if not _wait_subscribed(stream):
-            return Row("recorder", "disk full (1 MiB tmpfs)", f"recorder did not start: {r.log(index)[-300:]}",
+            return Row("recorder", f"disk full ({storage})", f"recorder did not start: {r.log(index)[-300:]}",
                        "clear error, earlier data intact", False)  # fmt: skip
         stream.start()
-        error = r.wait_for_log(index, "recording stopped", timeout=30.0)
+        error = r.wait_for_log(index, "recording stopped", timeout=60.0)
         time.sleep(0.5)
         alive = r.procs[index].poll() is None
         r.procs[index].send_signal(signal.SIGTERM)
         code = r.procs[index].wait(timeout=20)
         stream.stop()
         log = r.log(index)
+        if not tmpfs:
+            shutil.copytree(mount, out, dirs_exist_ok=True)
     match = re.search(r"(\d+) messages written before are safe", log)
     durable = int(match.group(1)) if match else -1
     bags = [d for d in out.iterdir() if d.is_dir()]
@@ -763,7 +781,7 @@ def disk_full(workdir: Path, size: str = "1m") -> Row:
     intact = bool(seqs) and seqs == list(range(seqs[0], seqs[0] + len(seqs))) and len(seqs) >= durable > 0
     line = next((x for x in log.splitlines() if "recording stopped" in x), "")
     reason = re.search(r"\[Errno \d+\] [^:;]*", line)
-    return Row("recorder", f"disk full ({size.upper()}iB tmpfs, 1 kHz stream)",
+    return Row("recorder", f"disk full ({storage}, 1 kHz stream)",
                f"error logged: {reason.group(0) if reason else line[:60]!r}, node {'alive' if alive else 'exited'} "
                f"(exit {code}); {durable} messages reported safe, {len(seqs)} read back, gap-free: {intact}",
                "clear error, earlier data intact", error and intact,
