@@ -670,54 +670,50 @@ def _wait_subscribed(stream: SeqStream, timeout: float = 30.0) -> bool:
     return wait(lambda: stream.pub.get_subscription_count() > 0, timeout)
 
 
-def recorder_faults(workdir: Path, record_s: float = 3.0) -> list[Row]:
-    rows: list[Row] = []
-    recorder = [sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p", "topics:=['/fault_seq']"]
-    # SIGTERM mid-episode: everything published before the signal must be in the closed bag
+def _record_then_signal(out: Path, sig: int, record_s: float) -> tuple[SeqStream, float, int, Path]:
+    """A recorder records the 1 kHz stream for ``record_s``, then gets ``sig`` while the stream
+    goes on; returns the stream, the signal's time, the exit code and the bag."""
     with rig() as r:
-        out = workdir / "sigterm"
         stream = SeqStream(r)
-        index = r.start([*recorder, "-p", f"output_dir:={out}"])
-        assert _wait_subscribed(stream), r.log(index)
+        index = r.start([sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p",
+                         "topics:=['/fault_seq']", "-p", f"output_dir:={out}"])  # fmt: skip
+        if not _wait_subscribed(stream):
+            raise RuntimeError(f"the recorder never subscribed: {r.log(index)}")
         stream.start()
         time.sleep(record_s)
         t = time.time()
-        r.procs[index].send_signal(signal.SIGTERM)
+        r.procs[index].send_signal(sig)
         code = r.procs[index].wait(timeout=20)
         stream.stop()
-        (bag,) = [d for d in out.iterdir() if d.is_dir()]
-        seqs = _recorded_seqs(bag)
-        last = stream.last_before(t)
-        expected = set(range(seqs[0], last + 1)) if seqs else set()
-        lost = len(expected - set(seqs))
-        rows.append(Row("recorder", "SIGTERM mid-episode (1 kHz stream, still publishing)",
-                        f"{len(expected)} published before the signal, {lost} lost; exit code {code}; "
-                        f"{len(seqs) - len(expected)} more taken while draining", "0 lost, clean exit",
-                        lost == 0 and code == 0 and len(expected) > 0.8 * record_s * 1000,
-                        {"lost": lost, "code": code, "published": len(expected)}))  # fmt: skip
+    (bag,) = [d for d in out.iterdir() if d.is_dir()]
+    return stream, t, code, bag
+
+
+def recorder_faults(workdir: Path, record_s: float = 3.0) -> list[Row]:
+    rows: list[Row] = []
+    # SIGTERM mid-episode: everything published before the signal must be in the closed bag
+    stream, t, code, bag = _record_then_signal(workdir / "sigterm", signal.SIGTERM, record_s)
+    seqs = _recorded_seqs(bag)
+    last = stream.last_before(t)
+    expected = set(range(seqs[0], last + 1)) if seqs else set()
+    lost = len(expected - set(seqs))
+    rows.append(Row("recorder", "SIGTERM mid-episode (1 kHz stream, still publishing)",
+                    f"{len(expected)} published before the signal, {lost} lost; exit code {code}; "
+                    f"{len(seqs) - len(expected)} more taken while draining", "0 lost, clean exit",
+                    lost == 0 and code == 0 and len(expected) > 0.8 * record_s * 1000,
+                    {"lost": lost, "code": code, "published": len(expected)}))  # fmt: skip
     # SIGKILL: the bag is recovered with all but the last flush period
-    with rig() as r:
-        out = workdir / "sigkill"
-        stream = SeqStream(r)
-        index = r.start([*recorder, "-p", f"output_dir:={out}"])
-        assert _wait_subscribed(stream), r.log(index)
-        stream.start()
-        time.sleep(record_s)
-        t = time.time()
-        r.procs[index].kill()
-        r.procs[index].wait(timeout=20)
-        stream.stop()
-        (bag,) = [d for d in out.iterdir() if d.is_dir()]
-        cli = subprocess.run([sys.executable, "-m", "training.cli", "bag", "recover", str(bag)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-        seqs = _recorded_seqs(bag) if cli.returncode == 0 else []
-        last = stream.last_before(t)
-        lost_s = (last - seqs[-1]) * stream.period if seqs else math.inf
-        holes = len(set(range(seqs[0], seqs[-1] + 1)) - set(seqs)) if seqs else -1
-        rows.append(Row("recorder", "SIGKILL mid-episode, then `trot bag recover`",
-                        f"readable: {cli.returncode == 0}; lost the last {lost_s:.2f} s; {holes} holes before",
-                        "readable, <= ~1 s lost", cli.returncode == 0 and lost_s <= 1.0 and holes == 0,
-                        {"readable": cli.returncode == 0, "lost_s": lost_s, "holes": holes}))  # fmt: skip
+    stream, t, _, bag = _record_then_signal(workdir / "sigkill", signal.SIGKILL, record_s)
+    cli = subprocess.run([sys.executable, "-m", "training.cli", "bag", "recover", str(bag)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    seqs = _recorded_seqs(bag) if cli.returncode == 0 else []
+    last = stream.last_before(t)
+    lost_s = (last - seqs[-1]) * stream.period if seqs else math.inf
+    holes = len(set(range(seqs[0], seqs[-1] + 1)) - set(seqs)) if seqs else -1
+    rows.append(Row("recorder", "SIGKILL mid-episode, then `trot bag recover`",
+                    f"readable: {cli.returncode == 0}; lost the last {lost_s:.2f} s; {holes} holes before",
+                    "readable, <= ~1 s lost", cli.returncode == 0 and lost_s <= 1.0 and holes == 0,
+                    {"readable": cli.returncode == 0, "lost_s": lost_s, "holes": holes}))  # fmt: skip
     rows.append(disk_full(workdir / "disk_full"))
     return rows
 

@@ -81,13 +81,7 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
     handler would shut the context down at once, dropping messages DDS had already received)."""
     if drain_s > 0:
         return _spin_and_drain(factory, args, drain_s)
-    if not _init(factory, args):
-        return 2
-    try:
-        node = factory()
-    except ValueError as exc:
-        print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
-        rclpy.shutdown()
+    if not _init(factory, args) or (node := _create(factory)) is None:
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -116,17 +110,23 @@ def _init(factory: Callable[[], Node], args: list[str] | None, **kwargs) -> bool
     return True
 
 
+def _create(factory: Callable[[], Node]) -> Node | None:
+    """The node, or None after printing why not (a bad parameter, a bad config file)."""
+    try:
+        return factory()
+    except ValueError as exc:
+        print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return None
+
+
 def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s: float) -> int:
     if not _init(factory, args, signal_handler_options=SignalHandlerOptions.NO):
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        node = factory()
-    except ValueError as exc:
-        print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
-        rclpy.shutdown()
+    if (node := _create(factory)) is None:
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
