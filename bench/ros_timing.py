@@ -191,11 +191,21 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per part")
+    parser.add_argument("--only", choices=("timer", "latency"), help="run one part")
     args = parser.parse_args()
     rclpy.init()
     bench = Bench()
     print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} cores; policy {POLICY.name}")
-    r50 = timer_run(bench, 50.0, args.seconds)
+    if args.only != "latency":
+        timers(bench, args.seconds)
+    if args.only != "timer":
+        latency(bench, args.seconds)
+    bench.destroy_node()
+    rclpy.shutdown()
+
+
+def timers(bench: Bench, seconds: float) -> None:
+    r50 = timer_run(bench, 50.0, seconds)
     print(
         f"50 Hz timer: {r50['rate_hz']:.2f} Hz over {r50['ticks']} ticks; "
         f"period jitter p50 {r50['jitter_p50_ms']:.3f} ms p99 {r50['jitter_p99_ms']:.3f} ms "
@@ -203,12 +213,15 @@ def main() -> None:
         f"at the receiver p99 {r50['arrival_jitter_p99_ms']:.3f} ms; overruns {r50['overruns']}"
     )
     for label, extra in (("default", ()), ("realtime_priority:=50 (SCHED_FIFO)", ("realtime_priority:=50",))):
-        r500 = timer_run(bench, 500.0, args.seconds / 2, *extra)
+        r500 = timer_run(bench, 500.0, seconds / 2, *extra)
         print(
             f"500 Hz timer, {label}: {r500['rate_hz']:.1f} Hz over {r500['ticks']} ticks; overruns {r500['overruns']} "
             f"(target 0); period jitter p50 {r500['jitter_p50_ms']:.3f} ms p99 {r500['jitter_p99_ms']:.3f} ms"
         )
-    samples = int(args.seconds * 50)
+
+
+def latency(bench: Bench, seconds: float) -> None:
+    samples = int(seconds * 50)
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5",
                         "control_trigger:=joint_states")  # fmt: skip
     lat = ping_pong(bench, policy, samples)
@@ -221,8 +234,6 @@ def main() -> None:
         f"DDS floor, rclpy echo node ({len(floor)} samples): p50 {pct(floor, 50):.3f} ms p99 {pct(floor, 99):.3f} ms;"
         f" the policy node adds p50 {pct(lat, 50) - pct(floor, 50):.3f} ms"
     )
-    bench.destroy_node()
-    rclpy.shutdown()
 
 
 if __name__ == "__main__":
