@@ -175,7 +175,8 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     """Re-simulate from the logged initial state, applying the logged joint commands at their logged
     times with the contract's PD gains (damping rows: zero stiffness, damping_kd)."""
     from policies.artifact import read_artifact
-    from training.model import compile_model, home_qpos
+    from ros_nodes.controller import SafetyConfig
+    from training.model import compile_model, home_qpos, set_joint_gains
     from training.robot import load_robot
 
     ep.require("joint_states", "joint_commands", purpose="a re-simulation (initial joint state, commands)")
@@ -208,6 +209,8 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     data.qpos[:] = qpos
     mujoco.mj_forward(model, data)
     ids = index.actuator_ids
+    # DAMPING: the policy node's default damping gain (the bag does not carry the node's parameters)
+    no_kp, damping_kd = np.zeros_like(kp), np.full_like(kd, SafetyConfig().damping_kd)
     dt = model.opt.timestep
     t_end = min(js.t[-1], cmds.t[-1] + 0.1)
     steps = int((t_end - t_start) / dt)
@@ -227,17 +230,13 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
             target = cmds.values["target"][ci]
             damping = bool(np.isnan(target).any())
             if damping != mode:
-                gain = np.zeros_like(kp) if damping else kp
-                model.actuator_gainprm[ids, 0] = gain
-                model.actuator_biasprm[ids, 1] = -gain
-                model.actuator_biasprm[ids, 2] = -(np.full_like(kd, 2.0) if damping else kd)
+                set_joint_gains(model, index, *((no_kp, damping_kd) if damping else (kp, kd)))
                 mode = damping
             if not damping:
                 data.ctrl[ids] = target
-        else:  # before the first command the robot's motors only damp, as the sim node does
-            model.actuator_gainprm[ids, 0] = 0.0
-            model.actuator_biasprm[ids, 1] = 0.0
-            model.actuator_biasprm[ids, 2] = -2.0
+        elif mode is None:  # before the first command the robot's motors only damp, as the sim node does
+            set_joint_gains(model, index, no_kp, damping_kd)
+            mode = "before the first command"
         mujoco.mj_step(model, data)
     wall = time.perf_counter() - t0_wall
     n = next_sample

@@ -27,7 +27,7 @@ from std_srvs.srv import SetBool, Trigger
 from ros_nodes.params import declare, doc, spin_node
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
-from training.model import compile_model, home_qpos
+from training.model import compile_model, home_qpos, set_joint_gains
 from training.robot import load_robot
 
 
@@ -146,12 +146,9 @@ class SimNode(Node):
     def _apply_gains(self, mode: str) -> None:
         if mode == self._gains_mode:
             return
-        ids = self.index.actuator_ids
         kp = np.zeros_like(self.kp) if mode == "damping" else self.kp
         kd = np.full_like(self.kd, self.params.damping_kd) if mode == "damping" else self.kd
-        self.model.actuator_gainprm[ids, 0] = kp
-        self.model.actuator_biasprm[ids, 1] = -kp
-        self.model.actuator_biasprm[ids, 2] = -kd
+        set_joint_gains(self.model, self.index, kp, kd)
         self._gains_mode = mode
 
     # ------------------------------------------------------------------ services

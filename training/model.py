@@ -232,3 +232,12 @@ def home_qpos(model: mujoco.MjModel, index: ModelIndex, cfg: RobotConfig) -> np.
     qpos[3:7] = [1.0, 0.0, 0.0, 0.0]
     qpos[index.qpos_adr] = [j.default for j in cfg.joints.values()]
     return qpos
+
+
+def set_joint_gains(model: mujoco.MjModel, index: ModelIndex, kp: np.ndarray, kd: np.ndarray) -> None:
+    """Make the joints' position actuators a PD with these gains, like a motor driver taking Kp/Kd
+    (kp = 0: damping only). Shared by the robot sim node and replay's re-simulation."""
+    ids = index.actuator_ids
+    model.actuator_gainprm[ids, 0] = kp
+    model.actuator_biasprm[ids, 1] = -np.asarray(kp)
+    model.actuator_biasprm[ids, 2] = -np.asarray(kd)
