@@ -225,10 +225,17 @@ def latency(bench: Bench, seconds: float) -> None:
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5",
                         "control_trigger:=joint_states")  # fmt: skip
     lat = ping_pong(bench, policy, samples)
+    policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5",
+                        "control_trigger:=joint_states", "realtime_priority:=50")  # fmt: skip
+    lat_rt = ping_pong(bench, policy, samples)
     floor = ping_pong(bench, start_node(module=None), samples)
     print(
         f"joint_states -> joint_commands round trip ({len(lat)} samples): p50 {pct(lat, 50):.3f} ms "
         f"p99 {pct(lat, 99):.3f} ms (target p99 <= 2 ms)"
+    )
+    print(
+        f"  the same with realtime_priority:=50 (input thread at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} ms "
+        f"p99 {pct(lat_rt, 99):.3f} ms"
     )
     print(
         f"DDS floor, rclpy echo node ({len(floor)} samples): p50 {pct(floor, 50):.3f} ms p99 {pct(floor, 99):.3f} ms;"

@@ -209,11 +209,7 @@ class PolicyNode(LifecycleNode):
     def _control_loop(self) -> None:
         """Ticks on absolute deadlines of the node's clock (ROS time: follows /clock with use_sim_time),
         in its own thread so that message callbacks cannot delay it."""
-        if self.params.realtime_priority > 0:
-            try:  # pid 0 = this thread on Linux
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.params.realtime_priority))
-            except (OSError, AttributeError) as exc:
-                self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
+        self._realtime_thread()
         clock = self.get_clock()
         period = round(self.controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
@@ -385,7 +381,17 @@ class PolicyNode(LifecycleNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
+    def _realtime_thread(self) -> None:
+        """SCHED_FIFO for the calling thread when realtime_priority is set."""
+        if self.params.realtime_priority > 0:
+            try:  # pid 0 = this thread on Linux
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.params.realtime_priority))
+            except (OSError, AttributeError) as exc:
+                self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
+
     def _spin_io(self) -> None:
+        if self._event_ticks:  # the input thread runs the ticks: it is the control thread too
+            self._realtime_thread()
         with contextlib.suppress(ExternalShutdownException, InvalidHandle):  # shutting down
             self._io_executor.spin()
 
