@@ -117,7 +117,7 @@ class PolicyNode(LifecycleNode):
         # /cmd_vel is a mailbox the control loop reads once per tick (at most the queue's 10
         # messages), on a node no executor waits on: a flood (a runaway teleop node at 40 kHz) is
         # overwritten inside DDS instead of starving the sensor callbacks, and is detected by the
-        # count per tick (SafetyConfig.max_cmd_rate_hz).
+        # publication rate of what each tick takes (SafetyConfig.max_cmd_rate_hz).
         self._cmd_mailbox = rclpy.create_node(
             f"{self.get_name()}_cmd", namespace=self.get_namespace(), context=self.context,
             use_global_arguments=False, start_parameter_services=False, enable_rosout=False,
