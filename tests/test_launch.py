@@ -297,9 +297,12 @@ def test_replay_launch_runs_a_policy_in_shadow_on_a_logged_episode(
         assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=40.0), graph.log(
             started["/trot_policy"]
         ) + graph.log(started["/trot_play"])
-        graph.spin(2.0)
+        # this probe may discover the policy's publisher seconds after it runs (a loaded CI machine)
+        graph.wait_until(lambda: sum(len(m.position) == 12 for m in shadow) > 20, timeout=30.0)
         running = [m for m in shadow if len(m.position) == 12]
-        assert len(running) > 20, "the shadow policy commands on shadow/joint_commands"
+        assert len(running) > 20, (f"the shadow policy commands on shadow/joint_commands ({len(shadow)} "
+                                   f"received, {len(running)} with positions)\n{graph.log(started['/trot_policy'])}"
+                                   f"\n{graph.log(started['/trot_play'])}")  # fmt: skip
         assert graph.node.count_publishers("/joint_commands") == 0, "shadow mode must not command the robot topic"
         assert graph.wait_for_log(started["/trot_play"], "played", timeout=30.0)
     finally:
