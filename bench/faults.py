@@ -119,19 +119,24 @@ class Rig:
     def close(self) -> None:
         for stop in self.on_close:
             stop()
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         self.executor.shutdown(timeout_sec=1.0)
         self._spin.join(timeout=2.0)
         self.node.destroy_node()
         self.context.try_shutdown()
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """SIGTERM every process still running, then SIGKILL whatever has not exited after ``timeout``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait(condition: Callable[[], bool], timeout: float) -> bool:

@@ -20,6 +20,7 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
+from bench.faults import stop_processes  # noqa: E402
 from policies.runtime import PolicyRuntime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,14 +107,7 @@ class Graph:
         if self.closed:
             return []
         self.closed = True
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         time.sleep(0.2)  # let the reader threads drain the pipes
         outputs = [self.log(i) for i in range(len(self.procs))]
         self.node.destroy_node()
