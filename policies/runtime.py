@@ -40,12 +40,10 @@ class PolicyRuntime:
         self.builder = ObservationBuilder(c, batch_size=1)
         self.mapper = ActionMapper(c, batch_size=1)
         nj = c.num_joints
-        self._joint_pos = np.zeros((1, nj))
-        self._joint_vel = np.zeros((1, nj))
         self._quat = np.zeros((1, 4))
-        self._gyro = np.zeros((1, 3))
-        self._command = np.zeros((1, 3))
+        self._inputs = {name: view[0] for name, view in self.builder.inputs.items()}  # the builder's, row 0
         self.last_action = np.zeros((1, nj))
+        self._last_action_row = self.last_action[0]
         self.action = np.zeros((1, nj), dtype=np.float32)
         self._orders: dict[tuple[str, ...], np.ndarray] = {}
         self._binding = self.session.io_binding()
@@ -81,19 +79,16 @@ class PolicyRuntime:
     ) -> np.ndarray:
         """Build the observation ([1, num_obs] float32, a reused buffer) from named robot state."""
         order = self.joint_order(joint_names)
-        np.take(joint_pos, order, out=self._joint_pos[0])
-        np.take(joint_vel, order, out=self._joint_vel[0])
+        inputs = self._inputs  # written in place: no intermediate copies on the control path
+        last_action = self._last_action_row
+        for name, value in (("base_ang_vel", base_ang_vel), ("command", command), ("last_action", last_action)):
+            if name in inputs:
+                np.copyto(inputs[name], value)
+        for name, value in (("joint_pos", joint_pos), ("joint_vel", joint_vel)):
+            if name in inputs:
+                np.take(value, order, out=inputs[name], mode="clip")  # (valid indices; "raise" would buffer)
         self._quat[0] = base_quat_wxyz
-        self._gyro[0] = base_ang_vel
-        self._command[0] = command
-        return self.builder.build(
-            base_ang_vel=self._gyro,
-            base_quat_wxyz=self._quat,
-            command=self._command,
-            joint_pos=self._joint_pos,
-            joint_vel=self._joint_vel,
-            last_action=self.last_action,
-        )
+        return self.builder.finish(self._quat)
 
     def infer(self) -> np.ndarray:
         """Run the network on the observation buffer; returns the (reused) action buffer."""

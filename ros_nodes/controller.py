@@ -246,6 +246,10 @@ class PolicyController:
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             self._transition(Mode.DAMPING, f"clock jumped by {delta_s:+.3f} s", now)
 
+    def reject(self, reason: str, now: float) -> bool:
+        """Input the node could not even decode (malformed bytes): a fault like any other bad input."""
+        return self._bad_input(reason, now)
+
     def _bad_input(self, reason: str, now: float) -> bool:
         self.stats.bad_inputs += 1
         self.log(f"bad input: {reason}")

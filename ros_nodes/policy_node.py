@@ -24,7 +24,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy._rclpy_pybind11 import InvalidHandle
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rclpy.wait_for_message import wait_for_message
@@ -34,6 +34,7 @@ from std_srvs.srv import Trigger
 
 from policies.artifact import ArtifactError
 from policies.runtime import PolicyRuntime
+from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
 from ros_nodes.controller import Mode, PolicyController, SafetyConfig
 from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
 
@@ -100,10 +101,12 @@ class PolicyNode(LifecycleNode):
         self._last_tick: float | None = None
         self._cmd_pub = self._fwd_pub = self._diag_pub = None
         p = self.params
-        # Sensor input goes through a minimal companion node on its own executor thread: rclpy's
-        # executor rebuilds its wait set over every entity per message, and this lifecycle node has
-        # ~20 (services for lifecycle, parameters, start/stop/estop); measured here, that alone
-        # added ~0.6 ms to each joint_states -> joint_commands round trip.
+        # Sensor input goes through a minimal companion node served by its own thread from one
+        # wait set (_serve_inputs), not an executor: rclpy's executor rebuilds its wait set over
+        # every entity and runs a task machinery per message; this lifecycle node alone has ~20
+        # entities (lifecycle, parameter and start/stop/estop services). Measured here, the executor
+        # added ~0.6 ms (all entities) and then ~0.2 ms (the companion alone) to each
+        # joint_states -> joint_commands round trip.
         # Topic names are resolved (namespace, remappings) by this node; the companion takes no
         # command-line arguments, or a launch file's `-r __node:=...` would rename it too.
         self._io = rclpy.create_node(
@@ -112,8 +115,13 @@ class PolicyNode(LifecycleNode):
             parameter_overrides=[self.get_parameter("use_sim_time")],
         )  # fmt: skip
         topic = self.resolve_topic_name
-        self._io.create_subscription(JointState, topic(p.joint_states_topic), self._on_joint_state, 10)
-        self._io.create_subscription(Imu, topic(p.imu_topic), self._on_imu, 10)
+        # serialized (raw) messages, read by ros_nodes.cdr: see there why
+        self._read_joint_state = JointStateReader()
+        self._js_sub = self._io.create_subscription(
+            JointState, topic(p.joint_states_topic), self._on_joint_state, 10, raw=True
+        )
+        self._io.create_subscription(Imu, topic(p.imu_topic), self._on_imu, 10, raw=True)
+        self._write_command: JointStateWriter | None = None
         # /cmd_vel is a mailbox the control loop reads once per tick (at most the queue's 10
         # messages), on a node no executor waits on: a flood (a runaway teleop node at 40 kHz) is
         # overwritten inside DDS instead of starving the sensor callbacks, and is detected by the
@@ -123,9 +131,9 @@ class PolicyNode(LifecycleNode):
             use_global_arguments=False, start_parameter_services=False, enable_rosout=False,
         )  # fmt: skip
         self._cmd_sub = self._cmd_mailbox.create_subscription(Twist, topic(p.cmd_vel_topic), lambda msg: None, 10)
-        self._io_executor = SingleThreadedExecutor(context=self.context)
-        self._io_executor.add_node(self._io)
-        self._io_thread = threading.Thread(target=self._spin_io, name="trot_policy_io", daemon=True)
+        self._io_wake = self._io.create_guard_condition(lambda: None)  # ends _serve_inputs' wait
+        self._io_serving = True
+        self._io_thread = threading.Thread(target=self._serve_inputs, name="trot_policy_io", daemon=True)
         self._io_thread.start()
         # the mode on every change (latched): bags and replay tell standup from policy ticks by it
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -181,6 +189,7 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m))
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
+        self._write_command = JointStateWriter(runtime.joint_names)
         if p.forward_command_topic:
             self._fwd_index = np.array([runtime.joint_names.index(n) for n in p.forward_joint_order], dtype=np.intp)
             self._fwd_pub = self.create_lifecycle_publisher(Float64MultiArray, p.forward_command_topic, 10)
@@ -248,15 +257,24 @@ class PolicyNode(LifecycleNode):
         node's /clock can lag behind while its executor is busy)."""
         return self._io.get_clock().now().nanoseconds * 1e-9
 
-    def _on_joint_state(self, msg: JointState) -> None:
-        self._seen_joint_names = tuple(msg.name)
+    def _on_joint_state(self, data: bytes) -> None:
+        try:
+            msg = self._read_joint_state(data)
+        except CdrError as exc:
+            msg = exc
+        if not isinstance(msg, CdrError):
+            self._seen_joint_names = msg.names
         if self.controller is None:
             return
         now = self._input_now()
-        stamp = stamp_seconds(msg) or now  # an unstamped message counts as received now
-        velocity = msg.velocity if len(msg.velocity) else [0.0] * len(msg.name)
+        if isinstance(msg, CdrError):
+            with self._lock:
+                self.controller.reject(f"joint state: {msg}", now)
+            return
+        stamp = msg.stamp or now  # an unstamped message counts as received now
+        velocity = msg.velocity if len(msg.velocity) else np.zeros(len(msg.names))
         with self._lock:
-            fresh = self.controller.set_joint_state(msg.name, msg.position, velocity, stamp, now)
+            fresh = self.controller.set_joint_state(msg.names, msg.position, velocity, stamp, now)
         # joint_states mode: tick now, at most twice per control period (a faster driver is decimated)
         if self._event_ticks and fresh and self._active:
             arrival = time.perf_counter()
@@ -264,14 +282,19 @@ class PolicyNode(LifecycleNode):
                 self._last_event_tick = arrival
                 self._tick()
 
-    def _on_imu(self, msg: Imu) -> None:
+    def _on_imu(self, data: bytes) -> None:
         if self.controller is None:
             return
         now = self._input_now()
-        o, w = msg.orientation, msg.angular_velocity
+        try:
+            msg = read_imu(data)
+        except CdrError as exc:
+            with self._lock:
+                self.controller.reject(f"IMU: {exc}", now)
+            return
         with self._lock:
-            self.controller.set_imu([o.w, o.x, o.y, o.z], [w.x, w.y, w.z], stamp_seconds(msg) or now, now,
-                                    has_orientation=msg.orientation_covariance[0] != -1.0)  # fmt: skip
+            self.controller.set_imu(msg.quat_wxyz, msg.angular_velocity, msg.stamp or now, now,
+                                    has_orientation=msg.orientation_covariance0 != -1.0)  # fmt: skip
 
     def _take_commands(self, now: float) -> None:
         """Every /cmd_vel waiting in the mailbox (each is checked; the newest stays), received ``now``;
@@ -332,14 +355,10 @@ class PolicyNode(LifecycleNode):
                 self._state_pub.publish(String(data=self.controller.mode.value))
             if cmd is None:
                 return
-            msg = JointState()
-            msg.header.stamp = stamp.to_msg()
-            msg.name = list(cmd.names)
-            if cmd.mode is not Mode.DAMPING:
-                msg.position = cmd.position.tolist()
-            msg.velocity = cmd.velocity.tolist()
-            msg.effort = cmd.effort.tolist()
-            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub and cmd.mode is not Mode.DAMPING else None
+            sec, nanosec = divmod(stamp.nanoseconds, 1_000_000_000)
+            damping = cmd.mode is Mode.DAMPING
+            msg = self._write_command(sec, nanosec, None if damping else cmd.position, cmd.velocity, cmd.effort)
+            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub and not damping else None
         self._cmd_pub.publish(msg)
         if forward is not None:
             self._fwd_pub.publish(Float64MultiArray(data=forward))
@@ -389,18 +408,35 @@ class PolicyNode(LifecycleNode):
             except (OSError, AttributeError) as exc:
                 self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
 
-    def _spin_io(self) -> None:
+    def _serve_inputs(self) -> None:
+        """The input thread: wait on the companion node's subscriptions (joint states, IMU and, with
+        use_sim_time, /clock) and run each message's callback as it arrives."""
         if self._event_ticks:  # the input thread runs the ticks: it is the control thread too
             self._realtime_thread()
-        with contextlib.suppress(ExternalShutdownException, InvalidHandle):  # shutting down
-            self._io_executor.spin()
+        # joint states last: when an IMU sample (or /clock) arrived with them, the tick they trigger uses it
+        subscriptions = sorted(self._io.subscriptions, key=lambda sub: sub is self._js_sub)
+        wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self.context.handle)
+        with contextlib.ExitStack() as handles, contextlib.suppress(InvalidHandle):  # InvalidHandle: shutting down
+            for entity in (*subscriptions, self._io_wake):
+                handles.enter_context(entity.handle)
+            while self._io_serving and self.context.ok():
+                wait_set.clear_entities()
+                for sub in subscriptions:
+                    wait_set.add_subscription(sub.handle)
+                wait_set.add_guard_condition(self._io_wake.handle)
+                wait_set.wait(200_000_000)  # also a bound on noticing a context shut down by a signal
+                for index, sub in enumerate(subscriptions):
+                    if wait_set.is_ready("subscription", index):
+                        while self._io_serving and (taken := sub.handle.take_message(sub.msg_type, sub.raw)):
+                            sub.callback(taken[0])
 
     def destroy_node(self) -> None:
         """Stop the control loop and the input thread before the publishers go away."""
         self._active = False
         if self._loop_thread is not None:
             self._loop_thread.join(timeout=1.0)
-        self._io_executor.shutdown(timeout_sec=1.0)
+        self._io_serving = False
+        self._io_wake.trigger()
         self._io_thread.join(timeout=1.0)
         self._io.destroy_node()
         self._cmd_mailbox.destroy_node()
