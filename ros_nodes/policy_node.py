@@ -252,9 +252,9 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
     def _input_now(self) -> float:
-        """Receive time on the input node's clock: with use_sim_time its /clock subscription shares the
-        executor with the inputs, so a replayed sample never looks newer than the clock (the main
-        node's /clock can lag behind while its executor is busy)."""
+        """Receive time on the input node's clock: with use_sim_time its /clock subscription is served
+        by the input thread with the inputs, so a replayed sample never looks newer than the clock
+        (the main node's /clock can lag behind while its executor is busy)."""
         return self._io.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_state(self, data: bytes) -> None:
