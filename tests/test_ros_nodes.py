@@ -285,6 +285,7 @@ def test_a_killed_recorder_loses_at_most_a_second_and_trot_bag_recovers_it(graph
 
 def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survives(graph: Graph) -> None:
     """Each bad message while RUNNING: DAMPING within a few periods, its reason logged, restartable."""
+    from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Imu
 
     start_robot_and_policy(graph)
@@ -316,6 +317,8 @@ def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survi
         ("future stamp", js_pub, lambda: joint_state(names, 12, offset_s=5.0), "s in the future"),
         ("non-unit quaternion", imu_pub, bad_imu, "quaternion is not unit length"),
         ("infinite position", js_pub, lambda: joint_state(names, 12, value=float("inf")), "NaN or Inf"),
+        # bytes that are no JointState (the node reads the CDR itself: ros_nodes/cdr.py)
+        ("undecodable bytes", js_pub, lambda: serialize_message(joint_state(names, 12))[:40], "string runs past"),
     ]
     for label, pub, make, reason in cases:
         assert len(graph.commands[-1][1].position) == 12, f"running before: {label}"
