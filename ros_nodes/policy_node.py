@@ -74,10 +74,6 @@ class PolicyNodeParams:
     )
 
 
-def stamp_seconds(msg) -> float:
-    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-
-
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("trot_policy", **kwargs)
@@ -261,16 +257,14 @@ class PolicyNode(LifecycleNode):
         try:
             msg = self._read_joint_state(data)
         except CdrError as exc:
-            msg = exc
-        if not isinstance(msg, CdrError):
-            self._seen_joint_names = msg.names
+            if self.controller is not None:
+                with self._lock:
+                    self.controller.reject(f"joint state: {exc}", self._input_now())
+            return
+        self._seen_joint_names = msg.names
         if self.controller is None:
             return
         now = self._input_now()
-        if isinstance(msg, CdrError):
-            with self._lock:
-                self.controller.reject(f"joint state: {msg}", now)
-            return
         stamp = msg.stamp or now  # an unstamped message counts as received now
         velocity = msg.velocity if len(msg.velocity) else np.zeros(len(msg.names))
         with self._lock:
