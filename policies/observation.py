@@ -53,7 +53,6 @@ class ObservationBuilder:
         if "projected_gravity" in slices:
             self._offset[slices["projected_gravity"].stop - 1] = 1.0  # the "- 1" of g_z, see _GRAVITY_FORM
         self._scale = np.concatenate([np.full(t.size, t.scale, dtype=np.float64) for t in contract.obs_terms])
-        self.scale_vector = self._scale.astype(np.float32)
         self._tmp = np.zeros_like(self._raw)
         self._qq = np.zeros((batch_size, 4, 4), dtype=np.float64)
         self._qq_flat = self._qq.reshape(batch_size, 16)
