@@ -17,17 +17,37 @@ def projected_gravity(quat_wxyz: np.ndarray, out: np.ndarray | None = None) -> n
     """Unit gravity (0, 0, -1) expressed in the body frame of orientation ``quat_wxyz`` [..., 4].
 
     Written out (rather than through a rotation library) because it runs every control step on
-    the robot and per environment in training: three expressions, no allocation when ``out`` is
-    given. tests/test_observation.py checks it against MuJoCo's own quaternion rotation.
+    the robot and per environment in training. tests/test_observation.py checks it against
+    MuJoCo's own quaternion rotation.
     """
     q = np.asarray(quat_wxyz)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    dtype = np.result_type(q.dtype, np.float32)
     if out is None:
-        out = np.empty(q.shape[:-1] + (3,), dtype=np.result_type(q.dtype, np.float32))
-    out[..., 0] = 2.0 * (w * y - x * z)
-    out[..., 1] = -2.0 * (y * z + w * x)
-    out[..., 2] = 2.0 * (x * x + y * y) - 1.0
+        out = np.empty(q.shape[:-1] + (3,), dtype=dtype)
+    _gravity_quadratic(q, np.empty(q.shape[:-1] + (4, 4), dtype=dtype), out)
+    out[..., 2] -= 1.0
     return out
+
+
+# Projected gravity is a quadratic form of the quaternion: g = (q q^T).flat @ _GRAVITY_FORM - (0, 0, 1).
+# One product and one matmul instead of a dozen small ufuncs per step (the control path runs on cold
+# caches, where each numpy call counts); each coefficient sits on one product, so every component is
+# exactly the textbook expression.
+_GRAVITY_FORM = np.zeros((16, 3))
+_W, _X, _Y, _Z = range(4)
+for (_i, _j), _column, _coefficient in (
+    ((_W, _Y), 0, 2.0), ((_X, _Z), 0, -2.0),  # g_x = 2 (w y - x z)
+    ((_Y, _Z), 1, -2.0), ((_W, _X), 1, -2.0),  # g_y = -2 (y z + w x)
+    ((_X, _X), 2, 2.0), ((_Y, _Y), 2, 2.0),  # g_z = 2 (x x + y y) - 1
+):  # fmt: skip
+    _GRAVITY_FORM[4 * _i + _j, _column] = _coefficient
+
+
+def _gravity_quadratic(q: np.ndarray, qq: np.ndarray, out: np.ndarray) -> None:
+    """The quadratic part of projected gravity (all but the "- 1" of g_z) into ``out``; ``qq`` is
+    scratch of shape [..., 4, 4]."""
+    np.multiply(q[..., :, None], q[..., None, :], out=qq)
+    np.matmul(qq.reshape(qq.shape[:-2] + (16,)), _GRAVITY_FORM.astype(out.dtype, copy=False), out=out)
 
 
 class ObservationBuilder:
@@ -51,11 +71,10 @@ class ObservationBuilder:
         if "joint_pos" in slices:
             self._offset[slices["joint_pos"]] = contract.default_joint_pos
         if "projected_gravity" in slices:
-            self._offset[slices["projected_gravity"].stop - 1] = 1.0  # the "- 1" of g_z, see _GRAVITY_FORM
+            self._offset[slices["projected_gravity"].stop - 1] = 1.0  # the "- 1" of g_z (_gravity_quadratic)
         self._scale = np.concatenate([np.full(t.size, t.scale, dtype=np.float64) for t in contract.obs_terms])
         self._tmp = np.zeros_like(self._raw)
         self._qq = np.zeros((batch_size, 4, 4), dtype=np.float64)
-        self._qq_flat = self._qq.reshape(batch_size, 16)
         self._gravity = self.inputs.get("projected_gravity")
 
     def build(
@@ -78,27 +97,11 @@ class ObservationBuilder:
 
     def finish(self, base_quat_wxyz: np.ndarray) -> np.ndarray:
         """The observation from what is in :attr:`inputs` and the orientation ``[batch, 4]`` (w, x, y, z)."""
-        if self._gravity is not None:
-            q = base_quat_wxyz
-            np.multiply(q[:, :, None], q[:, None, :], out=self._qq)
-            np.matmul(self._qq_flat, _GRAVITY_FORM, out=self._gravity)
+        if self._gravity is not None:  # the "- 1" of g_z is in the offset
+            _gravity_quadratic(base_quat_wxyz, self._qq, self._gravity)
         np.subtract(self._raw, self._offset, out=self._tmp)
         np.multiply(self._tmp, self._scale, out=self.out)
         return self.out
-
-
-# projected_gravity() as a quadratic form of the quaternion: gravity = (q q^T).flat @ _GRAVITY_FORM,
-# and the builder's offset subtracts the constant 1 of g_z. One product and one matmul instead of a
-# dozen small ufuncs per step; each coefficient sits on one product, so the result is bit for bit
-# that of projected_gravity() (tests/test_observation.py).
-_GRAVITY_FORM = np.zeros((16, 3))
-_W, _X, _Y, _Z = range(4)
-for (_i, _j), _column, _coefficient in (
-    ((_W, _Y), 0, 2.0), ((_X, _Z), 0, -2.0),  # g_x = 2 (w y - x z)
-    ((_Y, _Z), 1, -2.0), ((_W, _X), 1, -2.0),  # g_y = -2 (y z + w x)
-    ((_X, _X), 2, 2.0), ((_Y, _Y), 2, 2.0),  # g_z = 2 (x x + y y) - 1
-):  # fmt: skip
-    _GRAVITY_FORM[4 * _i + _j, _column] = _coefficient
 
 
 class ActionMapper:

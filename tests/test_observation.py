@@ -19,6 +19,36 @@ def test_projected_gravity_matches_mujoco_rotation() -> None:
         np.testing.assert_allclose(g, ref, atol=1e-12)
 
 
+def test_projected_gravity_is_the_textbook_expression_bit_for_bit() -> None:
+    """The quadratic-form evaluation changes no bit of the usual formula, in float64 and float32,
+    and the builder's gravity term is that function times its scale."""
+    rng = np.random.default_rng(1)
+    for dtype in (np.float64, np.float32):
+        q = rng.normal(size=(4096, 4)).astype(dtype)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        w, x, y, z = q.T
+        textbook = np.stack([2 * (w * y - x * z), -2 * (y * z + w * x), 2 * (x * x + y * y) - 1], axis=1)
+        ours = projected_gravity(q)
+        assert ours.dtype == dtype
+        np.testing.assert_array_equal(ours, textbook)
+
+
+def test_builder_gravity_term_is_projected_gravity(quiet_cfg) -> None:
+    env = LocomotionEnv(quiet_cfg(num_envs=1))
+    c = env.contract
+    env.close()
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(256, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    builder = ObservationBuilder(c, batch_size=256)
+    zeros3, zeros12, pose = np.zeros((256, 3)), np.zeros((256, 12)), np.tile(c.default_joint_pos, (256, 1))
+    obs = builder.build(base_ang_vel=zeros3, base_quat_wxyz=q, command=zeros3,
+                        joint_pos=pose, joint_vel=zeros12, last_action=zeros12)  # fmt: skip
+    term = next(t for t in c.obs_terms if t.name == "projected_gravity")
+    expected = (projected_gravity(q) * term.scale).astype(np.float32)
+    np.testing.assert_array_equal(obs[:, c.term_slices()["projected_gravity"]], expected)
+
+
 def test_env_observation_equals_hand_computed_reference(quiet_cfg) -> None:
     env = LocomotionEnv(quiet_cfg(num_envs=2))
     env.reset(seed=0)
