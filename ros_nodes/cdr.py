@@ -27,30 +27,29 @@ class CdrError(ValueError):
     """Bytes that are not a well-formed message of the expected type."""
 
 
-def _endian(data: bytes | memoryview) -> str:
+def _check_encapsulation(data: bytes | memoryview) -> None:
     if bytes(data[:2]) != LITTLE:
         raise CdrError(f"unsupported CDR encapsulation {bytes(data[:2]).hex()} (expected little-endian CDR)")
-    return "<"
 
 
 def _align(offset: int, size: int) -> int:
     return offset + (-(offset - HEADER) % size)
 
 
-def _string_end(data: bytes | memoryview, offset: int, e: str) -> int:
+def _string_end(data: bytes | memoryview, offset: int) -> int:
     """Offset after a string (uint32 length incl. the NUL, then the bytes)."""
     offset = _align(offset, 4)
-    (length,) = struct.unpack_from(e + "I", data, offset)
+    (length,) = struct.unpack_from("<I", data, offset)
     end = offset + 4 + length
     if end > len(data):
         raise CdrError("string runs past the end of the message")
     return end
 
 
-def _doubles(data: bytes | memoryview, offset: int, e: str) -> tuple[np.ndarray, int]:
+def _doubles(data: bytes | memoryview, offset: int) -> tuple[np.ndarray, int]:
     """A sequence<float64>: (read-only view, offset after it)."""
     offset = _align(offset, 4)
-    (count,) = struct.unpack_from(e + "I", data, offset)
+    (count,) = struct.unpack_from("<I", data, offset)
     offset += 4
     if count == 0:
         return np.empty(0), offset
@@ -58,7 +57,7 @@ def _doubles(data: bytes | memoryview, offset: int, e: str) -> tuple[np.ndarray,
     end = offset + 8 * count
     if end > len(data):
         raise CdrError(f"sequence of {count} doubles runs past the end of the message")
-    return np.frombuffer(data, dtype=e + "f8", count=count, offset=offset), end
+    return np.frombuffer(data, dtype="<f8", count=count, offset=offset), end
 
 
 @dataclass(frozen=True)
@@ -79,33 +78,33 @@ class JointStateReader:
 
     def __call__(self, data: bytes) -> JointStateView:
         try:
-            e = _endian(data)
-            sec, nanosec = struct.unpack_from(e + "iI", data, HEADER)
-            offset = _string_end(data, HEADER + 8, e)  # frame_id
+            _check_encapsulation(data)
+            sec, nanosec = struct.unpack_from("<iI", data, HEADER)
+            offset = _string_end(data, HEADER + 8)  # frame_id
             names_start = offset = _align(offset, 4)
-            (count,) = struct.unpack_from(e + "I", data, offset)
+            (count,) = struct.unpack_from("<I", data, offset)
             offset += 4
             if count > 4096:
                 raise CdrError(f"{count} joint names")
             for _ in range(count):
-                offset = _string_end(data, offset, e)
+                offset = _string_end(data, offset)
             if data[names_start:offset] != self._names_bytes:
-                self._names = self._decode_names(data, names_start, count, e)
+                self._names = self._decode_names(data, names_start, count)
                 self._names_bytes = bytes(data[names_start:offset])
-            position, offset = _doubles(data, offset, e)
-            velocity, offset = _doubles(data, offset, e)
-            effort, _ = _doubles(data, offset, e)
+            position, offset = _doubles(data, offset)
+            velocity, offset = _doubles(data, offset)
+            effort, _ = _doubles(data, offset)
         except struct.error as exc:
             raise CdrError(f"truncated JointState: {exc}") from None
         return JointStateView(sec + 1e-9 * nanosec, self._names, position, velocity, effort)
 
     @staticmethod
-    def _decode_names(data: bytes, offset: int, count: int, e: str) -> tuple[str, ...]:
+    def _decode_names(data: bytes, offset: int, count: int) -> tuple[str, ...]:
         names = []
         offset += 4
         for _ in range(count):
             offset = _align(offset, 4)
-            (length,) = struct.unpack_from(e + "I", data, offset)
+            (length,) = struct.unpack_from("<I", data, offset)
             raw = bytes(data[offset + 4 : offset + 4 + length]).rstrip(b"\x00")
             names.append(raw.decode("utf-8", errors="replace"))
             offset += 4 + length
@@ -123,11 +122,11 @@ class ImuView:
 def read_imu(data: bytes) -> ImuView:
     """Decodes the fields of a serialized sensor_msgs/Imu the policy uses."""
     try:
-        e = _endian(data)
-        sec, nanosec = struct.unpack_from(e + "iI", data, HEADER)
-        offset = _align(_string_end(data, HEADER + 8, e), 8)
-        x, y, z, w, cov0 = struct.unpack_from(e + "5d", data, offset)  # orientation, covariance[0]
-        gyro = struct.unpack_from(e + "3d", data, offset + 8 * (4 + 9))
+        _check_encapsulation(data)
+        sec, nanosec = struct.unpack_from("<iI", data, HEADER)
+        offset = _align(_string_end(data, HEADER + 8), 8)
+        x, y, z, w, cov0 = struct.unpack_from("<5d", data, offset)  # orientation, covariance[0]
+        gyro = struct.unpack_from("<3d", data, offset + 8 * (4 + 9))
     except struct.error as exc:
         raise CdrError(f"truncated Imu: {exc}") from None
     return ImuView(sec + 1e-9 * nanosec, (w, x, y, z), cov0, gyro)
