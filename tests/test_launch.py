@@ -168,12 +168,15 @@ def _walk(graph: Graph, namespaces: dict[str, float], timeout: float = 25.0) -> 
 
         graph.node.create_subscription(Odometry, f"{ns}/odom", on_odom, 50)
     responded: dict[str, float] = {}
-    end = time.time() + timeout
+    end, last_cmd = time.time() + timeout, 0.0
     while time.time() < end and not (len(responded) == len(namespaces) and time.time() > max(responded.values()) + 4):
+        teleop = time.time() - last_cmd >= 0.02  # a 50 Hz teleop: faster than 1 kHz is a flood to the node
+        last_cmd = time.time() if teleop else last_cmd
         for ns, vx in namespaces.items():
-            t = Twist()
-            t.linear.x = vx
-            pubs[ns].publish(t)
+            if teleop:
+                t = Twist()
+                t.linear.x = vx
+                pubs[ns].publish(t)
             if ns not in responded and odom[ns] and odom[ns][-1][1] * vx > 0.5 * vx * vx:
                 responded[ns] = time.time()
         rclpy.spin_once(graph.node, timeout_sec=0.02)

@@ -46,6 +46,7 @@ class Graph:
             JointState, "joint_commands", lambda m: self.commands.append((time.time(), m)), 50
         )
         self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
+        self._last_cmd = 0.0
 
     def _on_odom(self, m: Odometry) -> None:
         self.odom.append((time.time(), m.twist.twist.linear.x, m.pose.pose.position.z))
@@ -87,12 +88,15 @@ class Graph:
         return self.log(index).count(text) >= count
 
     def spin(self, seconds: float, vx: float | None = None) -> None:
+        """Spin the probe; with ``vx``, act as a 50 Hz teleop (publishing on every wake-up would
+        exceed 1 kHz at times, which the policy node rightly treats as a /cmd_vel flood)."""
         end = time.time() + seconds
         while time.time() < end:
-            if vx is not None:
+            if vx is not None and time.time() - self._last_cmd >= 0.02:
                 t = Twist()
                 t.linear.x = vx
                 self.cmd_pub.publish(t)
+                self._last_cmd = time.time()
             rclpy.spin_once(self.node, timeout_sec=0.02)
 
     def call(self, srv_type, name: str, request) -> object:
