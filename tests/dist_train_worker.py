@@ -1,6 +1,7 @@
 """Started by torchrun from test_distributed.py: a short real training on each rank."""
 
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,9 +11,10 @@ from training.ppo.runner import Runner
 from training.train import TrainConfig, build_env, run_meta
 
 out = Path(sys.argv[1])
+warnings.filterwarnings("error", message="compile: torch.compile failed")  # compiled must mean compiled
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-cfg = TrainConfig(task="go2-flat", steps_per_env=8, max_iterations=2, save_interval=1)
+cfg = TrainConfig(task="go2-flat", steps_per_env=8, max_iterations=2, save_interval=1, compile=sys.argv[2] == "compile")
 cfg.env.num_envs = 16
 cfg.env.nthread = 1
 env = build_env(cfg, rank=rank, local_world=2)

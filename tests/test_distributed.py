@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -38,11 +39,12 @@ def test_normalizer_statistics_are_global_across_ranks(tmp_path: Path) -> None:
     np.testing.assert_allclose(a["var"].numpy(), everything.var(0), rtol=1e-4)
 
 
-def test_torchrun_two_ranks_hold_identical_parameters(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_torchrun_two_ranks_hold_identical_parameters(tmp_path: Path, compiled: bool) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        str(ROOT / "tests" / "dist_train_worker.py"), str(tmp_path),
+        str(ROOT / "tests" / "dist_train_worker.py"), str(tmp_path), "compile" if compiled else "eager",
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

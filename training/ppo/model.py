@@ -50,6 +50,21 @@ class ActorCritic(nn.Module):
         self.actor_norm = EmpiricalNormalizer(num_obs) if normalize_obs else nn.Identity()
         self.critic_norm = EmpiricalNormalizer(num_critic_obs) if normalize_obs else nn.Identity()
 
+    def forward(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the PPO update differentiates: action mean, action std and value."""
+        mean = self.action_mean(obs)
+        return mean, self.log_std.exp().expand_as(mean), self.value(critic_obs)
+
+    def act(
+        self, obs: torch.Tensor, critic_obs: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One rollout step: sampled actions (mean + std * noise, which is what Normal.sample draws
+        from the same standard-normal numbers), their log-probability, value, mean and std."""
+        mean, std, values = self(obs, critic_obs)
+        actions = mean + std * noise
+        log_probs = Normal(mean, std, validate_args=False).log_prob(actions).sum(-1)
+        return actions, log_probs, values, mean, std
+
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.actor_norm(obs))
 

@@ -85,6 +85,6 @@ class RolloutStorage:
         }
         for _ in range(num_epochs):
             order = torch.randperm(total, generator=generator).to(self.rewards.device)
+            shuffled = {name: t[order] for name, t in flat.items()}  # one gather per epoch; minibatches are views
             for k in range(num_minibatches):
-                idx = order[k * size : (k + 1) * size]
-                yield Batch(**{name: t[idx] for name, t in flat.items()})
+                yield Batch(**{name: t[k * size : (k + 1) * size] for name, t in shuffled.items()})
