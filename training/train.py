@@ -39,7 +39,9 @@ class TrainConfig(RunnerConfig):
     run_name: str = ""
     """Run folder name under log_dir (default: task_date_seed)."""
     gym_async: bool = True
-    """Gymnasium tasks: step envs in worker processes (AsyncVectorEnv) rather than in-process."""
+    """Gymnasium tasks: step envs in worker processes rather than in this process."""
+    gym_workers: int = 0
+    """Gymnasium tasks: number of worker processes (0: one per CPU core), each stepping its share."""
 
 
 def is_gym_task(task: str) -> bool:
@@ -59,6 +61,10 @@ def default_config(task: str) -> TrainConfig:
         max_iterations=488,  # 8 envs x 256 steps x 488 = 1M env steps (CleanRL's batch of 2048)
         save_interval=100,
         reward_normalization=True,
+        # Small networks: Python and op dispatch dominate, so compile and keep torch to one thread
+        # (the other core steps environments in a worker process).
+        compile=True,
+        torch_threads=1,
         ppo=PPOConfig(
             learning_rate=3e-4,
             schedule="linear",
@@ -77,7 +83,7 @@ def build_env(cfg: TrainConfig, rank: int = 0, local_world: int = 1):
 
     seed = cfg.seed + rank
     if is_gym_task(cfg.task):
-        return GymTrainEnv(cfg.task, cfg.env.num_envs, seed, asynchronous=cfg.gym_async)
+        return GymTrainEnv(cfg.task, cfg.env.num_envs, seed, workers=cfg.gym_workers if cfg.gym_async else 1)
     env_cfg = dataclasses.replace(cfg.env)
     if local_world > 1 and env_cfg.nthread == 0:
         env_cfg.nthread = max(1, (os.cpu_count() or 1) // local_world)
@@ -216,7 +222,8 @@ def parse_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
 
 def check_resume_overrides(saved: TrainConfig, new: TrainConfig) -> None:
     """A resumed run may run longer or log differently, not change what it learns."""
-    allowed = {"max_iterations", "max_minutes", "save_interval", "video_interval", "torch_threads", "device"}
+    allowed = {"max_iterations", "max_minutes", "save_interval", "video_interval", "torch_threads", "device",
+               "compile", "gym_async", "gym_workers"}  # fmt: skip
     for f in dataclasses.fields(TrainConfig):
         if f.name not in allowed and getattr(saved, f.name) != getattr(new, f.name):
             raise IncompatibleRun(f"{f.name}: cannot be changed when resuming (it would change what the run learns)")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.ppo.algorithm import PPO, PPOConfig
+from training.ppo.algorithm import PPO, PPOConfig, compiled
 from training.ppo.envs import Step
 from training.ppo.model import Activation, ActorCritic
 from training.ppo.storage import RolloutStorage
@@ -56,6 +56,10 @@ class RunnerConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     torch_threads: int = 0
     """Threads for torch (0: all cores of this rank)."""
+    compile: bool = False
+    """torch.compile the rollout policy step and each PPO minibatch step: ~4x faster for small
+    networks, where Python and op dispatch dominate. Needs a C++ compiler and ~15-30 s once;
+    falls back to eager PyTorch with a warning if compilation fails."""
     video_interval: int = 0
     """Record an evaluation video every this many iterations (0: never; locomotion tasks)."""
     video_seconds: float = 5.0
@@ -146,7 +150,8 @@ class Runner:
         if distributed():
             for tensor in [*self.policy.parameters(), *self.policy.buffers()]:
                 dist.broadcast(tensor.data, src=0)
-        self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations)
+        self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations, compile=cfg.compile)
+        self._act = compiled(self.policy.act) if cfg.compile else self.policy.act
         self.device = torch.device(cfg.device)
         self.policy.to(self.device)
         self.storage = RolloutStorage(
@@ -173,13 +178,13 @@ class Runner:
     def collect(self) -> dict[str, float]:
         gamma = self.cfg.ppo.gamma
         terms: dict[str, float] = {}
+        noise_shape = (self.env.num_envs, self.env.num_actions)
         for _ in range(self.cfg.steps_per_env):
             obs, critic_obs = self.obs, self.critic_obs
-            distribution = self.policy.distribution(obs)
-            actions = distribution.sample()
+            noise = torch.randn(noise_shape, device=self.device)
+            actions, log_probs, values, mean, std = self._act(obs, critic_obs, noise)
             if not torch.isfinite(actions).all():
                 raise self._diverged("the policy produced non-finite actions")
-            values = self.policy.value(critic_obs)
             step = self.env.step(actions.cpu().numpy())
             rewards = step.rewards.astype(np.float64)
             if self.reward_scaler is not None:
@@ -191,9 +196,8 @@ class Runner:
                 final = self._tensor(step.final_critic_obs[idx])
                 rewards_t[idx] += gamma * self.policy.value(final)
             self.storage.add(
-                obs=obs, critic_obs=critic_obs, actions=actions,
-                log_probs=distribution.log_prob(actions).sum(-1), values=values, rewards=rewards_t,
-                dones=self._tensor(step.dones), mean=distribution.mean, std=distribution.stddev,
+                obs=obs, critic_obs=critic_obs, actions=actions, log_probs=log_probs, values=values,
+                rewards=rewards_t, dones=self._tensor(step.dones), mean=mean, std=std,
             )  # fmt: skip
             self.obs, self.critic_obs = self._tensor(step.obs), self._tensor(step.critic_obs)
             self.recent_returns.extend(step.episode_returns.tolist())
