@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,37 @@ def test_smoke_gymnasium_training_in_worker_processes(tmp_path: Path) -> None:
     rows = metrics(tmp_path / "g")
     assert rows[-1]["perf/total_env_steps"] == 2 * 64 * 2
     assert all(np.isfinite(rows[-1][k]) for k in ("loss/value", "loss/surrogate"))
+
+
+def test_ctrl_c_on_a_gymnasium_run_checkpoints_and_stops_its_worker_processes(tmp_path: Path) -> None:
+    """Ctrl-C signals the whole process group: the worker processes must keep serving the
+    trainer until it has finished its iteration and saved, then exit with it."""
+    run = tmp_path / "g"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "train", "--env", "Hopper-v5", "--env.num-envs", "4", "--steps-per-env",
+         "64", "--max-iterations", "1000", "--save-interval", "1000", "--no-compile", "--log-dir", str(tmp_path),
+         "--run-name", "g"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 3:
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.time() < deadline, "no third iteration within 120 s"
+            time.sleep(0.05)
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                      text=True).stdout.split()]  # fmt: skip
+        assert workers, "a Gymnasium run on this machine should have a worker process"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    ck = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert 3 <= ck["iteration"] < 1000
+    assert ck["iteration"] == len(metrics(run))
+    for pid in workers:  # the workers ended with the trainer
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_resume_after_sigterm_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -150,7 +150,8 @@ class PPO:
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate, fused=True)
         self._betas, self._eps = self.optimizer.defaults["betas"], self.optimizer.defaults["eps"]
         self.compile = compile
-        self._buffers: dict[str, torch.Tensor] | None = None
+        self._functional: tuple | None = None
+        self._lr_tensor = torch.zeros(())
         self._compiled_gradients = compiled(self._gradients)
         self._compiled_clip_and_adam = compiled(self._clip_and_adam)
 
@@ -165,6 +166,7 @@ class PPO:
             self._set_lr(cfg.learning_rate * max(0.0, 1.0 - iteration / self.total_iterations))
         sums = [0.0] * 4
         count = 0
+        self._functional = None
         for batch in storage.minibatches(cfg.num_minibatches, cfg.num_epochs, generator):
             for i, v in enumerate(self._step(batch)):
                 sums[i] += v
@@ -207,21 +209,28 @@ class PPO:
     def _functional_step(self, b: Batch) -> list[float]:
         """The same step as functions of tensors (torch.func.grad, functional Adam), which
         torch.compile turns into two fused native calls."""
-        if self._buffers is None:  # after the runner moved the policy to its device
-            self._buffers = dict(self.policy.named_buffers())
-        detached = {n: p.detach() for n, p in self.named_params.items()}
-        grads, parts = self._compiled_gradients(detached, self._buffers, b)
+        if self._functional is None:
+            self._functional = self._functional_inputs()
+        detached, buffers, exp_avgs, exp_avg_sqs, steps = self._functional
+        grads, parts = self._compiled_gradients(detached, buffers, b)
         stats = self._check_and_adapt(parts)
         grads = [grads[n] for n in self.named_params]
         if _distributed():
             _average_over_ranks(grads)
         # lr as a tensor: a Python float would be a constant of the compiled code (a recompile per change)
-        states = [self._adam_state(p) for p in self.params]
-        self._compiled_clip_and_adam(
-            grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [s["step"] for s in states],
-            torch.tensor(self.learning_rate),
-        )  # fmt: skip
+        self._lr_tensor.fill_(self.learning_rate)
+        self._compiled_clip_and_adam(grads, exp_avgs, exp_avg_sqs, steps, self._lr_tensor)
         return stats
+
+    def _functional_inputs(self) -> tuple:
+        """Detached views of the parameters, the buffers and the optimizer's state tensors, built
+        once per update (a resume replaces the optimizer's state; in-place steps show through views)."""
+        detached = {n: p.detach() for n, p in self.named_params.items()}
+        states = [self._adam_state(p) for p in self.params]
+        return (
+            detached, dict(self.policy.named_buffers()), [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states], [s["step"] for s in states],
+        )  # fmt: skip
 
     def _gradients(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], b: Batch

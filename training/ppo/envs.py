@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -135,7 +136,13 @@ def _receive(conn: Connection, spin_s: float = 0.005) -> Any:
 
 
 def _worker(conn: Connection, env_id: str, num_envs: int) -> None:
-    """Serves one EnvGroup: ("reset", seed) and ("step", actions) until ("close", None)."""
+    """Serves one EnvGroup: ("reset", seed) and ("step", actions) until ("close", None).
+
+    Ctrl-C reaches the whole process group, but only the trainer decides when to stop: it finishes
+    its iteration and checkpoints, which needs the workers. They end on "close" or when the
+    trainer's end of the pipe closes (it was killed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         group = EnvGroup(env_id, num_envs)
         while True:
@@ -148,7 +155,7 @@ def _worker(conn: Connection, env_id: str, num_envs: int) -> None:
                 group.close()
                 conn.send(None)
                 return
-    except KeyboardInterrupt:  # the trainer handles SIGINT; workers just stop with it
+    except EOFError:  # the trainer is gone
         pass
     except Exception:
         conn.send(("error", traceback.format_exc()))
@@ -179,7 +186,12 @@ class WorkerPool:
         self.local = EnvGroup(env_id, sizes[0])
 
     def _gather(self) -> list[Any]:
-        replies = [_receive(conn) for conn in self.conns]
+        replies = []
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            try:
+                replies.append(_receive(conn))
+            except EOFError:
+                raise RuntimeError(f"a Gymnasium worker process exited (exit code {proc.exitcode})") from None
         for reply in replies:
             if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "error":
                 raise RuntimeError(f"a Gymnasium worker process failed:\n{reply[1]}")

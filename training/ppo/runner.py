@@ -183,9 +183,10 @@ class Runner:
             obs, critic_obs = self.obs, self.critic_obs
             noise = torch.randn(noise_shape, device=self.device)
             actions, log_probs, values, mean, std = self._act(obs, critic_obs, noise)
-            if not torch.isfinite(actions).all():
+            actions_np = actions.cpu().numpy()
+            if not np.isfinite(actions_np).all():
                 raise self._diverged("the policy produced non-finite actions")
-            step = self.env.step(actions.cpu().numpy())
+            step = self.env.step(actions_np)
             rewards = step.rewards.astype(np.float64)
             if self.reward_scaler is not None:
                 rewards = self.reward_scaler(rewards, step.dones)
