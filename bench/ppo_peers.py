@@ -3,6 +3,7 @@
     pip install -e '.[bench]'
     python bench/ppo_peers.py                         # Hopper-v5 + HalfCheetah-v5, 1M steps, 3 seeds
     python bench/ppo_peers.py --steps 200000 --seeds 1  # a quicker, smaller comparison
+    python bench/ppo_peers.py --combine out/a.json out/b.json  # the table from runs made apart
 
 Final return = mean of the last 20 training episodes (CleanRL reports episodic training returns).
 CleanRL's published PPO (v4 tasks, 1M steps): Hopper 2383, HalfCheetah 1443.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,10 @@ class PeersConfig:
     steps: int = 1_000_000
     last_episodes: int = 20
     out: Path = Path("out/ppo_peers.json")
+    """Where the per-run results go (JSON)."""
     skip_sb3: bool = False
-    results: list = field(default_factory=list)
+    combine: tuple[Path, ...] = ()
+    """Train nothing: print the table from these earlier --out files (runs split over sessions)."""
 
 
 def run_trot(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float]:
@@ -68,6 +71,10 @@ def run_sb3(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float
 
 
 def main(cfg: PeersConfig) -> None:
+    if cfg.combine:
+        rows = [row for path in cfg.combine for row in json.loads(path.read_text())]
+        print_table(rows, cfg.steps)
+        return
     rows = []
     for env_id in cfg.envs:
         for seed in cfg.seeds:
@@ -79,15 +86,22 @@ def main(cfg: PeersConfig) -> None:
             print(json.dumps(row), flush=True)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps(rows, indent=2))
-    print(f"\n{cfg.steps:,} steps per run, seeds {list(cfg.seeds)}")
-    print(f"{'env':<16}{'trot return':>12}{'SB3 return':>12}{'CleanRL':>9}{'trot s':>9}{'SB3 s':>9}{'time ratio':>11}")
-    for env_id in cfg.envs:
+    print_table(rows, cfg.steps)
+
+
+def print_table(rows: list[dict], steps: int) -> None:
+    """Mean over seeds per environment; SB3 columns are nan for runs made with --skip-sb3."""
+    print(f"\n{steps:,} steps per run")
+    print(f"{'env':<16}{'seeds':<9}{'trot return':>12}{'SB3 return':>12}{'CleanRL':>9}{'trot s':>9}{'SB3 s':>9}"
+          f"{'time ratio':>11}")  # fmt: skip
+    for env_id in dict.fromkeys(r["env"] for r in rows):
         sel = [r for r in rows if r["env"] == env_id]
+        seeds = ",".join(str(r["seed"]) for r in sel)
         tr, ts = np.mean([r["trot_return"] for r in sel]), np.mean([r["trot_s"] for r in sel])
-        sr = np.mean([r["sb3_return"] for r in sel]) if not cfg.skip_sb3 else float("nan")
-        ss = np.mean([r["sb3_s"] for r in sel]) if not cfg.skip_sb3 else float("nan")
+        sr = np.mean([r.get("sb3_return", np.nan) for r in sel])
+        ss = np.mean([r.get("sb3_s", np.nan) for r in sel])
         ref = CLEANRL.get(env_id.split("-")[0], float("nan"))
-        print(f"{env_id:<16}{tr:>12.0f}{sr:>12.0f}{ref:>9.0f}{ts:>9.0f}{ss:>9.0f}{ts / ss:>11.2f}")
+        print(f"{env_id:<16}{seeds:<9}{tr:>12.0f}{sr:>12.0f}{ref:>9.0f}{ts:>9.0f}{ss:>9.0f}{ts / ss:>11.2f}")
     print("targets: trot return >= CleanRL's; time ratio trot/SB3 <= 0.33")
 
 

@@ -9,3 +9,19 @@ def test_env_bench_reports_consistent_figures() -> None:
         < 1e-6 * r["raw_physics_steps_per_s"]
     )
     assert abs(r["ratio"] - r["env_steps_per_s"] / r["raw_env_steps_per_s"]) < 1e-9
+
+
+def test_ppo_peers_combines_runs_into_means_per_environment() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "bench" / "results").glob("ppo_peers_*.json"))
+    out = subprocess.run([sys.executable, "bench/ppo_peers.py", "--combine", *map(str, files)], cwd=root,
+                         capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("Hopper", "HalfCheetah"))}
+    # Hopper seeds 1-3: trot (1993.5 + 3031.1 + 2925.1) / 3 = 2650; the time ratio is of the means
+    assert rows["Hopper-v5"][1:3] == ["1,2,3", "2650"], out
+    assert rows["Hopper-v5"][-1] == f"{(292.37 + 246.83 + 273.12) / (869.25 + 894.98 + 953.19):.2f}", out
+    assert rows["HalfCheetah-v5"][1] == "1,2,3", out

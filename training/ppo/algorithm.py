@@ -152,8 +152,9 @@ class PPO:
         self.compile = compile
         self._functional: tuple | None = None
         self._lr_tensor = torch.zeros(())
-        self._compiled_gradients = compiled(self._gradients)
-        self._compiled_clip_and_adam = compiled(self._clip_and_adam)
+        if compile:
+            self._compiled_gradients = compiled(self._gradients)
+            self._compiled_clip_and_adam = compiled(self._clip_and_adam)
 
     def _set_lr(self, lr: float) -> None:
         self.learning_rate = lr

@@ -68,10 +68,6 @@ class ActorCritic(nn.Module):
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.actor_norm(obs))
 
-    def distribution(self, obs: torch.Tensor) -> Normal:
-        mean = self.action_mean(obs)
-        return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
-
     def value(self, critic_obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.critic_norm(critic_obs)).squeeze(-1)
 
