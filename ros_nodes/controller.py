@@ -269,7 +269,7 @@ class PolicyController:
         """PASSIVE or DAMPING -> STANDUP (then RUNNING by itself); needs fresh sensors."""
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             return False, f"already {self.mode.value}"
-        if not self._fresh(now):
+        if not self.fresh(now):
             return False, "no fresh joint state and IMU: refusing to start"
         self._standup_from = self.joint_pos.copy()
         self._last_target = self.joint_pos.copy()
@@ -288,7 +288,8 @@ class PolicyController:
         return True, "damping (emergency stop)"
 
     # ------------------------------------------------------------------ control step
-    def _fresh(self, now: float) -> bool:
+    def fresh(self, now: float) -> bool:
+        """Both a joint state and an IMU sample newer than stale_periods control periods."""
         limit = self.safety.stale_periods * self.period
         return self._joints.ok and self._imu.ok and now - self._joints.stamp <= limit and now - self._imu.stamp <= limit
 
@@ -303,9 +304,11 @@ class PolicyController:
 
     def tick(self, now: float) -> JointCommand | None:
         """One control period: the command to send, or None in PASSIVE."""
-        if self.mode in (Mode.STANDUP, Mode.RUNNING) and not self._fresh(now):
+        if self.mode in (Mode.STANDUP, Mode.RUNNING) and not self.fresh(now):
             self.stats.watchdog_trips += 1
-            self._transition(Mode.DAMPING, "watchdog: stale joint state or IMU", now)
+            ages = ", ".join(f"{what} {now - sample.stamp:.3f} s old" if sample.ok else f"no {what}"
+                             for what, sample in (("joint state", self._joints), ("IMU", self._imu)))  # fmt: skip
+            self._transition(Mode.DAMPING, f"watchdog: stale joint state or IMU ({ages})", now)
         out = self._out
         if self.mode is Mode.PASSIVE:
             return None

@@ -27,6 +27,7 @@ from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.time import Time
 from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -91,6 +92,7 @@ class PolicyNode(LifecycleNode):
         self._auto_start = self.params.start_mode == "auto"
         self._event_ticks = self.params.control_trigger == "joint_states"
         self._last_event_tick = 0.0
+        self._event_tick_due = 0.0  # joint_states mode: when the next tick is due (perf_counter)
         self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the executor both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
@@ -128,6 +130,8 @@ class PolicyNode(LifecycleNode):
         )  # fmt: skip
         self._cmd_sub = self._cmd_mailbox.create_subscription(Twist, topic(p.cmd_vel_topic), lambda msg: None, 10)
         self._io_wake = self._io.create_guard_condition(lambda: None)  # ends _serve_inputs' wait
+        self._pending_clock_ns: int | None = None  # see _serve_inputs
+        self._sample_arrival = 0.0  # perf_counter of the last joint state or IMU message
         self._io_serving = True
         self._io_thread = threading.Thread(target=self._serve_inputs, name="trot_policy_io", daemon=True)
         self._io_thread.start()
@@ -146,8 +150,14 @@ class PolicyNode(LifecycleNode):
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
+    def control_clock(self):
+        """The one clock of inputs, ticks and services: the input node's. With use_sim_time its /clock
+        subscription is served by the input thread with the samples, so a sample is always judged
+        against the newest time (the main node's /clock lags while its executor is busy)."""
+        return self._io.get_clock()
+
     def now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        return self.control_clock().now().nanoseconds * 1e-9
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         log = self.get_logger()
@@ -215,7 +225,7 @@ class PolicyNode(LifecycleNode):
         """Ticks on absolute deadlines of the node's clock (ROS time: follows /clock with use_sim_time),
         in its own thread so that message callbacks cannot delay it."""
         self._realtime_thread()
-        clock = self.get_clock()
+        clock = self.control_clock()
         period = round(self.controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
@@ -234,6 +244,12 @@ class PolicyNode(LifecycleNode):
                         self.controller.clock_jumped((now - last) * 1e-9, now * 1e-9)
                 deadline = now
             last = now
+            if sim_time:  # /clock can outrun samples still in flight (a player catching up replays 0.1 s
+                # in a few ms): while samples keep arriving, give them up to a period to land
+                give_up = time.perf_counter() + self.controller.period
+                while (self._active and time.perf_counter() < give_up and not self.controller.fresh(self.now())
+                       and time.perf_counter() - self._sample_arrival < 0.005):  # fmt: skip
+                    time.sleep(0.0005)
             if not self._event_ticks or time.perf_counter() - self._last_event_tick > 1.5 * self.controller.period:
                 try:
                     self._tick()  # in joint_states mode only when the joint states stopped: the watchdog acts
@@ -248,12 +264,12 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs
     def _input_now(self) -> float:
-        """Receive time on the input node's clock: with use_sim_time its /clock subscription is served
-        by the input thread with the inputs, so a replayed sample never looks newer than the clock
-        (the main node's /clock can lag behind while its executor is busy)."""
-        return self._io.get_clock().now().nanoseconds * 1e-9
+        """The time a sample is judged against (input thread): with use_sim_time, the newest /clock
+        taken after the sample, even before the control clock shows it (see _serve_inputs)."""
+        return self._pending_clock_ns * 1e-9 if self._pending_clock_ns is not None else self.now()
 
     def _on_joint_state(self, data: bytes) -> None:
+        self._sample_arrival = time.perf_counter()
         try:
             msg = self._read_joint_state(data)
         except CdrError as exc:
@@ -269,14 +285,19 @@ class PolicyNode(LifecycleNode):
         velocity = msg.velocity if len(msg.velocity) else np.zeros(len(msg.names))
         with self._lock:
             fresh = self.controller.set_joint_state(msg.names, msg.position, velocity, stamp, now)
-        # joint_states mode: tick now, at most twice per control period (a faster driver is decimated)
+        # joint_states mode: tick on the first sample from a quarter period before each tick is due,
+        # ticks due a control period apart: a driver at the control rate ticks every sample despite
+        # its jitter, a faster one (any rate) is decimated to the control rate on average
         if self._event_ticks and fresh and self._active:
-            arrival = time.perf_counter()
-            if arrival - self._last_event_tick >= 0.5 * self.controller.period:
+            arrival, period = time.perf_counter(), self.controller.period
+            if arrival >= self._event_tick_due - 0.25 * period:
+                late = arrival - self._event_tick_due >= period  # first tick or a gap: start over from here
+                self._event_tick_due = arrival + period if late else self._event_tick_due + period
                 self._last_event_tick = arrival
-                self._tick()
+                self._tick(self._pending_clock_ns)
 
     def _on_imu(self, data: bytes) -> None:
+        self._sample_arrival = time.perf_counter()
         if self.controller is None:
             return
         now = self._input_now()
@@ -323,15 +344,17 @@ class PolicyNode(LifecycleNode):
         return self._service("estop", response)
 
     # ------------------------------------------------------------------ control loop
-    def _tick(self) -> None:
+    def _tick(self, now_ns: int | None = None) -> None:
+        """One control step at ``now_ns`` (default: the control clock's now)."""
         with self._tick_lock:
-            self._tick_locked()
+            self._tick_locked(now_ns)
 
-    def _tick_locked(self) -> None:
+    def _tick_locked(self, now_ns: int | None) -> None:
         if self.controller is None:
             return
-        stamp = self.get_clock().now()  # the command is stamped with the instant its inputs were sampled
-        now = stamp.nanoseconds * 1e-9
+        if now_ns is None:  # the command is stamped with the instant its inputs were sampled
+            now_ns = self.control_clock().now().nanoseconds
+        now = now_ns * 1e-9
         wall = time.perf_counter()
         if self._last_tick is not None:
             self._periods.append(wall - self._last_tick)
@@ -349,7 +372,7 @@ class PolicyNode(LifecycleNode):
                 self._state_pub.publish(String(data=self.controller.mode.value))
             if cmd is None:
                 return
-            sec, nanosec = divmod(stamp.nanoseconds, 1_000_000_000)
+            sec, nanosec = divmod(now_ns, 1_000_000_000)
             damping = cmd.mode is Mode.DAMPING
             msg = self._write_command(sec, nanosec, None if damping else cmd.position, cmd.velocity, cmd.effort)
             forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub and not damping else None
@@ -391,7 +414,7 @@ class PolicyNode(LifecycleNode):
         }  # fmt: skip
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = self.control_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
     def _realtime_thread(self) -> None:
@@ -407,8 +430,41 @@ class PolicyNode(LifecycleNode):
         use_sim_time, /clock) and run each message's callback as it arrives."""
         if self._event_ticks:  # the input thread runs the ticks: it is the control thread too
             self._realtime_thread()
-        # joint states last: when an IMU sample (or /clock) arrived with them, the tick they trigger uses it
-        subscriptions = sorted(self._io.subscriptions, key=lambda sub: sub is self._js_sub)
+        # With use_sim_time, /clock is a subscription of this node (its time source's). A player
+        # catching up publishes bursts of /clock + samples: each sample is judged against the newest
+        # /clock taken after it (one read at wake-up would make later samples look stamped in the
+        # future: DAMPING), and the control clock moves only once the samples that came with that
+        # time are in (a tick in between would find them stale: watchdog).
+        clock_sub = next((sub for sub in self._io.subscriptions if sub.topic_name == "/clock"), None)
+        # joint states last: when an IMU sample arrived with them, the tick they trigger uses it
+        inputs = [sub for sub in self._io.subscriptions if sub is not clock_sub]
+        inputs.sort(key=lambda sub: sub is self._js_sub)
+        subscriptions = [*inputs, *([clock_sub] if clock_sub else [])]
+        newest_clock = None
+
+        def take_clock() -> None:
+            nonlocal newest_clock
+            while clock_sub is not None and (taken := clock_sub.handle.take_message(clock_sub.msg_type, clock_sub.raw)):
+                newest_clock = taken[0]
+                self._pending_clock_ns = Time.from_msg(newest_clock.clock).nanoseconds
+
+        def serve_all() -> None:
+            nonlocal newest_clock
+            give_up = time.perf_counter() + 0.02  # until nothing is left (a burst goes on arriving), within bounds
+            while time.perf_counter() < give_up:
+                served = 0
+                for sub in inputs:
+                    while self._io_serving and (taken := sub.handle.take_message(sub.msg_type, sub.raw)):
+                        take_clock()
+                        sub.callback(taken[0])
+                        served += 1
+                if not served:
+                    break
+            take_clock()
+            if newest_clock is not None:
+                clock_sub.callback(newest_clock)  # the control clock shows it now
+                newest_clock = self._pending_clock_ns = None
+
         wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self.context.handle)
         with contextlib.ExitStack() as handles, contextlib.suppress(InvalidHandle):  # InvalidHandle: shutting down
             for entity in (*subscriptions, self._io_wake):
@@ -419,10 +475,7 @@ class PolicyNode(LifecycleNode):
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._io_wake.handle)
                 wait_set.wait(200_000_000)  # also a bound on noticing a context shut down by a signal
-                for index, sub in enumerate(subscriptions):
-                    if wait_set.is_ready("subscription", index):
-                        while self._io_serving and (taken := sub.handle.take_message(sub.msg_type, sub.raw)):
-                            sub.callback(taken[0])
+                serve_all()
 
     def destroy_node(self) -> None:
         """Stop the control loop and the input thread before the publishers go away."""

@@ -60,6 +60,8 @@ def test_dropouts_storms_and_clock_jumps_damp_within_three_periods_and_hold_unti
         assert all(find(prefix).data["held"]), find(prefix)
         reaction_ok(find(prefix))
     assert all(n > 0 for n in find("/cmd_vel storm").data["flood_logged"]), "the flood must be named in the log"
+    bursts = find("sim time: /clock and samples in")
+    assert bursts.data["bad_inputs"] == 0, bursts.data["log"]
     teleop = find("/cmd_vel from teleop at 100 Hz")
     assert teleop.data["mode"] == "running" and teleop.data["command_rate"] >= 45.0, teleop
     assert find("dropouts: commands published outside limits").data["violations"] == []

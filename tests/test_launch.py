@@ -249,7 +249,15 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
         )
         graph.spin(1.0)
         assert not commands, "start_mode passive: nothing is commanded before ~/start"
-        assert graph.call(Trigger, "trot_policy/start", Trigger.Request()).success
+        # ~/start is refused while no sample is fresher than 2 control periods: on a loaded 2-core
+        # machine the driver can stall that long, and an operator presses start again
+        answers = [graph.call(Trigger, "trot_policy/start", Trigger.Request())]
+        end = time.time() + 10.0
+        while not answers[-1].success and time.time() < end:
+            graph.spin(0.2)
+            answers.append(graph.call(Trigger, "trot_policy/start", Trigger.Request()))
+        assert answers[-1].success, [a.message for a in answers]
+        assert all(a.message.startswith("no fresh") for a in answers[:-1]), [a.message for a in answers]
         assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=20.0)
         graph.spin(1.0)
         assert len(forward) > 10 and all(len(m.data) == 12 for m in forward)

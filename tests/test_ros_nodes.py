@@ -126,9 +126,9 @@ def graph():
     g.close()
 
 
-def start_robot_and_policy(g: Graph, *extra_policy_params: str) -> None:
+def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tuple[str, ...] = ()) -> None:
     """Robot + policy processes; returns once the policy runs (discovery takes seconds on a loaded machine)."""
-    g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true")
+    g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
     policy = g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
                      *extra_policy_params)  # fmt: skip
     assert g.wait_for_log(policy, "standup -> running", timeout=40.0), g.log(policy)
@@ -138,21 +138,30 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str) -> None:
     assert g.commands, "the probe never received a joint command"
 
 
-def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
-    start_robot_and_policy(graph)
+@pytest.mark.parametrize("trigger", ["timer", "joint_states"])
+def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph, trigger: str) -> None:
+    if trigger == "timer":
+        start_robot_and_policy(graph)
+    else:  # a driver faster than the control rate (125 Hz: the physics step's multiple nearest 100 Hz)
+        start_robot_and_policy(graph, "control_trigger:=joint_states", robot_params=("publish_rate:=100.0",))
     graph.spin(1.5, vx=0.0)  # settle
     t_walk = time.time()
     graph.spin(6.0, vx=0.5)
     odom = np.array(graph.odom)
     walking = odom[odom[:, 0] > t_walk + 3.0]
     assert len(walking) > 50, "no odometry while walking"
-    assert abs(walking[:, 1].mean() - 0.5) <= 0.15, f"forward velocity {walking[:, 1].mean():.3f} m/s"
+    assert abs(walking[:, 1].mean() - 0.5) <= 0.15, (
+        f"forward velocity {walking[:, 1].mean():.3f} m/s\n{graph.log(1)[-3000:]}"
+    )
     assert walking[:, 2].min() > 0.2, "the robot went down"
     # joints arrived permuted (shuffle_joint_order) and every command stayed inside the joint limits
     c = PolicyRuntime(POLICY).contract
     lower, upper = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
     positions = [np.asarray(m.position) for _, m in graph.commands if len(m.position)]
     assert len(positions) > 200
+    walking_commands = [t for t, m in graph.commands if t > t_walk + 1.0 and len(m.position)]
+    rate = (len(walking_commands) - 1) / (walking_commands[-1] - walking_commands[0])
+    assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control ({trigger})"
     for p in positions:
         assert np.isfinite(p).all() and (p >= lower).all() and (p <= upper).all()
 
