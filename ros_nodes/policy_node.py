@@ -93,7 +93,7 @@ class PolicyNode(LifecycleNode):
         self._event_ticks = self.params.control_trigger == "joint_states"
         self._last_event_tick = 0.0
         self._event_tick_due = 0.0  # joint_states mode: when the next tick is due (perf_counter)
-        self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the executor both tick
+        self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the input thread both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
         self._last_tick: float | None = None
