@@ -302,6 +302,20 @@ class PolicyController:
         scale = max(0.0, 1.0 - (age - s.cmd_timeout_s) / s.cmd_decay_s) if s.cmd_decay_s > 0 else 0.0
         return self.cmd * scale
 
+    def warm_up(self, now: float) -> bool:
+        """In RUNNING, the policy step and the target filters on the current inputs with every result
+        thrown away (:meth:`PolicyRuntime.warm_up`): brings them into the CPU caches just before a
+        tick is due. Changes nothing a tick reads; False (nothing run) in any other mode."""
+        if self.mode is not Mode.RUNNING or not self.fresh(now):
+            return False
+        target = self.runtime.warm_up(self.names, self.joint_pos, self.joint_vel, self.quat, self.gyro,
+                                      self.command_now(now))  # fmt: skip
+        np.isfinite(target).all()
+        step = self.safety.max_target_step
+        np.clip(target, self._last_target - step, self._last_target + step, out=target)
+        np.clip(target, self.lower, self.upper, out=target)
+        return True
+
     def tick(self, now: float) -> JointCommand | None:
         """One control period: the command to send, or None in PASSIVE."""
         if self.mode in (Mode.STANDUP, Mode.RUNNING) and not self.fresh(now):

@@ -74,6 +74,16 @@ class PolicyNodeParams:
         ),
     )
 
+    prewarm_lead_s: float = field(
+        default=0.002,
+        metadata=doc(
+            "this long before each tick (timer: its deadline; joint_states: when the next samples are "
+            "expected), run the policy once on the current inputs, result thrown away, so that its weights "
+            "and code are back in the CPU caches when the tick comes (a process that slept finds them "
+            "cold: on this VM the round trip's median fell from ~1.3 to ~0.95 ms); 0 = off"
+        ),
+    )
+
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
@@ -89,10 +99,14 @@ class PolicyNode(LifecycleNode):
         self._loop_thread: threading.Thread | None = None
         self._diag_timer = None
         self.overruns = 0
+        self.warm_ups = 0  # prewarm_lead_s passes (/diagnostics)
         self._auto_start = self.params.start_mode == "auto"
         self._event_ticks = self.params.control_trigger == "joint_states"
         self._last_event_tick = 0.0
         self._event_tick_due = 0.0  # joint_states mode: when the next tick is due (perf_counter)
+        self._cycle_start: float | None = None  # joint_states mode: the first sample's arrival since the last tick
+        self._last_cycle_start = 0.0  # ...and that of the last tick's cycle: the next is due a period later
+        self._warmed_after = 0.0  # the _last_cycle_start the last warm-up followed
         self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the input thread both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
@@ -229,14 +243,21 @@ class PolicyNode(LifecycleNode):
         period = round(self.controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
+        lead = round(self.params.prewarm_lead_s * 1e9) if not self._event_ticks else 0  # (joint_states: _serve_inputs)
         deadline = last = clock.now().nanoseconds
         while self._active and rclpy.ok():
             deadline += period
+            warm = lead > 0
             while self._active and (remaining := deadline - (now := clock.now().nanoseconds)) > 0:
                 if now < last - period:  # the clock went backwards: waiting for the deadline could take forever
                     break
+                if warm and remaining <= lead:
+                    warm = False
+                    self._warm_up()
+                    continue
+                nap = remaining - lead if warm else remaining
                 # wall clock: one sleep; sim time: poll, since /clock may run at any rate
-                time.sleep(min(remaining * 1e-9, 0.001) if sim_time else remaining * 1e-9)
+                time.sleep(min(nap * 1e-9, 0.001) if sim_time else nap * 1e-9)
             now = clock.now().nanoseconds
             if not last or now < last - period or now > last + jump_ns:  # (sim time: 0 until /clock arrives)
                 if last:
@@ -270,6 +291,8 @@ class PolicyNode(LifecycleNode):
 
     def _on_joint_state(self, data: bytes) -> None:
         self._sample_arrival = time.perf_counter()
+        if self._cycle_start is None:
+            self._cycle_start = self._sample_arrival
         try:
             msg = self._read_joint_state(data)
         except CdrError as exc:
@@ -294,10 +317,13 @@ class PolicyNode(LifecycleNode):
                 late = arrival - self._event_tick_due >= period  # first tick or a gap: start over from here
                 self._event_tick_due = arrival + period if late else self._event_tick_due + period
                 self._last_event_tick = arrival
+                self._last_cycle_start, self._cycle_start = self._cycle_start, None
                 self._tick(self._pending_clock_ns)
 
     def _on_imu(self, data: bytes) -> None:
         self._sample_arrival = time.perf_counter()
+        if self._cycle_start is None:
+            self._cycle_start = self._sample_arrival
         if self.controller is None:
             return
         now = self._input_now()
@@ -408,6 +434,7 @@ class PolicyNode(LifecycleNode):
             "imu_age_ms": f"{(now - c._imu.stamp) * 1e3:.1f}",
             "watchdog_trips": str(c.stats.watchdog_trips),
             "overruns": str(self.overruns),
+            "cache_warm_ups": str(self.warm_ups),
             "bad_inputs": str(c.stats.bad_inputs),
             "stale_samples_dropped": str(c.stats.stale_dropped),
             "clock_jumps": str(c.stats.clock_jumps),
@@ -448,9 +475,10 @@ class PolicyNode(LifecycleNode):
                 newest_clock = taken[0]
                 self._pending_clock_ns = Time.from_msg(newest_clock.clock).nanoseconds
 
-        def serve_all() -> None:
+        def serve_all() -> int:
             nonlocal newest_clock
             give_up = time.perf_counter() + 0.02  # until nothing is left (a burst goes on arriving), within bounds
+            total = 0
             while time.perf_counter() < give_up:
                 served = 0
                 for sub in inputs:
@@ -458,12 +486,14 @@ class PolicyNode(LifecycleNode):
                         take_clock()
                         sub.callback(taken[0])
                         served += 1
+                total += served
                 if not served:
                     break
             take_clock()
             if newest_clock is not None:
                 clock_sub.callback(newest_clock)  # the control clock shows it now
                 newest_clock = self._pending_clock_ns = None
+            return total
 
         wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self.context.handle)
         with contextlib.ExitStack() as handles, contextlib.suppress(InvalidHandle):  # InvalidHandle: shutting down
@@ -474,8 +504,27 @@ class PolicyNode(LifecycleNode):
                 for sub in subscriptions:
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._io_wake.handle)
-                wait_set.wait(200_000_000)  # also a bound on noticing a context shut down by a signal
-                serve_all()
+                warm_at = self._warm_up_at()
+                timeout = 0.2 if warm_at is None else min(0.2, max(0.0, warm_at - time.perf_counter()))
+                wait_set.wait(int(timeout * 1e9))  # 0.2 s: also a bound on noticing a context shut down by a signal
+                if not serve_all() and warm_at is not None and time.perf_counter() >= warm_at:
+                    self._warm_up()
+
+    def _warm_up_at(self) -> float | None:
+        """When to warm the caches for the next joint-state tick (perf_counter), or None: once per
+        tick, prewarm_lead_s before the next tick's samples are expected: a driver at the control
+        rate sends them a period after the first sample (IMU or joint state) since the last tick;
+        a faster one as soon as a tick may fire (see _on_joint_state)."""
+        lead = self.params.prewarm_lead_s
+        if lead <= 0 or not self._event_ticks or not self._active or self._warmed_after == self._last_cycle_start:
+            return None
+        period = self.controller.period
+        return max(self._last_cycle_start + period, self._event_tick_due - 0.25 * period) - lead
+
+    def _warm_up(self) -> None:
+        self._warmed_after = self._last_cycle_start
+        with self._tick_lock, self._lock:
+            self.warm_ups += self.controller.warm_up(self._input_now())
 
     def destroy_node(self) -> None:
         """Stop the control loop and the input thread before the publishers go away."""

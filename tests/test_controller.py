@@ -204,3 +204,24 @@ def test_a_cmd_vel_flood_damps_after_two_periods_and_teleop_rates_do_not() -> No
     assert c.mode is Mode.RUNNING, "one period at a high rate is not yet a flood"
     c.commands_received(flood, now + 4 * T)
     assert c.mode is Mode.DAMPING and any("/cmd_vel flood: published at 50000 Hz" in line for line in lines)
+
+
+def test_warm_up_between_ticks_leaves_every_command_unchanged() -> None:
+    """prewarm_lead_s runs warm_up shortly before each tick: the commands must be bit-identical."""
+    plain, warmed = (PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.2)) for _ in range(2))
+    rng = np.random.default_rng(5)
+    assert not warmed.warm_up(0.0), "PASSIVE: nothing to warm"
+    for c in (plain, warmed):
+        run_to(c, Mode.RUNNING)
+    start = now = max(plain._joints.stamp, warmed._joints.stamp)
+    for step in range(40):
+        now = start + (step + 1) * T
+        pos = np.asarray(plain.contract.default_joint_pos) + rng.normal(0, 0.05, 12)
+        vel = rng.normal(0, 0.5, 12)
+        for c in (plain, warmed):
+            c.set_command(0.5, 0.0, 0.2, now)
+            feed(c, now, pos=pos, vel=vel)
+        assert warmed.warm_up(now + 0.5 * T)
+        a, b = plain.tick(now), warmed.tick(now)
+        np.testing.assert_array_equal(a.position, b.position)
+        assert a.mode is b.mode is Mode.RUNNING

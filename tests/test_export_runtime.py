@@ -120,6 +120,28 @@ def test_runtime_reuses_buffers_and_allocates_nothing_per_step(artifact: Path) -
     assert not grown, grown
 
 
+def test_warm_up_changes_nothing_the_next_step_reads(artifact: Path) -> None:
+    """The node runs warm_up just before a tick is due (prewarm_lead_s): whatever it is given, the
+    steps around it must come out exactly as without it."""
+    plain, warmed = PolicyRuntime(artifact), PolicyRuntime(artifact)
+    names = list(plain.joint_names)
+    rng = np.random.default_rng(3)
+
+    def inputs() -> tuple:
+        q = np.array(plain.contract.default_joint_pos) + rng.normal(0, 0.1, 12)
+        quat = rng.normal(size=4)
+        return q, rng.normal(0, 1, 12), quat / np.linalg.norm(quat), rng.normal(0, 0.5, 3), rng.uniform(-0.5, 0.5, 3)
+
+    for _ in range(20):
+        state = inputs()
+        expected = plain.step(names, *state).copy()
+        other = inputs()
+        scratch = warmed.warm_up(names[::-1], other[0][::-1], other[1][::-1], *other[2:])
+        assert np.isfinite(scratch).all() and not np.shares_memory(scratch, warmed.mapper.targets)
+        np.testing.assert_array_equal(warmed.step(names, *state), expected)
+        np.testing.assert_array_equal(warmed.last_action, plain.last_action)
+
+
 def test_runtime_matches_joints_by_name_and_refuses_missing_ones(artifact: Path) -> None:
     runtime = PolicyRuntime(artifact)
     names = list(runtime.joint_names)

@@ -14,6 +14,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -165,12 +166,20 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
 def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(graph: Graph) -> None:
     """Each tick fires on a joint state, due a control period apart: a 125 Hz driver (the physics
     step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample."""
+    diagnostics: list[tuple[float, dict[str, str]]] = []
+    graph.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.extend(
+        (time.time(), {kv.key: kv.value for kv in s.values}) for s in m.status if s.name.endswith("trot_policy")), 10)
     start_robot_and_policy(graph, "control_trigger:=joint_states", robot_params=("publish_rate:=100.0",))
     start = time.time()
     graph.spin(4.0, vx=0.3)
     times = [t for t, _ in graph.commands if t > start]  # any mode: a stall of the machine may damp it
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control\n{graph.log(1)[-2000:]}"
+    # and the caches were warmed before (most) ticks (prewarm_lead_s; counted in RUNNING only)
+    (t0, first), (t1, last) = diagnostics[0], diagnostics[-1]
+    warm_ups = int(last["cache_warm_ups"]) - int(first["cache_warm_ups"])
+    ticks = sum(t0 < t <= t1 for t in times)
+    assert warm_ups >= 0.5 * ticks > 0, f"{warm_ups} warm-ups in {ticks} ticks ({first} -> {last})"
 
 
 def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Graph) -> None:
