@@ -167,8 +167,14 @@ def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(gra
     """Each tick fires on a joint state, due a control period apart: a 125 Hz driver (the physics
     step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample."""
     diagnostics: list[tuple[float, dict[str, str]]] = []
-    graph.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.extend(
-        (time.time(), {kv.key: kv.value for kv in s.values}) for s in m.status if s.name.endswith("trot_policy")), 10)
+    graph.node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diagnostics.extend(
+            (time.time(), {kv.key: kv.value for kv in s.values}) for s in m.status if s.name.endswith("trot_policy")
+        ),
+        10,
+    )
     start_robot_and_policy(graph, "control_trigger:=joint_states", robot_params=("publish_rate:=100.0",))
     start = time.time()
     graph.spin(4.0, vx=0.3)
