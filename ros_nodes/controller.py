@@ -136,6 +136,7 @@ class PolicyController:
         self.gyro = np.zeros(3)
         self.cmd = np.zeros(3)
         self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
+        self._checked_orders: dict[tuple[str, ...], np.ndarray] = {}  # joint names -> index (set_joint_state)
         self._last_drop_log = -math.inf
         self._flooded_ticks = 0
         self._standup_from = self.default.copy()
@@ -154,14 +155,27 @@ class PolicyController:
             return self._bad_input(
                 f"joint state has {len(names)} names, {len(position)} positions, {len(velocity)} velocities", now
             )
-        if len(set(names)) != len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            return self._bad_input(f"joint state names {twice} more than once", now)
-        try:
-            order = self.runtime.joint_order(names)
-        except KeyError as exc:
-            return self._bad_input(str(exc.args[0]), now)
+        key = tuple(names)  # a driver sends one order: its checks are done once
+        if (order := self._checked_orders.get(key)) is None:
+            if len(set(names)) != len(names):
+                twice = sorted({n for n in names if names.count(n) > 1})
+                return self._bad_input(f"joint state names {twice} more than once", now)
+            try:
+                order = self.runtime.joint_order(names)
+            except KeyError as exc:
+                return self._bad_input(str(exc.args[0]), now)
+            if len(self._checked_orders) >= 16:  # a stream of ever-new orders must not grow it
+                self._checked_orders.clear()
+            self._checked_orders[key] = order
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
+        # the usual case in three comparisons (on the control path each numpy call counts); NaN and
+        # Inf fail them too, and the checks below then say exactly what is wrong
+        if (
+            (self.plausible_lower <= pos).all()
+            and (pos <= self.plausible_upper).all()
+            and (np.abs(vel) <= self.safety.max_joint_velocity).all()
+        ):
+            return self._accept_joint_state(pos, vel, stamp, now)
         if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
             return self._bad_input("joint state contains NaN or Inf", now)
         outside = (pos < self.plausible_lower) | (pos > self.plausible_upper)
@@ -176,6 +190,9 @@ class PolicyController:
             i = int(np.argmax(fast))
             return self._bad_input(f"joint state {self.names[i]} velocity {vel[i]:.4g} rad/s exceeds "
                                    f"max_joint_velocity {self.safety.max_joint_velocity}", now)  # fmt: skip
+        return self._accept_joint_state(pos, vel, stamp, now)
+
+    def _accept_joint_state(self, pos: np.ndarray, vel: np.ndarray, stamp: float, now: float) -> bool:
         if not self._stamp_ok("joint state", stamp, now):
             return False
         self.joint_pos[:], self.joint_vel[:] = pos, vel
@@ -187,20 +204,24 @@ class PolicyController:
     ) -> bool:
         """An IMU sample; ``has_orientation`` False when the driver says it has none (REP 145:
         orientation covariance[0] = -1): the observation needs it."""
-        q, w = np.asarray(quat_wxyz, dtype=np.float64), np.asarray(gyro, dtype=np.float64)
-        if q.shape != (4,) or w.shape != (3,):
-            return self._bad_input(f"IMU sample has orientation {q.shape} and angular velocity {w.shape}", now)
+        # plain floats, not numpy: 7 numbers, and on the control path (cold caches) every numpy call counts
+        if len(quat_wxyz) != 4 or len(gyro) != 3:
+            return self._bad_input(f"IMU sample has {len(quat_wxyz)} orientation and {len(gyro)} angular "
+                                   "velocity components (expected 4 and 3)", now)  # fmt: skip
         if not has_orientation:
             return self._bad_input("IMU sample carries no orientation (orientation_covariance[0] = -1)", now)
-        norm = float(np.linalg.norm(q)) if np.isfinite(q).all() else math.nan
-        if not (np.isfinite(w).all() and 0.9 < norm < 1.1):
+        qw, qx, qy, qz = map(float, quat_wxyz)
+        wx, wy, wz = map(float, gyro)
+        norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)  # NaN if any is NaN, inf if any is inf
+        if not (0.9 < norm < 1.1 and math.isfinite(wx) and math.isfinite(wy) and math.isfinite(wz)):
             return self._bad_input("IMU sample is non-finite or its quaternion is not unit length", now)
-        if (speed := float(np.linalg.norm(w))) > self.safety.max_angular_velocity:
+        if (speed := math.sqrt(wx * wx + wy * wy + wz * wz)) > self.safety.max_angular_velocity:
             return self._bad_input(f"IMU angular speed {speed:.4g} rad/s exceeds max_angular_velocity "
                                    f"{self.safety.max_angular_velocity}", now)  # fmt: skip
         if not self._stamp_ok("IMU", stamp, now):
             return False
-        self.quat[:], self.gyro[:] = q / norm, w
+        self.quat[:] = (qw / norm, qx / norm, qy / norm, qz / norm)
+        self.gyro[:] = (wx, wy, wz)
         self._imu = _Sample(stamp, True)
         return True
 
