@@ -80,7 +80,8 @@ class PolicyNodeParams:
             "this long before each tick (timer: its deadline; joint_states: when the next samples are "
             "expected), run the policy once on the current inputs, result thrown away, so that its weights "
             "and code are back in the CPU caches when the tick comes (a process that slept finds them "
-            "cold: on this VM the round trip's median fell from ~1.3 to ~0.95 ms); 0 = off"
+            "cold: on this VM the round trip's median fell from ~1.3 to ~0.95 ms); 0 = off; also off with "
+            "use_sim_time and when not below half a control period"
         ),
     )
 
@@ -100,6 +101,7 @@ class PolicyNode(LifecycleNode):
         self._diag_timer = None
         self.overruns = 0
         self.warm_ups = 0  # prewarm_lead_s passes (/diagnostics)
+        self._prewarm_s = 0.0  # the prewarm_lead_s in effect (on_configure)
         self._auto_start = self.params.start_mode == "auto"
         self._event_ticks = self.params.control_trigger == "joint_states"
         self._last_event_tick = 0.0
@@ -185,6 +187,9 @@ class PolicyNode(LifecycleNode):
             log.error(f"configure failed: control_trigger {self.params.control_trigger!r} is not 'timer' or "
                       "'joint_states'")  # fmt: skip
             return TransitionCallbackReturn.FAILURE
+        if not self.params.prewarm_lead_s >= 0.0:
+            log.error(f"configure failed: prewarm_lead_s {self.params.prewarm_lead_s} is negative (0 = off)")
+            return TransitionCallbackReturn.FAILURE
         try:
             runtime = PolicyRuntime(self.params.policy_path)
         except ArtifactError as exc:
@@ -208,6 +213,7 @@ class PolicyNode(LifecycleNode):
         period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
         with self._lock:
             self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m))
+        self._prewarm_s = self._prewarm_lead()
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
         self._write_command = JointStateWriter(runtime.joint_names)
         if p.forward_command_topic:
@@ -243,7 +249,7 @@ class PolicyNode(LifecycleNode):
         period = round(self.controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
-        lead = round(self.params.prewarm_lead_s * 1e9) if not self._event_ticks else 0  # (joint_states: _serve_inputs)
+        lead = round(self._prewarm_s * 1e9) if not self._event_ticks else 0  # (joint_states: _serve_inputs)
         deadline = last = clock.now().nanoseconds
         while self._active and rclpy.ok():
             deadline += period
@@ -515,11 +521,21 @@ class PolicyNode(LifecycleNode):
         tick, prewarm_lead_s before the next tick's samples are expected: a driver at the control
         rate sends them a period after the first sample (IMU or joint state) since the last tick;
         a faster one as soon as a tick may fire (see _on_joint_state)."""
-        lead = self.params.prewarm_lead_s
+        lead = self._prewarm_s
         if lead <= 0 or not self._event_ticks or not self._active or self._warmed_after == self._last_cycle_start:
             return None
         period = self.controller.period
         return max(self._last_cycle_start + period, self._event_tick_due - 0.25 * period) - lead
+
+    def _prewarm_lead(self) -> float:
+        """prewarm_lead_s, or 0 when it is not below half a control period (at such rates the ticks
+        themselves keep the caches warm, and a warm-up would double the work per period) or with
+        use_sim_time (a simulation or replay, often faster than real time: CPU matters more there
+        than a fraction of a millisecond of latency)."""
+        lead = self.params.prewarm_lead_s
+        if lead >= 0.5 * self.controller.period or self.get_parameter("use_sim_time").value:
+            return 0.0
+        return lead
 
     def _warm_up(self) -> None:
         self._warmed_after = self._last_cycle_start
