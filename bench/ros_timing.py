@@ -6,9 +6,9 @@
    default scheduling and with the control thread at SCHED_FIFO priority 50.
 3. Latency /joint_states -> /joint_commands with ``control_trigger:=joint_states``: this process
    publishes a joint state and times the command that comes back (round trip: two DDS hops plus
-   observation, inference and mapping). Next to it, the DDS floor: the same ping-pong against a
-   minimal rclpy echo node. Targets (issue 5): jitter p99 <= 1 ms, no overruns at 500 Hz,
-   latency p99 <= 2 ms.
+   observation, inference and mapping). Next to it, the same node without its cache warm-up and
+   the DDS floor: the same ping-pong against a minimal rclpy echo node. Targets (issue 5): jitter
+   p99 <= 1 ms, no overruns at 500 Hz, latency p99 <= 2 ms.
 
     python bench/ros_timing.py [--seconds 20]
 """
@@ -270,6 +270,9 @@ def latency(bench: Bench, seconds: float) -> None:
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
                         "control_trigger:=joint_states", "realtime_priority:=50")  # fmt: skip
     lat_rt = ping_pong(bench, policy, samples)
+    policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
+                        "control_trigger:=joint_states", "prewarm_lead_s:=0.0")  # fmt: skip
+    lat_cold = ping_pong(bench, policy, samples)
     floor = ping_pong(bench, start_node(module=None, echo=ECHO_RAW), samples)
     floor_spin = ping_pong(bench, start_node(module=None), samples)
     print(
@@ -279,6 +282,10 @@ def latency(bench: Bench, seconds: float) -> None:
     print(
         f"  the same with realtime_priority:=50 (input thread at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} ms "
         f"p99 {pct(lat_rt, 99):.3f} ms"
+    )
+    print(
+        f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "
+        f"p99 {pct(lat_cold, 99):.3f} ms"
     )
     print(
         f"DDS floor, rclpy echo of the serialized bytes from a wait set ({len(floor)} samples): p50 "

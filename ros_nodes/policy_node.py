@@ -107,8 +107,8 @@ class PolicyNode(LifecycleNode):
         self._last_event_tick = 0.0
         self._event_tick_due = 0.0  # joint_states mode: when the next tick is due (perf_counter)
         self._cycle_start: float | None = None  # joint_states mode: the first sample's arrival since the last tick
-        self._last_cycle_start = 0.0  # ...and that of the last tick's cycle: the next is due a period later
-        self._warmed_after = 0.0  # the _last_cycle_start the last warm-up followed
+        self._cycle_starts: deque[float] = deque(maxlen=4)  # ...and those of the last ticks (_warm_up_at)
+        self._warmed_after = 0.0  # the cycle start the last warm-up followed
         self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the input thread both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
@@ -323,7 +323,10 @@ class PolicyNode(LifecycleNode):
                 late = arrival - self._event_tick_due >= period  # first tick or a gap: start over from here
                 self._event_tick_due = arrival + period if late else self._event_tick_due + period
                 self._last_event_tick = arrival
-                self._last_cycle_start, self._cycle_start = self._cycle_start, None
+                if late:
+                    self._cycle_starts.clear()
+                self._cycle_starts.append(self._cycle_start)
+                self._cycle_start = None
                 self._tick(self._pending_clock_ns)
 
     def _on_imu(self, data: bytes) -> None:
@@ -514,18 +517,22 @@ class PolicyNode(LifecycleNode):
                 timeout = 0.2 if warm_at is None else min(0.2, max(0.0, warm_at - time.perf_counter()))
                 wait_set.wait(int(timeout * 1e9))  # 0.2 s: also a bound on noticing a context shut down by a signal
                 if not serve_all() and warm_at is not None and time.perf_counter() >= warm_at:
+                    self._warmed_after = self._cycle_starts[-1]
                     self._warm_up()
 
     def _warm_up_at(self) -> float | None:
         """When to warm the caches for the next joint-state tick (perf_counter), or None: once per
         tick, prewarm_lead_s before the next tick's samples are expected: a driver at the control
-        rate sends them a period after the first sample (IMU or joint state) since the last tick;
-        a faster one as soon as a tick may fire (see _on_joint_state)."""
-        lead = self._prewarm_s
-        if lead <= 0 or not self._event_ticks or not self._active or self._warmed_after == self._last_cycle_start:
+        rate sends them a period after the first sample (IMU or joint state) of the last tick (the
+        earliest such projection of the last four ticks: one late delivery must not make the
+        warm-up late too, running into the next sample); a faster driver as soon as a tick may fire
+        (see _on_joint_state)."""
+        lead, starts = self._prewarm_s, self._cycle_starts
+        if lead <= 0 or not self._event_ticks or not self._active or not starts or self._warmed_after == starts[-1]:
             return None
         period = self.controller.period
-        return max(self._last_cycle_start + period, self._event_tick_due - 0.25 * period) - lead
+        expected = min(start + (len(starts) - i) * period for i, start in enumerate(starts))
+        return max(expected, self._event_tick_due - 0.25 * period) - lead
 
     def _prewarm_lead(self) -> float:
         """prewarm_lead_s, or 0 when it is not below half a control period (at such rates the ticks
@@ -538,7 +545,6 @@ class PolicyNode(LifecycleNode):
         return lead
 
     def _warm_up(self) -> None:
-        self._warmed_after = self._last_cycle_start
         with self._tick_lock, self._lock:
             self.warm_ups += self.controller.warm_up(self._input_now())
 

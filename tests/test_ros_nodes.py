@@ -47,7 +47,14 @@ class Graph:
             JointState, "joint_commands", lambda m: self.commands.append((time.time(), m)), 50
         )
         self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
+        self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival, the policy node's values)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._last_cmd = 0.0
+
+    def _on_diagnostics(self, m: DiagnosticArray) -> None:
+        for status in m.status:
+            if status.name.endswith("trot_policy"):
+                self.diagnostics.append((time.time(), {kv.key: kv.value for kv in status.values}))
 
     def _on_odom(self, m: Odometry) -> None:
         self.odom.append((time.time(), m.twist.twist.linear.x, m.pose.pose.position.z))
@@ -161,28 +168,24 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     walking_commands = [t for t, m in graph.commands if t > t_walk + 1.0 and len(m.position)]
     rate = (len(walking_commands) - 1) / (walking_commands[-1] - walking_commands[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control"
+    assert_caches_warmed_before_most_ticks(graph, walking_commands)
 
 
 def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(graph: Graph) -> None:
     """Each tick fires on a joint state, due a control period apart: a 125 Hz driver (the physics
     step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample."""
-    diagnostics: list[tuple[float, dict[str, str]]] = []
-    graph.node.create_subscription(
-        DiagnosticArray,
-        "/diagnostics",
-        lambda m: diagnostics.extend(
-            (time.time(), {kv.key: kv.value for kv in s.values}) for s in m.status if s.name.endswith("trot_policy")
-        ),
-        10,
-    )
     start_robot_and_policy(graph, "control_trigger:=joint_states", robot_params=("publish_rate:=100.0",))
     start = time.time()
     graph.spin(4.0, vx=0.3)
     times = [t for t, _ in graph.commands if t > start]  # any mode: a stall of the machine may damp it
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control\n{graph.log(1)[-2000:]}"
-    # and the caches were warmed before (most) ticks (prewarm_lead_s; counted in RUNNING only)
-    (t0, first), (t1, last) = diagnostics[0], diagnostics[-1]
+    assert_caches_warmed_before_most_ticks(graph, times)
+
+
+def assert_caches_warmed_before_most_ticks(graph: Graph, times: list[float]) -> None:
+    """prewarm_lead_s ran between the first and last /diagnostics (its count covers RUNNING only)."""
+    (t0, first), (t1, last) = graph.diagnostics[0], graph.diagnostics[-1]
     warm_ups = int(last["cache_warm_ups"]) - int(first["cache_warm_ups"])
     ticks = sum(t0 < t <= t1 for t in times)
     assert warm_ups >= 0.5 * ticks > 0, f"{warm_ups} warm-ups in {ticks} ticks ({first} -> {last})"
