@@ -240,17 +240,20 @@ class PolicyUnderTest:
         self.stamp(m, self.now() if t is None else t)
         return m
 
-    def _stream_loop(self) -> None:
+    def publish_clock(self, t: float) -> None:
         from rosgraph_msgs.msg import Clock
 
+        clock = Clock()
+        clock.clock.sec, clock.clock.nanosec = int(t), int((t - math.floor(t)) * 1e9)
+        self.clock_pub.publish(clock)
+
+    def _stream_loop(self) -> None:
         next_t = time.perf_counter()
         while self._streaming:
             t = self.now()
             with contextlib.suppress(Exception):  # the context is shut down at the end
                 if self.sim_time:
-                    clock = Clock()
-                    clock.clock.sec, clock.clock.nanosec = int(t), int((t - math.floor(t)) * 1e9)
-                    self.clock_pub.publish(clock)
+                    self.publish_clock(t)
                 if self.js_on:
                     self.js_pub.publish(self.joint_state(t))
                     self.last_js_stamp = t
@@ -344,8 +347,6 @@ class PolicyUnderTest:
         """Sim time only: like a bag player catching up after a stall, publish nothing for ``burst_s``
         of wall time, then that much sim time of samples (/clock, joint state, IMU each) back to
         back; for ``seconds``, then the steady stream again. Returns the number of bursts."""
-        from rosgraph_msgs.msg import Clock
-
         self.stop_stream()
         t, bursts, end = self.now(), 0, time.time() + seconds
         while time.time() < end:
@@ -353,9 +354,7 @@ class PolicyUnderTest:
             target = self.now()
             while t < target:
                 t += self._stream_period
-                clock = Clock()
-                clock.clock.sec, clock.clock.nanosec = int(t), int((t - math.floor(t)) * 1e9)
-                self.clock_pub.publish(clock)
+                self.publish_clock(t)
                 self.js_pub.publish(self.joint_state(t))
                 self.imu_pub.publish(self.imu(t))
             bursts += 1
