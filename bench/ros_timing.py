@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,27 @@ ECHO_RAW = textwrap.dedent(
         wait_set.wait(100_000_000)
         while (taken := sub.handle.take_message(JointState, True)) is not None:
             pub.publish(taken[0])
+    """
+)
+# A host-stall detector, independent of ROS and of the node: a SCHED_FIFO (when allowed) loop in its
+# own process that sleeps to 1 ms deadlines and reports every wake-up more than 1 ms late, with the
+# wall-clock time (what the commands' stamps use) at which it woke.
+STALL_PROBE = textwrap.dedent(
+    """
+    import json, os, sys, time
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
+    except (OSError, AttributeError):
+        pass
+    end, stalls, deadline = time.time() + float(sys.argv[1]), [], time.perf_counter()
+    while time.time() < end:
+        deadline += 0.001
+        if (nap := deadline - time.perf_counter()) > 0:
+            time.sleep(nap)
+        if (late := time.perf_counter() - deadline) > 0.001:
+            stalls.append((time.time(), late))
+            deadline = time.perf_counter()
+    print(json.dumps(stalls))
     """
 )
 
@@ -166,15 +188,21 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
         feed(bench, 1.0)
         bench.commands.clear()
         bench.diag_log.clear()
+        probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(seconds)], stdout=subprocess.PIPE, text=True)
         feed(bench, seconds)
+        stalls = np.array(json.loads(probe.communicate(timeout=10)[0]) or np.empty((0, 2)))
         # the node's overrun count is cumulative, sent once a second: the window is the span between
         # the first and the last /diagnostics in it, and every other figure covers that span too
         (t0, first), (t1, last) = bench.diag_log[0], bench.diag_log[-1]
         cmds = np.array(bench.commands)
         cmds = cmds[(cmds[:, 0] > t0) & (cmds[:, 0] <= t1)]
         period = 1.0 / rate_hz
-        stamp_jitter = np.abs(np.diff(cmds[:, 1]) - period) * 1e3
+        stamps = cmds[:, 1]
+        stamp_jitter = np.abs(np.diff(stamps) - period) * 1e3
         arrival_jitter = np.abs(np.diff(cmds[:, 0]) - period) * 1e3
+        late = stamps[1:][np.diff(stamps) > 1.5 * period]  # ticks at least half a period late
+        stalls = stalls[(stalls[:, 0] >= stamps[0]) & (stalls[:, 0] <= stamps[-1])] if len(stalls) else stalls
+        at_stall = sum(1 for t in late if len(stalls) and (np.abs(stalls[:, 0] - t) < 0.005).any())
         return {
             "rate_hz": float((len(cmds) - 1) / (cmds[-1, 1] - cmds[0, 1])),
             "jitter_p50_ms": pct(stamp_jitter, 50),
@@ -182,8 +210,11 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
             "jitter_max_ms": float(stamp_jitter.max()),
             "arrival_jitter_p99_ms": pct(arrival_jitter, 99),
             "overruns": int(last["overruns"]) - int(first["overruns"]),
-            "missed_ticks": int(np.maximum(np.round(np.diff(cmds[:, 1]) / period) - 1, 0).sum()),
+            "missed_ticks": round((stamps[-1] - stamps[0]) / period) + 1 - len(stamps),
             "ticks": len(cmds),
+            "late_ticks": len(late),
+            "late_ticks_at_host_stalls": at_stall,
+            "host_stalls": len(stalls),
         }
     finally:
         stop(proc)
@@ -265,7 +296,10 @@ def timers(bench: Bench, seconds: float) -> None:
         print(
             f"500 Hz timer, {label}: {r500['rate_hz']:.1f} Hz over {r500['ticks']} ticks; overruns {r500['overruns']} "
             f"(target 0; ticks missing from the command stamps: {r500['missed_ticks']}); period jitter p50 "
-            f"{r500['jitter_p50_ms']:.3f} ms p99 {r500['jitter_p99_ms']:.3f} ms max {r500['jitter_max_ms']:.3f} ms"
+            f"{r500['jitter_p50_ms']:.3f} ms p99 {r500['jitter_p99_ms']:.3f} ms max {r500['jitter_max_ms']:.3f} ms\n"
+            f"  ticks >= half a period late: {r500['late_ticks']}, {r500['late_ticks_at_host_stalls']} of them within "
+            f"5 ms of a host stall (a separate SCHED_FIFO sleep loop woken > 1 ms late; {r500['host_stalls']} in "
+            "the window)"
         )
 
 
