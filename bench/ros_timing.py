@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,28 @@ STALL_PROBE = textwrap.dedent(
     print(json.dumps(stalls))
     """
 )
+
+
+class StallProbes:
+    """STALL_PROBE on every CPU for ``seconds`` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", STALL_PROBE, str(seconds), str(cpu)], stdout=subprocess.PIPE, text=True
+            )
+            for cpu in sorted(os.sched_getaffinity(0))
+        ]
+
+    def stalls(self, start: float, end: float) -> np.ndarray:
+        """[n] wall-clock times, between ``start`` and ``end``, of wake-ups more than 1 ms late."""
+        times = np.array([t for p in self.procs for t, _ in json.loads(p.communicate(timeout=10)[0])])
+        return times[(times >= start) & (times <= end)]
+
+
+def near(times: np.ndarray, stalls: np.ndarray, within: float = 0.005) -> int:
+    """How many of ``times`` lie within ``within`` seconds of a host stall."""
+    return sum(1 for t in times if len(stalls) and (np.abs(stalls - t) < within).any())
 
 
 class Bench(Node):
@@ -189,10 +212,8 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
         feed(bench, 1.0)
         bench.commands.clear()
         bench.diag_log.clear()
-        probes = [subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(seconds), str(cpu)], stdout=subprocess.PIPE,
-                                   text=True) for cpu in sorted(os.sched_getaffinity(0))]  # fmt: skip
+        probes = StallProbes(seconds)
         feed(bench, seconds)
-        stalls = np.array([s for p in probes for s in json.loads(p.communicate(timeout=10)[0])] or np.empty((0, 2)))
         # the node's overrun count is cumulative, sent once a second: the window is the span between
         # the first and the last /diagnostics in it, and every other figure covers that span too
         (t0, first), (t1, last) = bench.diag_log[0], bench.diag_log[-1]
@@ -203,8 +224,7 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
         stamp_jitter = np.abs(np.diff(stamps) - period) * 1e3
         arrival_jitter = np.abs(np.diff(cmds[:, 0]) - period) * 1e3
         late = stamps[1:][np.diff(stamps) > 1.5 * period]  # ticks at least half a period late
-        stalls = stalls[(stalls[:, 0] >= stamps[0]) & (stalls[:, 0] <= stamps[-1])] if len(stalls) else stalls
-        at_stall = sum(1 for t in late if len(stalls) and (np.abs(stalls[:, 0] - t) < 0.005).any())
+        stalls = probes.stalls(stamps[0], stamps[-1])
         return {
             "rate_hz": float((len(cmds) - 1) / (cmds[-1, 1] - cmds[0, 1])),
             "jitter_p50_ms": pct(stamp_jitter, 50),
@@ -215,14 +235,26 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
             "missed_ticks": round((stamps[-1] - stamps[0]) / period) + 1 - len(stamps),
             "ticks": len(cmds),
             "late_ticks": len(late),
-            "late_ticks_at_host_stalls": at_stall,
+            "late_ticks_at_host_stalls": near(late, stalls),
             "host_stalls": len(stalls),
         }
     finally:
         stop(proc)
 
 
-def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: float = 0.02) -> np.ndarray:
+@dataclass
+class RoundTrips:
+    ms: np.ndarray  # each round trip, ms
+    started: np.ndarray  # wall-clock time each one started
+    stalls: np.ndarray  # wall-clock times of the host stalls seen meanwhile (StallProbes)
+
+    def slow_at_stalls(self, limit_ms: float = 2.0) -> tuple[int, int]:
+        """(round trips over ``limit_ms``, how many of them started within 5 ms of a host stall)."""
+        slow = self.started[self.ms > limit_ms]
+        return len(slow), near(slow, self.stalls)
+
+
+def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: float = 0.02) -> RoundTrips:
     """Round trips, timed like a driver would see them: the IMU sample goes out first, then the clock
     starts, the joint state is published as serialized bytes (no Python message conversion inside
     the measurement) and this thread blocks in a wait set on the command subscription (no executor,
@@ -238,8 +270,9 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
         feed(bench, 1.0, rate=1 / interval)
         wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, bench.context.handle)
         sub = bench.cmd_sub.handle
-        out = []
+        out, started = [], []
         without_targets = 0
+        probes = StallProbes(samples * interval + 2.0)
         read_command = JointStateReader()
         next_t = time.perf_counter()
         while len(out) < samples:
@@ -251,6 +284,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
             imu, js = bench.sensor_messages()
             bench.imu_pub.publish(serialize_message(imu))
             js_bytes = serialize_message(js)
+            started.append(time.time())
             t0 = time.perf_counter()
             bench.js_pub.publish(js_bytes)
             while (waited := time.perf_counter() - t0) < 0.1:
@@ -263,7 +297,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
                     break
         if without_targets:  # a damping command skips the policy: its latency would flatter the figure
             raise RuntimeError(f"{without_targets} of {len(out)} commands carried no position targets (DAMPING)")
-        return np.array(out) * 1e3
+        return RoundTrips(np.array(out) * 1e3, np.array(started), probes.stalls(started[0], started[-1] + 0.1))
     finally:
         stop(proc)
 
@@ -309,22 +343,25 @@ def latency(bench: Bench, seconds: float) -> None:
     samples = int(seconds * 50)
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
                         "control_trigger:=joint_states")  # fmt: skip
-    lat = ping_pong(bench, policy, samples)
+    trips = ping_pong(bench, policy, samples)
+    lat = trips.ms
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
                         "control_trigger:=joint_states", "realtime_priority:=50")  # fmt: skip
-    lat_rt = ping_pong(bench, policy, samples)
+    trips_rt = ping_pong(bench, policy, samples)
+    lat_rt = trips_rt.ms
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
                         "control_trigger:=joint_states", "prewarm_lead_s:=0.0")  # fmt: skip
-    lat_cold = ping_pong(bench, policy, samples)
-    floor = ping_pong(bench, start_node(module=None, echo=ECHO_RAW), samples)
-    floor_spin = ping_pong(bench, start_node(module=None), samples)
+    lat_cold = ping_pong(bench, policy, samples).ms
+    floor = ping_pong(bench, start_node(module=None, echo=ECHO_RAW), samples).ms
+    floor_spin = ping_pong(bench, start_node(module=None), samples).ms
     print(
         f"joint_states -> joint_commands round trip ({len(lat)} samples): p50 {pct(lat, 50):.3f} ms "
-        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms)"
+        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms); over 2 ms: %d, %d of them "
+        "within 5 ms of a host stall" % trips.slow_at_stalls()
     )
     print(
         f"  the same with realtime_priority:=50 (input thread at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} ms "
-        f"p99 {pct(lat_rt, 99):.3f} ms"
+        f"p99 {pct(lat_rt, 99):.3f} ms; over 2 ms: %d, %d of them at a host stall" % trips_rt.slow_at_stalls()
     )
     print(
         f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "
