@@ -246,12 +246,20 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
 class RoundTrips:
     ms: np.ndarray  # each round trip, ms
     started: np.ndarray  # wall-clock time each one started
+    outbound_ms: np.ndarray  # of each, the part until the node published (DDS's source timestamp)
     stalls: np.ndarray  # wall-clock times of the host stalls seen meanwhile (StallProbes)
 
-    def slow_at_stalls(self, limit_ms: float = 2.0) -> tuple[int, int]:
-        """(round trips over ``limit_ms``, how many of them started within 5 ms of a host stall)."""
-        slow = self.started[self.ms > limit_ms]
-        return len(slow), near(slow, self.stalls)
+    def slow(self, limit_ms: float = 2.0) -> str:
+        """The round trips over ``limit_ms``: how many, how many started within 5 ms of a host stall,
+        and how long they took up to the node's publication and back from it (medians)."""
+        slow = self.ms > limit_ms
+        if not slow.any():
+            return f"none over {limit_ms:g} ms"
+        out, total = float(np.median(self.outbound_ms[slow])), float(np.median(self.ms[slow]))
+        return (
+            f"over {limit_ms:g} ms: {slow.sum()}, {near(self.started[slow], self.stalls)} of them within 5 ms of a "
+            f"host stall; their median: {out:.2f} ms until the node published, {total - out:.2f} ms back"
+        )
 
 
 def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: float = 0.02) -> RoundTrips:
@@ -270,7 +278,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
         feed(bench, 1.0, rate=1 / interval)
         wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, bench.context.handle)
         sub = bench.cmd_sub.handle
-        out, started = [], []
+        out, started, outbound = [], [], []
         without_targets = 0
         probes = StallProbes(samples * interval + 2.0)
         read_command = JointStateReader()
@@ -285,7 +293,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
             bench.imu_pub.publish(serialize_message(imu))
             js_bytes = serialize_message(js)
             started.append(time.time())
-            t0 = time.perf_counter()
+            t0, sent_ns = time.perf_counter(), time.time_ns()
             bench.js_pub.publish(js_bytes)
             while (waited := time.perf_counter() - t0) < 0.1:
                 wait_set.clear_entities()
@@ -293,11 +301,13 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
                 wait_set.wait(int((0.1 - waited) * 1e9))
                 if (taken := sub.take_message(JointState, True)) is not None:
                     out.append(time.perf_counter() - t0)
+                    outbound.append((taken[1]["source_timestamp"] - sent_ns) * 1e-6)
                     without_targets += len(read_command(taken[0]).position) == 0
                     break
         if without_targets:  # a damping command skips the policy: its latency would flatter the figure
             raise RuntimeError(f"{without_targets} of {len(out)} commands carried no position targets (DAMPING)")
-        return RoundTrips(np.array(out) * 1e3, np.array(started), probes.stalls(started[0], started[-1] + 0.1))
+        stalls = probes.stalls(started[0], started[-1] + 0.1)
+        return RoundTrips(np.array(out) * 1e3, np.array(started), np.array(outbound), stalls)
     finally:
         stop(proc)
 
@@ -356,12 +366,11 @@ def latency(bench: Bench, seconds: float) -> None:
     floor_spin = ping_pong(bench, start_node(module=None), samples).ms
     print(
         f"joint_states -> joint_commands round trip ({len(lat)} samples): p50 {pct(lat, 50):.3f} ms "
-        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms); over 2 ms: %d, %d of them "
-        "within 5 ms of a host stall" % trips.slow_at_stalls()
+        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms); {trips.slow()}"
     )
     print(
         f"  the same with realtime_priority:=50 (input thread at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} ms "
-        f"p99 {pct(lat_rt, 99):.3f} ms; over 2 ms: %d, %d of them at a host stall" % trips_rt.slow_at_stalls()
+        f"p99 {pct(lat_rt, 99):.3f} ms; {trips_rt.slow()}"
     )
     print(
         f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "
