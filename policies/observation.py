@@ -129,9 +129,13 @@ class ActionMapper:
 def joint_index(source_names: list[str] | tuple[str, ...], contract: Contract) -> np.ndarray:
     """Index array ``idx`` such that ``source_values[idx]`` is in the contract's joint order.
 
-    Raises ``KeyError`` listing every contract joint that the source does not provide.
+    Raises ``KeyError`` listing every contract joint that the source does not provide, and
+    ``ValueError`` listing every name the source gives more than once (which of them is meant?).
     """
     position = {name: i for i, name in enumerate(source_names)}
+    if len(position) != len(source_names):
+        twice = sorted({n for n in source_names if list(source_names).count(n) > 1})
+        raise ValueError(f"joint names {twice} more than once")
     missing = [name for name in contract.joint_names if name not in position]
     if missing:
         raise KeyError(f"joints required by the policy contract are missing: {missing}")

@@ -116,6 +116,8 @@ def test_joint_index_reorders_by_name_and_reports_missing(quiet_cfg) -> None:
     assert [shuffled[i] for i in idx] == list(c.joint_names)
     with pytest.raises(KeyError, match="FL_hip_joint"):
         joint_index(shuffled[:-1], c)
+    with pytest.raises(ValueError, match=r"\['RR_calf_joint'\] more than once"):
+        joint_index([*shuffled[:-1], "RR_calf_joint"], c)
     env.close()
 
 
