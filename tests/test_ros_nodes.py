@@ -23,6 +23,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from bench.faults import stop_processes  # noqa: E402
 from policies.runtime import PolicyRuntime  # noqa: E402
+from ros_nodes import realtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "go2_flat"
@@ -171,16 +172,45 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     assert_caches_warmed_before_most_ticks(graph, walking_commands)
 
 
+def fifo_allowed() -> bool:
+    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    code = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
 def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(graph: Graph) -> None:
     """Each tick fires on a joint state, due a control period apart: a 125 Hz driver (the physics
-    step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample."""
-    start_robot_and_policy(graph, "control_trigger:=joint_states", robot_params=("publish_rate:=100.0",))
+    step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample.
+    With realtime_priority the middleware's receive threads run at it too; when the joint states
+    stop, the watchdog (the control thread, which the input thread's ticks leave idle) damps."""
+    fifo = fifo_allowed()
+    start_robot_and_policy(graph, "control_trigger:=joint_states", "realtime_priority:=10",
+                           robot_params=("publish_rate:=100.0",))  # fmt: skip
     start = time.time()
     graph.spin(4.0, vx=0.3)
     times = [t for t, _ in graph.commands if t > start]  # any mode: a stall of the machine may damp it
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control\n{graph.log(1)[-2000:]}"
     assert_caches_warmed_before_most_ticks(graph, times)
+    receivers = realtime.receive_threads(graph.procs[1].pid)
+    if fifo:
+        assert receivers, "no Fast DDS receive threads (dds.shm.*, dds.udp.*) found in the policy node"
+        scheduling = {name: realtime.scheduling(tid) for tid, name in receivers.items()}
+        assert all(s == (os.SCHED_FIFO, 10) for s in scheduling.values()), scheduling
+        assert f"SCHED_FIFO 10: the control thread and {len(receivers)} receive threads" in graph.log(1)
+    else:
+        assert "realtime_priority 10 not granted" in graph.log(1), graph.log(1)[-2000:]
+    assert_damps_within_three_periods_of_a_pause(graph)
+
+
+def assert_damps_within_three_periods_of_a_pause(graph: Graph) -> None:
+    assert len(graph.commands[-1][1].position) == 12, "running before the pause"
+    assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
+    paused_at = time.time()
+    graph.spin(0.5)
+    damping = [t for t, m in graph.commands if t > paused_at - 0.05 and len(m.position) == 0]
+    assert damping, "no damping command after the robot stopped publishing"
+    assert damping[0] - paused_at <= 3 * 0.02 + 0.03, f"damped after {damping[0] - paused_at:.3f} s"
 
 
 def assert_caches_warmed_before_most_ticks(graph: Graph, times: list[float]) -> None:
@@ -194,13 +224,7 @@ def assert_caches_warmed_before_most_ticks(graph: Graph, times: list[float]) -> 
 def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Graph) -> None:
     start_robot_and_policy(graph)
     graph.spin(1.0, vx=0.0)
-    assert len(graph.commands[-1][1].position) == 12, "running before the pause"
-    assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
-    paused_at = time.time()
-    graph.spin(0.5)
-    damping = [t for t, m in graph.commands if t > paused_at - 0.05 and len(m.position) == 0]
-    assert damping, "no damping command after the robot stopped publishing"
-    assert damping[0] - paused_at <= 3 * 0.02 + 0.03, f"damped after {damping[0] - paused_at:.3f} s"
+    assert_damps_within_three_periods_of_a_pause(graph)
     # restart, then an emergency stop
     assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=False)).success
     graph.spin(0.3)
