@@ -115,9 +115,14 @@ class StallProbes:
         return times[(times >= start) & (times <= end)]
 
 
+def at_stalls(times: np.ndarray, stalls: np.ndarray, within: float = 0.005) -> np.ndarray:
+    """[len(times)] bool: which of ``times`` lie within ``within`` seconds of a host stall."""
+    return np.array([bool(len(stalls)) and bool((np.abs(stalls - t) < within).any()) for t in times], dtype=bool)
+
+
 def near(times: np.ndarray, stalls: np.ndarray, within: float = 0.005) -> int:
     """How many of ``times`` lie within ``within`` seconds of a host stall."""
-    return sum(1 for t in times if len(stalls) and (np.abs(stalls - t) < within).any())
+    return int(at_stalls(times, stalls, within).sum())
 
 
 class Bench(Node):
@@ -248,6 +253,7 @@ class RoundTrips:
     started: np.ndarray  # wall-clock time each one started
     outbound_ms: np.ndarray  # of each, the part until the node published (DDS's source timestamp)
     stalls: np.ndarray  # wall-clock times of the host stalls seen meanwhile (StallProbes)
+    node: dict[str, str]  # the node's last /diagnostics (empty for an echo node)
 
     def slow(self, limit_ms: float = 2.0) -> str:
         """The round trips over ``limit_ms``: how many, how many started within 5 ms of a host stall,
@@ -261,6 +267,23 @@ class RoundTrips:
             f"host stall; their median: {out:.2f} ms until the node published, {total - out:.2f} ms back"
         )
 
+    def p99_away_from_stalls(self) -> str:
+        """p99 over the round trips that did not start within 5 ms of a host stall: the node and DDS
+        without the VM's own pauses (printed next to the full figure, never instead of it)."""
+        away = self.ms[~at_stalls(self.started, self.stalls)]
+        stalls = len(self.stalls)
+        return f"p99 {pct(away, 99):.3f} ms over the {len(away)} not within 5 ms of one of {stalls} host stalls"
+
+    def split(self) -> str:
+        """The node's own view (/diagnostics, its last 100 ticks): DDS delivery of the joint states,
+        then its reaction (reception to the command's publication)."""
+        d = self.node
+        return (
+            f"the node's /diagnostics (last 100 ticks): joint-state delivery p50 {d['joint_state_delivery_ms_p50']} "
+            f"p99 {d['joint_state_delivery_ms_p99']} ms, reaction (reception to publication) p50 "
+            f"{d['reaction_ms_p50']} p99 {d['reaction_ms_p99']} ms"
+        )
+
 
 def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: float = 0.02) -> RoundTrips:
     """Round trips, timed like a driver would see them: the IMU sample goes out first, then the clock
@@ -269,6 +292,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
     no polling naps), so what is timed is DDS twice plus the node under test. Every command must
     carry position targets (RUNNING): the node's watchdog is set to 5 periods, as this process is no
     real-time driver and one late sample must not turn the rest of the run into damping commands."""
+    bench.diag = {}
     try:
         if proc.args[1] != "-c" and not feed_until_running(bench):
             raise RuntimeError("the policy node never reached RUNNING")
@@ -307,7 +331,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
         if without_targets:  # a damping command skips the policy: its latency would flatter the figure
             raise RuntimeError(f"{without_targets} of {len(out)} commands carried no position targets (DAMPING)")
         stalls = probes.stalls(started[0], started[-1] + 0.1)
-        return RoundTrips(np.array(out) * 1e3, np.array(started), np.array(outbound), stalls)
+        return RoundTrips(np.array(out) * 1e3, np.array(started), np.array(outbound), stalls, dict(bench.diag))
     finally:
         stop(proc)
 
@@ -366,11 +390,13 @@ def latency(bench: Bench, seconds: float) -> None:
     floor_spin = ping_pong(bench, start_node(module=None), samples).ms
     print(
         f"joint_states -> joint_commands round trip ({len(lat)} samples): p50 {pct(lat, 50):.3f} ms "
-        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms); {trips.slow()}"
+        f"p99 {pct(lat, 99):.3f} ms max {lat.max():.3f} ms (target p99 <= 2 ms); {trips.slow()}\n"
+        f"  {trips.p99_away_from_stalls()}\n  {trips.split()}"
     )
     print(
-        f"  the same with realtime_priority:=50 (input thread at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} ms "
-        f"p99 {pct(lat_rt, 99):.3f} ms; {trips_rt.slow()}"
+        f"  the same with realtime_priority:=50 (input and receive threads at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} "
+        f"ms p99 {pct(lat_rt, 99):.3f} ms; {trips_rt.slow()}\n  {trips_rt.p99_away_from_stalls()}\n"
+        f"  {trips_rt.split()}"
     )
     print(
         f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "

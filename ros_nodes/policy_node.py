@@ -63,8 +63,8 @@ class PolicyNodeParams:
     realtime_priority: int = field(
         default=0,
         metadata=doc(
-            "SCHED_FIFO priority of the control thread and of the middleware's receive threads (1-99; needs "
-            "CAP_SYS_NICE or an rtprio limit); 0 = off"
+            "SCHED_FIFO priority of the control thread (1-99; the middleware's receive threads get one below; "
+            "needs CAP_SYS_NICE or an rtprio limit); 0 = off"
         ),
     )
     control_trigger: str = field(
@@ -113,6 +113,12 @@ class PolicyNode(LifecycleNode):
         self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the input thread both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
+        # where a joint state's latency goes (/diagnostics): DDS delivery (the driver's publication
+        # to this process's reception: DDS timestamps, meaningful with synchronised clocks) and, in
+        # joint_states mode, this node's reaction (reception to the command's publication)
+        self._delivery_s: deque[float] = deque(maxlen=1000)
+        self._reaction_s: deque[float] = deque(maxlen=1000)
+        self._js_received_ns = 0
         self._last_tick: float | None = None
         self._cmd_pub = self._fwd_pub = self._diag_pub = None
         p = self.params
@@ -338,6 +344,8 @@ class PolicyNode(LifecycleNode):
                 self._cycle_starts.append(self._cycle_start)
                 self._cycle_start = None
                 self._tick(self._pending_clock_ns)
+                if self._js_received_ns:
+                    self._reaction_s.append((time.time_ns() - self._js_received_ns) * 1e-9)
 
     def _on_imu(self, data: bytes) -> None:
         self._sample_arrival = time.perf_counter()
@@ -426,17 +434,23 @@ class PolicyNode(LifecycleNode):
             self._fwd_pub.publish(Float64MultiArray(data=forward))
 
     def timing(self, last: int = 1000) -> dict[str, float]:
-        """Loop rate, period jitter (|period - nominal|) p50/p99 and inference p99 over the last ticks."""
+        """Over the last ticks: loop rate, period jitter (|period - nominal|) p50/p99, inference p99,
+        joint-state delivery and (joint_states mode) reaction p50/p99."""
         periods, infer = np.array(self._periods)[-last:], np.array(self._infer_s)[-last:]
         if not periods.size:
             return {}
         jitter = np.abs(periods - self.controller.period)
-        return {
+        figures = {
             "loop_rate_hz": float(1 / periods.mean()),
             "period_jitter_p50_ms": float(np.percentile(jitter, 50) * 1e3),
             "period_jitter_p99_ms": float(np.percentile(jitter, 99) * 1e3),
             "inference_ms_p99": float(np.percentile(infer, 99) * 1e3) if infer.size else float("nan"),
         }
+        for name, samples in (("joint_state_delivery", self._delivery_s), ("reaction", self._reaction_s)):
+            if samples:
+                ms = np.array(samples)[-last:] * 1e3
+                figures[f"{name}_ms_p50"], figures[f"{name}_ms_p99"] = np.percentile(ms, [50, 99]).tolist()
+        return figures
 
     def _diagnostics(self) -> None:
         c = self.controller
@@ -448,7 +462,8 @@ class PolicyNode(LifecycleNode):
         values = {
             "state": c.mode.value,
             **{key: f"{timing[key]:.3f}" if key in timing else "n/a" for key in (
-                "loop_rate_hz", "period_jitter_p50_ms", "period_jitter_p99_ms", "inference_ms_p99")},
+                "loop_rate_hz", "period_jitter_p50_ms", "period_jitter_p99_ms", "inference_ms_p99",
+                "joint_state_delivery_ms_p50", "joint_state_delivery_ms_p99", "reaction_ms_p50", "reaction_ms_p99")},
             "joint_state_age_ms": f"{(now - c._joints.stamp) * 1e3:.1f}",
             "imu_age_ms": f"{(now - c._imu.stamp) * 1e3:.1f}",
             "watchdog_trips": str(c.stats.watchdog_trips),
@@ -472,22 +487,23 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
 
     def _realtime_middleware(self) -> None:
-        """With realtime_priority, the middleware's receive threads at the same priority: every
-        sample passes through one before the control thread sees it (see ros_nodes/realtime.py)."""
+        """With realtime_priority, the middleware's receive threads at SCHED_FIFO one below it: every
+        sample passes through one before the control thread sees it (see ros_nodes/realtime.py), and
+        they then preempt everything on the machine but the control thread."""
         priority, log = self.params.realtime_priority, self.get_logger()
         if priority <= 0:
             return
-        threads = realtime.receive_threads()
+        threads, below = realtime.receive_threads(), max(1, priority - 1)
         if not threads:
             log.warn("realtime_priority: no Fast DDS receive threads found (another RMW?): they keep their scheduling")
         try:
             for tid in threads:
-                realtime.set_fifo(priority, tid)
+                realtime.set_fifo(below, tid)
         except (OSError, AttributeError) as exc:
             log.warn(f"realtime_priority {priority} not granted to the receive threads: {exc}")
             return
         names = ", ".join(sorted(threads.values()))
-        log.info(f"SCHED_FIFO {priority}: the control thread and {len(threads)} receive threads ({names})")
+        log.info(f"SCHED_FIFO {priority} for the control thread, {below} for {len(threads)} receive threads ({names})")
 
     def _serve_inputs(self) -> None:
         """The input thread: wait on the companion node's subscriptions (joint states, IMU and, with
@@ -521,6 +537,9 @@ class PolicyNode(LifecycleNode):
                 for sub in inputs:
                     while self._io_serving and (taken := sub.handle.take_message(sub.msg_type, sub.raw)):
                         take_clock()
+                        if sub is self._js_sub and (received := taken[1]["received_timestamp"]):
+                            self._js_received_ns = received  # 0: an RMW without reception stamps
+                            self._delivery_s.append((received - taken[1]["source_timestamp"]) * 1e-9)
                         sub.callback(taken[0])
                         served += 1
                 total += served

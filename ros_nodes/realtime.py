@@ -3,7 +3,7 @@
 A SCHED_FIFO control thread alone is not enough for low input latency: each sample first passes
 through a DDS receive thread, which at the default scheduling waits behind whatever else runs on
 the robot's computer (measured here: 0.19-0.25 ms median from publication to reception with the
-control thread at SCHED_FIFO, 0.04 ms with the receive threads raised to the same priority).
+control thread at SCHED_FIFO, 0.04 ms with the receive threads at SCHED_FIFO as well).
 """
 
 from __future__ import annotations
