@@ -16,6 +16,7 @@ without middleware. Safety rules, in the order ``tick`` applies them:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 from collections.abc import Callable, Sequence
@@ -159,13 +160,7 @@ class PolicyController:
         except (KeyError, ValueError) as exc:  # missing or duplicated names
             return self._bad_input(f"joint state: {exc.args[0]}", now)
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
-        # the usual case in three comparisons (on the control path each numpy call counts); NaN and
-        # Inf fail them too, and the checks below then say exactly what is wrong
-        if (
-            (self.plausible_lower <= pos).all()
-            and (pos <= self.plausible_upper).all()
-            and (np.abs(vel) <= self.safety.max_joint_velocity).all()
-        ):
+        if self._plausible(pos, vel):
             return self._accept_joint_state(pos, vel, stamp, now)
         if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
             return self._bad_input("joint state contains NaN or Inf", now)
@@ -182,6 +177,15 @@ class PolicyController:
             return self._bad_input(f"joint state {self.names[i]} velocity {vel[i]:.4g} rad/s exceeds "
                                    f"max_joint_velocity {self.safety.max_joint_velocity}", now)  # fmt: skip
         return self._accept_joint_state(pos, vel, stamp, now)
+
+    def _plausible(self, pos: np.ndarray, vel: np.ndarray) -> bool:
+        """The usual case in three comparisons (on the control path each numpy call counts); NaN and
+        Inf fail them too, and set_joint_state's checks then say exactly what is wrong."""
+        return bool(
+            (self.plausible_lower <= pos).all()
+            and (pos <= self.plausible_upper).all()
+            and (np.abs(vel) <= self.safety.max_joint_velocity).all()
+        )
 
     def _accept_joint_state(self, pos: np.ndarray, vel: np.ndarray, stamp: float, now: float) -> bool:
         if not self._stamp_ok("joint state", stamp, now):
@@ -314,12 +318,20 @@ class PolicyController:
         scale = max(0.0, 1.0 - (age - s.cmd_timeout_s) / s.cmd_decay_s) if s.cmd_decay_s > 0 else 0.0
         return self.cmd * scale
 
-    def warm_up(self, now: float) -> bool:
+    def warm_up(self, now: float, joint_state: tuple[Sequence[str], Sequence[float], Sequence[float]] = ()) -> bool:
         """In RUNNING, the policy step and the target filters on the current inputs with every result
         thrown away (:meth:`PolicyRuntime.warm_up`): brings them into the CPU caches just before a
-        tick is due. Changes nothing a tick reads; False (nothing run) in any other mode."""
+        tick is due. With ``joint_state`` (names, positions, velocities: the last one received), the
+        joint-state checks too, nothing stored. Changes nothing a tick reads; False (nothing run) in
+        any other mode."""
         if self.mode is not Mode.RUNNING or not self.fresh(now):
             return False
+        if joint_state:
+            names, position, velocity = joint_state
+            with contextlib.suppress(KeyError, ValueError):  # (bad names: set_joint_state said so already)
+                order = self.runtime.joint_order(names)
+                pos, vel = np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)
+                self._plausible(pos[order], vel[order])
         target = self.runtime.warm_up(self.names, self.joint_pos, self.joint_vel, self.quat, self.gyro,
                                       self.command_now(now))  # fmt: skip
         np.isfinite(target).all()

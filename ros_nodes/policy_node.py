@@ -138,6 +138,8 @@ class PolicyNode(LifecycleNode):
         topic = self.resolve_topic_name
         # serialized (raw) messages, read by ros_nodes.cdr: see there why
         self._read_joint_state = JointStateReader()
+        self._warm_reader = JointStateReader()  # warm-ups decode the last joint state again (any thread)
+        self._last_joint_state: bytes | None = None
         self._js_sub = self._io.create_subscription(
             JointState, topic(p.joint_states_topic), self._on_joint_state, 10, raw=True
         )
@@ -323,6 +325,7 @@ class PolicyNode(LifecycleNode):
                     self.controller.reject(f"joint state: {exc}", self._input_now())
             return
         self._seen_joint_names = msg.names
+        self._last_joint_state = data
         if self.controller is None:
             return
         now = self._input_now()
@@ -592,8 +595,14 @@ class PolicyNode(LifecycleNode):
         return lead
 
     def _warm_up(self) -> None:
+        """The next tick's path through the caches: the last joint state's decoding and checks, the
+        policy step and the filters (PolicyController.warm_up), with nothing kept."""
+        joint_state = ()
+        if (data := self._last_joint_state) is not None:
+            msg = self._warm_reader(data)  # (it decoded once already)
+            joint_state = (msg.names, msg.position, msg.velocity if len(msg.velocity) else np.zeros(len(msg.names)))
         with self._tick_lock, self._lock:
-            self.warm_ups += self.controller.warm_up(self._input_now())
+            self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
 
     def destroy_node(self) -> None:
         """Stop the control loop and the input thread before the publishers go away."""

@@ -221,7 +221,13 @@ def test_warm_up_between_ticks_leaves_every_command_unchanged() -> None:
         for c in (plain, warmed):
             c.set_command(0.5, 0.0, 0.2, now)
             feed(c, now, pos=pos, vel=vel)
-        assert warmed.warm_up(now + 0.5 * T)
+        # with another joint state to check (permuted; NaN, unknown names): nothing of it is kept
+        names = [plain.names[i] for i in rng.permutation(12)]
+        if step % 3 == 1:
+            names[0] = "no_such_joint"
+        position = rng.normal(0, 1, 12) if step % 3 else np.full(12, np.nan)
+        assert warmed.warm_up(now + 0.5 * T, (names, position, rng.normal(0, 1, 12)))
         a, b = plain.tick(now), warmed.tick(now)
         np.testing.assert_array_equal(a.position, b.position)
         assert a.mode is b.mode is Mode.RUNNING
+    assert warmed.stats.bad_inputs == plain.stats.bad_inputs == 0

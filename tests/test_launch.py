@@ -26,7 +26,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_ros_nodes import Graph  # noqa: E402
+from test_ros_nodes import Graph, fifo_allowed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ("trot_policy_node", "trot_sim_node", "trot_recorder_node", "trot_play_node")
@@ -247,6 +247,9 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
         assert graph.wait_for_log(started["/trot_policy"], "configured", timeout=40.0), graph.log(
             started["/trot_policy"]
         )
+        # real robots get SCHED_FIFO by default (realtime_priority:=50), or a warning where not allowed
+        expected = "SCHED_FIFO 50 for the control thread" if fifo_allowed() else "realtime_priority 50 not granted"
+        assert graph.wait_for_log(started["/trot_policy"], expected, timeout=10.0), graph.log(started["/trot_policy"])
         graph.spin(1.0)
         assert not commands, "start_mode passive: nothing is commanded before ~/start"
         # ~/start is refused while no sample is fresher than 2 control periods: on a loaded 2-core
@@ -258,7 +261,9 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
             answers.append(graph.call(Trigger, "trot_policy/start", Trigger.Request()))
         assert answers[-1].success, [a.message for a in answers]
         assert all(a.message.startswith("no fresh") for a in answers[:-1]), [a.message for a in answers]
-        assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=20.0)
+        assert graph.wait_for_log(started["/trot_policy"], "standup -> running", timeout=20.0), graph.log(
+            started["/trot_policy"]
+        )
         graph.spin(1.0)
         assert len(forward) > 10 and all(len(m.data) == 12 for m in forward)
         assert len(commands) > 10 and all(len(m.position) in (0, 12) for m in commands)
