@@ -38,6 +38,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  
 from rclpy.node import Node  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 
 from policies.artifact import read_artifact  # noqa: E402
 from ros_nodes.cdr import JointStateReader  # noqa: E402
@@ -138,6 +139,7 @@ class Bench(Node):
         self.diag_log: list[tuple[float, dict[str, str]]] = []  # (arrival, values): every message
         self.cmd_sub = self.create_subscription(JointState, "joint_commands", self._on_cmd, 100)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.start_client = self.create_client(Trigger, "trot_policy/start")
 
     def _on_cmd(self, m: JointState) -> None:
         self.commands.append((time.perf_counter(), m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec, len(m.position)))
@@ -180,14 +182,19 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def feed_until_running(bench: Bench, timeout: float = 30.0, rate: float = 200.0) -> bool:
-    """Publish sensor data until the node commands positions (RUNNING or STANDUP)."""
+    """Publish sensor data until the node runs the policy. A host stall during the stand-up trips
+    its watchdog (DAMPING, as it should): then ~/start again, as an operator would."""
     bench.diag = {}  # a previous node's last diagnostics must not count
-    end = time.time() + timeout
+    end, next_start = time.time() + timeout, 0.0
     while time.time() < end:
         bench.publish_state()
         rclpy.spin_once(bench, timeout_sec=1.0 / rate)
         if bench.diag.get("state") == "running":
             return True
+        if bench.diag.get("state") == "damping" and time.time() > next_start:
+            print("  the node damped before running (its watchdog: a stall?): ~/start again", flush=True)
+            bench.start_client.call_async(Trigger.Request())
+            next_start = time.time() + 2.0  # its /diagnostics come once a second
     return False
 
 
