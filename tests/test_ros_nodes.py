@@ -115,6 +115,33 @@ class Graph:
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
         return future.result()
 
+    def press_start_until_it_runs(self, policy: int, tries: int = 3) -> None:
+        """~/start as an operator presses it on a loaded 2-core machine, where the driver (or the
+        whole VM) can stall for more than the 2 control periods the node allows: again while it is
+        refused for want of a fresh sample, and again when such a stall trips the watchdog during
+        the stand-up (the only reason accepted for not reaching RUNNING)."""
+        for _ in range(tries):
+            log = self.log(policy)
+            ran, damped = log.count("standup -> running"), log.count("standup -> damping")
+            tripped = log.count("standup -> damping: watchdog")
+            answers = [self.call(Trigger, "trot_policy/start", Trigger.Request())]
+            end = time.time() + 10.0
+            while not answers[-1].success and time.time() < end:
+                self.spin(0.2)
+                answers.append(self.call(Trigger, "trot_policy/start", Trigger.Request()))
+            assert answers[-1].success, [a.message for a in answers]
+            assert all(a.message.startswith("no fresh") for a in answers[:-1]), [a.message for a in answers]
+
+            def settled(ran: int = ran, damped: int = damped) -> bool:
+                log = self.log(policy)
+                return log.count("standup -> running") > ran or log.count("standup -> damping") > damped
+
+            self.wait_until(settled, timeout=20.0)
+            if self.log(policy).count("standup -> running") > ran:
+                return
+            assert self.log(policy).count("standup -> damping: watchdog") > tripped, self.log(policy)
+        raise AssertionError(f"no stand-up completed in {tries} tries\n{self.log(policy)}")
+
     def close(self) -> list[str]:
         """Stop every node process; returns their logs (idempotent)."""
         if self.closed:
@@ -140,7 +167,11 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tu
     g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
     policy = g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
                      *extra_policy_params)  # fmt: skip
-    assert g.wait_for_log(policy, "standup -> running", timeout=40.0), g.log(policy)
+    # start_mode auto stands up once; a stall of the machine during it trips the watchdog (rightly)
+    assert g.wait_until(lambda: "standup -> " in g.log(policy), timeout=40.0), g.log(policy)
+    if "standup -> running" not in g.log(policy):
+        assert "standup -> damping: watchdog" in g.log(policy), g.log(policy)
+        g.press_start_until_it_runs(policy)
     end = time.time() + 20.0  # and until this probe has discovered the policy's command publisher
     while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
         g.spin(0.05)
@@ -188,9 +219,14 @@ def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(gra
     fifo = fifo_allowed()
     start_robot_and_policy(graph, "control_trigger:=joint_states", "realtime_priority:=10",
                            robot_params=("publish_rate:=100.0",))  # fmt: skip
-    start = time.time()
-    graph.spin(4.0, vx=0.3)
-    times = [t for t, _ in graph.commands if t > start]  # any mode: a stall of the machine may damp it
+    for _ in range(3):  # a window without a watchdog trip (a stall of the machine damps the node, rightly)
+        tripped = graph.log(1).count("damping: watchdog")
+        start = time.time()
+        graph.spin(4.0, vx=0.3)
+        if graph.log(1).count("damping: watchdog") == tripped:
+            break
+        graph.press_start_until_it_runs(1)
+    times = [t for t, _ in graph.commands if t > start]
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control\n{graph.log(1)[-2000:]}"
     assert_caches_warmed_before_most_ticks(graph, times)
@@ -220,8 +256,10 @@ def assert_damps_within_three_periods_of_a_pause(graph: Graph) -> None:
 
 
 def assert_caches_warmed_before_most_ticks(graph: Graph, times: list[float]) -> None:
-    """prewarm_lead_s ran between the first and last /diagnostics (its count covers RUNNING only)."""
-    (t0, first), (t1, last) = graph.diagnostics[0], graph.diagnostics[-1]
+    """prewarm_lead_s ran between the first and last /diagnostics within ``times`` (its count
+    covers RUNNING only)."""
+    window = [(t, d) for t, d in graph.diagnostics if times[0] <= t <= times[-1]]
+    (t0, first), (t1, last) = window[0], window[-1]
     warm_ups = int(last["cache_warm_ups"]) - int(first["cache_warm_ups"])
     ticks = sum(t0 < t <= t1 for t in times)
     assert warm_ups >= 0.5 * ticks > 0, f"{warm_ups} warm-ups in {ticks} ticks ({first} -> {last})"
@@ -401,9 +439,7 @@ def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survi
         assert all(len(m.position) == 0 for _, m in graph.commands[first:]), f"{label}: damping must hold"
         assert reason in graph.log(policy), f"{label}: no log line with {reason!r}"
         assert graph.procs[policy].poll() is None, f"{label}: the node died"
-        stood_up = graph.log(policy).count("standup -> running")
-        assert graph.call(Trigger, "trot_policy/start", Trigger.Request()).success
-        assert graph.wait_for_log(policy, "standup -> running", timeout=10.0, count=stood_up + 1)
+        graph.press_start_until_it_runs(policy)
         graph.spin(0.2)
     # a sample from the past is dropped (and said so), not a fault: the fresh stream keeps it running
     js_pub.publish(joint_state(names, 12, offset_s=-5.0))
