@@ -3,12 +3,13 @@
 1. 50 Hz control on its timer: period jitter p50/p99/max from the commands' header stamps
    (the instant each tick starts, node clock) and from their arrival here.
 2. 500 Hz: the achieved rate and the node's overrun count (from its /diagnostics), with the
-   default scheduling and with the control thread at SCHED_FIFO priority 50.
+   default scheduling, with the control thread at SCHED_FIFO priority 50, and the latter without
+   busy-waiting for its deadlines (busy_wait_s:=0).
 3. Latency /joint_states -> /joint_commands with ``control_trigger:=joint_states``: this process
    publishes a joint state and times the command that comes back (round trip: two DDS hops plus
-   observation, inference and mapping). Next to it, the same node without its cache warm-up and
-   the DDS floor: the same ping-pong against a minimal rclpy echo node. Targets (issue 5): jitter
-   p99 <= 1 ms, no overruns at 500 Hz, latency p99 <= 2 ms.
+   observation, inference and mapping). Next to it, the same node without busy-waiting, without
+   its cache warm-up, and the DDS floor: the same ping-pong against a minimal rclpy echo node.
+   Targets (issue 5): jitter p99 <= 1 ms, no overruns at 500 Hz, latency p99 <= 2 ms.
 
     python bench/ros_timing.py [--seconds 20]
 """
@@ -375,7 +376,11 @@ def timers(bench: Bench, seconds: float) -> None:
         f"at the receiver p99 {r50['arrival_jitter_p99_ms']:.3f} ms; overruns {r50['overruns']}, missed ticks "
         f"{r50['missed_ticks']}"
     )
-    for label, extra in (("default", ()), ("realtime_priority:=50 (SCHED_FIFO)", ("realtime_priority:=50",))):
+    for label, extra in (
+        ("default", ()),
+        ("realtime_priority:=50 (SCHED_FIFO)", ("realtime_priority:=50",)),
+        ("realtime_priority:=50, without busy-waiting (busy_wait_s:=0)", ("realtime_priority:=50", "busy_wait_s:=0.0")),
+    ):
         r500 = timer_run(bench, 500.0, seconds / 2 + 1.0, *extra)
         print(
             f"500 Hz timer, {label}: {r500['rate_hz']:.1f} Hz over {r500['ticks']} ticks; overruns {r500['overruns']} "
@@ -398,6 +403,9 @@ def latency(bench: Bench, seconds: float) -> None:
     trips_rt = ping_pong(bench, policy, samples)
     lat_rt = trips_rt.ms
     policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
+                        "control_trigger:=joint_states", "realtime_priority:=50", "busy_wait_s:=0.0")  # fmt: skip
+    lat_sleep = ping_pong(bench, policy, samples).ms
+    policy = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", "stale_periods:=5.0",
                         "control_trigger:=joint_states", "prewarm_lead_s:=0.0")  # fmt: skip
     lat_cold = ping_pong(bench, policy, samples).ms
     floor = ping_pong(bench, start_node(module=None, echo=ECHO_RAW), samples).ms
@@ -411,6 +419,10 @@ def latency(bench: Bench, seconds: float) -> None:
         f"  the same with realtime_priority:=50 (input and receive threads at SCHED_FIFO): p50 {pct(lat_rt, 50):.3f} "
         f"ms p99 {pct(lat_rt, 99):.3f} ms; {trips_rt.slow()}\n  {trips_rt.p99_away_from_stalls()}\n"
         f"  {trips_rt.split()}"
+    )
+    print(
+        f"  the same at SCHED_FIFO without busy-waiting for the samples (busy_wait_s:=0): p50 "
+        f"{pct(lat_sleep, 50):.3f} ms p99 {pct(lat_sleep, 99):.3f} ms max {lat_sleep.max():.3f} ms"
     )
     print(
         f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "

@@ -12,6 +12,7 @@ All decisions are made by :class:`ros_nodes.controller.PolicyController`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -85,6 +86,16 @@ class PolicyNodeParams:
             "use_sim_time and when not below half a control period"
         ),
     )
+    busy_wait_s: float = field(
+        default=0.0003,
+        metadata=doc(
+            "the control thread busy-waits instead of sleeping this long before each tick (timer: its "
+            "deadline) or, with control_trigger:=joint_states, this long either side of when the next "
+            "samples are expected: a CPU that went idle takes time to wake (on this 2-core VM the wake-up "
+            "was 0.2 ms late at p99, 0.5 ms at p99.9); costs this much CPU per tick (twice with "
+            "joint_states); 0 = off; also off with use_sim_time"
+        ),
+    )
 
 
 class PolicyNode(LifecycleNode):
@@ -103,6 +114,7 @@ class PolicyNode(LifecycleNode):
         self.overruns = 0
         self.warm_ups = 0  # prewarm_lead_s passes (/diagnostics)
         self._prewarm_s = 0.0  # the prewarm_lead_s in effect (on_configure)
+        self._busy_wait_s = 0.0  # the busy_wait_s in effect (on_configure)
         self._auto_start = self.params.start_mode == "auto"
         self._event_ticks = self.params.control_trigger == "joint_states"
         self._last_event_tick = 0.0
@@ -196,9 +208,10 @@ class PolicyNode(LifecycleNode):
             log.error(f"configure failed: control_trigger {self.params.control_trigger!r} is not 'timer' or "
                       "'joint_states'")  # fmt: skip
             return TransitionCallbackReturn.FAILURE
-        if not self.params.prewarm_lead_s >= 0.0:
-            log.error(f"configure failed: prewarm_lead_s {self.params.prewarm_lead_s} is negative (0 = off)")
-            return TransitionCallbackReturn.FAILURE
+        for name in ("prewarm_lead_s", "busy_wait_s"):
+            if not getattr(self.params, name) >= 0.0:
+                log.error(f"configure failed: {name} {getattr(self.params, name)} is negative (0 = off)")
+                return TransitionCallbackReturn.FAILURE
         try:
             runtime = PolicyRuntime(self.params.policy_path)
         except ArtifactError as exc:
@@ -223,6 +236,8 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m))
         self._prewarm_s = self._prewarm_lead()
+        sim_time = self.get_parameter("use_sim_time").value
+        self._busy_wait_s = 0.0 if sim_time else min(self.params.busy_wait_s, 0.25 * period)
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
         self._write_command = JointStateWriter(runtime.joint_names)
         if p.forward_command_topic:
@@ -255,12 +270,13 @@ class PolicyNode(LifecycleNode):
         """Ticks on absolute deadlines of the node's clock (ROS time: follows /clock with use_sim_time),
         in its own thread so that message callbacks cannot delay it. With control_trigger:=joint_states
         the input thread ticks, and this one ticks only while joint states stop (the watchdog acts)."""
-        self._realtime_thread()
+        self._realtime_thread("trot_control")
         clock = self.control_clock()
         period = round(self.controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
         lead = round(self._prewarm_s * 1e9) if not self._event_ticks else 0  # (joint_states: _serve_inputs)
+        spin = round(self._busy_wait_s * 1e9) if not self._event_ticks else 0  # (the same)
         # joint_states on the wall clock: wake half a period after the next tick is due, not on a grid
         # of its own, whose phase could fall on the samples' arrival and slow that tick (measured: in a
         # run where it did, 18 of the 20 slowest round trips; GIL and CPU taken from the input thread)
@@ -279,7 +295,10 @@ class PolicyNode(LifecycleNode):
                     warm = False
                     self._warm_up()
                     continue
-                nap = remaining - lead if warm else remaining
+                if remaining <= spin:  # busy_wait_s: the CPU stays awake for the deadline
+                    os.sched_yield()  # (and lets other threads take the GIL)
+                    continue
+                nap = remaining - max(lead if warm else 0, spin)
                 # wall clock: one sleep; sim time: poll, since /clock may run at any rate
                 time.sleep(min(nap * 1e-9, 0.001) if sim_time else nap * 1e-9)
             now = clock.now().nanoseconds
@@ -481,13 +500,17 @@ class PolicyNode(LifecycleNode):
         msg.header.stamp = self.control_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
-    def _realtime_thread(self) -> None:
-        """SCHED_FIFO for the calling thread when realtime_priority is set."""
-        if self.params.realtime_priority > 0:
+    def _realtime_thread(self, name: str) -> None:
+        """Name the calling thread for the OS (ps -L, top -H) and, when realtime_priority is set,
+        put it at SCHED_FIFO: each logs what it got."""
+        realtime.name_this_thread(name)
+        if (priority := self.params.realtime_priority) > 0:
             try:
-                realtime.set_fifo(self.params.realtime_priority)
+                realtime.set_fifo(priority)
             except (OSError, AttributeError) as exc:
-                self.get_logger().warn(f"realtime_priority {self.params.realtime_priority} not granted: {exc}")
+                self.get_logger().warn(f"realtime_priority {priority} not granted ({name}): {exc}")
+                return
+            self.get_logger().info(f"SCHED_FIFO {priority} for the control thread ({name})")
 
     def _realtime_middleware(self) -> None:
         """With realtime_priority, the middleware's receive threads at SCHED_FIFO one below it: every
@@ -506,13 +529,15 @@ class PolicyNode(LifecycleNode):
             log.warn(f"realtime_priority {priority} not granted to the receive threads: {exc}")
             return
         names = ", ".join(sorted(threads.values()))
-        log.info(f"SCHED_FIFO {priority} for the control thread, {below} for {len(threads)} receive threads ({names})")
+        log.info(f"SCHED_FIFO {below} for {len(threads)} receive threads ({names}), one below the control thread")
 
     def _serve_inputs(self) -> None:
         """The input thread: wait on the companion node's subscriptions (joint states, IMU and, with
         use_sim_time, /clock) and run each message's callback as it arrives."""
         if self._event_ticks:  # the input thread runs the ticks: it is the control thread too
-            self._realtime_thread()
+            self._realtime_thread("trot_policy_io")
+        else:
+            realtime.name_this_thread("trot_policy_io")
         # With use_sim_time, /clock is a subscription of this node (its time source's). A player
         # catching up publishes bursts of /clock + samples: each sample is judged against the newest
         # /clock taken after it (one read at wake-up would make later samples look stamped in the
@@ -563,26 +588,45 @@ class PolicyNode(LifecycleNode):
                 for sub in subscriptions:
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._io_wake.handle)
-                warm_at = self._warm_up_at()
-                timeout = 0.2 if warm_at is None else min(0.2, max(0.0, warm_at - time.perf_counter()))
-                wait_set.wait(int(timeout * 1e9))  # 0.2 s: also a bound on noticing a context shut down by a signal
+                warm_at, (spin_from, spin_until) = self._warm_up_at(), self._busy_wait_window()
+                now, timeout = time.perf_counter(), 0.2  # 0.2 s: also a bound on noticing a context shut down
+                if warm_at is not None:
+                    timeout = min(timeout, max(0.0, warm_at - now))
+                if spin_from is not None and now < spin_until:  # busy_wait_s: from spin_from on, poll:
+                    timeout = min(timeout, max(0.0, spin_from - now))  # the CPU stays awake for the samples
+                wait_set.wait(int(timeout * 1e9))
                 if not serve_all() and warm_at is not None and time.perf_counter() >= warm_at:
                     self._warmed_after = self._cycle_starts[-1]
                     self._warm_up()
 
-    def _warm_up_at(self) -> float | None:
-        """When to warm the caches for the next joint-state tick (perf_counter), or None: once per
-        tick, prewarm_lead_s before the next tick's samples are expected: a driver at the control
-        rate sends them a period after the first sample (IMU or joint state) of the last tick (the
-        earliest such projection of the last four ticks: one late delivery must not make the
-        warm-up late too, running into the next sample); a faster driver as soon as a tick may fire
-        (see _on_joint_state)."""
-        lead, starts = self._prewarm_s, self._cycle_starts
-        if lead <= 0 or not self._event_ticks or not self._active or not starts or self._warmed_after == starts[-1]:
+    def _samples_expected(self) -> float | None:
+        """joint_states mode: when the next tick's samples are expected (perf_counter), or None: a
+        driver at the control rate sends them a period after the first sample (IMU or joint state)
+        of the last tick (the earliest such projection of the last four ticks: one late delivery
+        must not make the warm-up late too, running into the next sample); a faster driver as soon
+        as a tick may fire (see _on_joint_state)."""
+        starts = self._cycle_starts
+        if not self._event_ticks or not self._active or not starts:
             return None
         period = self.controller.period
         expected = min(start + (len(starts) - i) * period for i, start in enumerate(starts))
-        return max(expected, self._event_tick_due - 0.25 * period) - lead
+        return max(expected, self._event_tick_due - 0.25 * period)
+
+    def _warm_up_at(self) -> float | None:
+        """When to warm the caches for the next joint-state tick (perf_counter; once per tick,
+        prewarm_lead_s before its samples are expected), or None."""
+        lead, starts = self._prewarm_s, self._cycle_starts
+        if lead <= 0 or not starts or self._warmed_after == starts[-1]:
+            return None
+        expected = self._samples_expected()
+        return None if expected is None else expected - lead
+
+    def _busy_wait_window(self) -> tuple[float | None, float]:
+        """(from, until) perf_counter: busy_wait_s either side of when the next tick's samples are
+        expected; (None, 0) when off. Once the tick ran, the next window is a period later."""
+        spin = self._busy_wait_s
+        expected = self._samples_expected() if spin > 0 else None
+        return (None, 0.0) if expected is None else (expected - spin, expected + spin)
 
     def _prewarm_lead(self) -> float:
         """prewarm_lead_s, or 0 when it is not below half a control period (at such rates the ticks

@@ -178,11 +178,22 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tu
     assert g.commands, "the probe never received a joint command"
 
 
+def thread_cpu_s(pid: int, name: str) -> float:
+    """CPU time a thread of ``pid`` has run, by its OS name (/proc schedstat: ns on a CPU)."""
+    (tid,) = [tid for tid, comm in realtime.threads(pid).items() if comm == name]
+    return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) * 1e-9
+
+
 def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
-    start_robot_and_policy(graph)
+    """...with the control thread busy-waiting 4 ms before each 20 ms tick (busy_wait_s; default
+    0.3 ms): it must take about that share of a CPU, and nothing else may change."""
+    start_robot_and_policy(graph, "busy_wait_s:=0.004")
     graph.spin(1.5, vx=0.0)  # settle
-    t_walk = time.time()
+    t_walk, cpu_walk = time.time(), thread_cpu_s(graph.procs[1].pid, "trot_control")
     graph.spin(6.0, vx=0.5)
+    cpu_share = (thread_cpu_s(graph.procs[1].pid, "trot_control") - cpu_walk) / (time.time() - t_walk)
+    # measured: ~20%, and 6% with busy_wait_s:=0 (its ticks and warm-ups)
+    assert cpu_share >= 0.13, f"the control thread ran {cpu_share:.1%} of the time; busy-waiting 4 ms of 20: ~20%"
     odom = np.array(graph.odom)
     walking = odom[odom[:, 0] > t_walk + 3.0]
     assert len(walking) > 50, "no odometry while walking"
@@ -215,17 +226,21 @@ def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(gra
     """Each tick fires on a joint state, due a control period apart: a 125 Hz driver (the physics
     step's multiple nearest 100 Hz) gives 50 Hz control, not one tick per sample or per other sample.
     With realtime_priority the middleware's receive threads run at it too; when the joint states
-    stop, the watchdog (the control thread, which the input thread's ticks leave idle) damps."""
+    stop, the watchdog (the control thread, which the input thread's ticks leave idle) damps. The
+    input thread busy-waits 4 ms either side of each tick's expected samples (busy_wait_s)."""
     fifo = fifo_allowed()
-    start_robot_and_policy(graph, "control_trigger:=joint_states", "realtime_priority:=10",
+    start_robot_and_policy(graph, "control_trigger:=joint_states", "realtime_priority:=10", "busy_wait_s:=0.004",
                            robot_params=("publish_rate:=100.0",))  # fmt: skip
     for _ in range(3):  # a window without a watchdog trip (a stall of the machine damps the node, rightly)
         tripped = graph.log(1).count("damping: watchdog")
-        start = time.time()
+        start, cpu_start = time.time(), thread_cpu_s(graph.procs[1].pid, "trot_policy_io")
         graph.spin(4.0, vx=0.3)
+        cpu_share = (thread_cpu_s(graph.procs[1].pid, "trot_policy_io") - cpu_start) / (time.time() - start)
         if graph.log(1).count("damping: watchdog") == tripped:
             break
         graph.press_start_until_it_runs(1)
+    # measured: ~36%, and ~11% with busy_wait_s:=0 (its ticks, warm-ups and the samples between ticks)
+    assert cpu_share >= 0.2, f"the input thread ran {cpu_share:.1%} of the time, busy-waiting up to 8 ms of 20"
     times = [t for t, _ in graph.commands if t > start]
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 40.0 <= rate <= 60.0, f"{rate:.1f} commands/s at 50 Hz control\n{graph.log(1)[-2000:]}"
@@ -235,7 +250,13 @@ def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(gra
         assert receivers, "no Fast DDS receive threads (dds.shm.*, dds.udp.*) found in the policy node"
         scheduling = {name: realtime.scheduling(tid) for tid, name in receivers.items()}
         assert all(s == (os.SCHED_FIFO, 9) for s in scheduling.values()), scheduling  # one below the control's
-        assert f"SCHED_FIFO 10 for the control thread, 9 for {len(receivers)} receive threads" in graph.log(1)
+        assert f"SCHED_FIFO 9 for {len(receivers)} receive threads" in graph.log(1)
+        # both control threads: the input thread (it ticks) and the watchdog's, named for ps -L / top -H
+        control = {name: realtime.scheduling(tid) for tid, name in realtime.threads(graph.procs[1].pid).items()
+                   if name in ("trot_policy_io", "trot_control")}  # fmt: skip
+        assert control == {"trot_policy_io": (os.SCHED_FIFO, 10), "trot_control": (os.SCHED_FIFO, 10)}, control
+        for name in control:
+            assert f"SCHED_FIFO 10 for the control thread ({name})" in graph.log(1)
     else:
         assert "realtime_priority 10 not granted" in graph.log(1), graph.log(1)[-2000:]
     # /diagnostics splits a joint state's latency: DDS delivery, then the node's reaction (same host)
@@ -307,6 +328,7 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
         f"trot_policy:\n  ros__parameters:\n    policy_path: {POLICY}\n    start_mode: auto\n    stale_period: 3.0\n"
     )
     typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
+    negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001")
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     partial = JointState(name=["FL_hip_joint", "FL_thigh_joint"], position=[0.0, 0.9], velocity=[0.0, 0.0])
 
@@ -316,10 +338,12 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
 
     graph.wait_for_log(missing, "configure failed", during=publish_partial)
     graph.wait_for_log(typo, "configure failed")
+    graph.wait_for_log(negative, "configure failed")
     assert not graph.commands, "a node that failed to configure must not command anything"
-    missing_log, typo_log = graph.close()
+    missing_log, typo_log, negative_log = graph.close()
     assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_log
     assert "unknown parameters ['stale_period']" in typo_log
+    assert "configure failed: busy_wait_s -0.001 is negative (0 = off)" in negative_log
 
 
 def _sha256(path: Path) -> str:
