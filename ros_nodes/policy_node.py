@@ -594,6 +594,8 @@ class PolicyNode(LifecycleNode):
                     timeout = min(timeout, max(0.0, warm_at - now))
                 if spin_from is not None and now < spin_until:  # busy_wait_s: from spin_from on, poll:
                     timeout = min(timeout, max(0.0, spin_from - now))  # the CPU stays awake for the samples
+                    if timeout == 0.0:  # and this thread lets the receive thread that brings them run
+                        os.sched_yield()
                 wait_set.wait(int(timeout * 1e9))
                 if not serve_all() and warm_at is not None and time.perf_counter() >= warm_at:
                     self._warmed_after = self._cycle_starts[-1]
@@ -623,10 +625,15 @@ class PolicyNode(LifecycleNode):
 
     def _busy_wait_window(self) -> tuple[float | None, float]:
         """(from, until) perf_counter: busy_wait_s either side of when the next tick's samples are
-        expected; (None, 0) when off. Once the tick ran, the next window is a period later."""
+        expected, and on until busy_wait_s after the first of them arrived (a driver sends IMU and
+        joint state one after the other); (None, 0) when off. Once the tick ran, the next window
+        is a period later."""
         spin = self._busy_wait_s
         expected = self._samples_expected() if spin > 0 else None
-        return (None, 0.0) if expected is None else (expected - spin, expected + spin)
+        if expected is None:
+            return None, 0.0
+        first = self._cycle_start  # (None until a sample arrived since the last tick)
+        return expected - spin, max(expected, first or expected) + spin
 
     def _prewarm_lead(self) -> float:
         """prewarm_lead_s, or 0 when it is not below half a control period (at such rates the ticks
