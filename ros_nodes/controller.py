@@ -381,3 +381,25 @@ class PolicyController:
         out.kd[:] = self.kd_nominal
         out.mode = self.mode
         return out
+
+
+def next_event_tick(due: float, arrival: float, period: float) -> float | None:
+    """``control_trigger:=joint_states``: does a fresh joint state arriving at ``arrival`` tick,
+    with the next tick due at ``due`` (0: none yet)? None if not, else when the next tick is due.
+
+    A sample ticks from a quarter period before its due time: a driver at the control rate ticks
+    every sample despite its jitter, a faster one is decimated to the control rate (ticks due a
+    period apart). A sample a period or more late means the driver stalled and keeps its phase:
+    the due time moves on along its grid (past this sample), so the sample that catches up,
+    sooner than a period after, ticks as well (re-anchored at the late sample instead, it came
+    0.5 ms too early and waited 16 ms for the watchdog's tick). The first sample, or one after a
+    gap of 4 periods or more (a driver restarted, at any phase), starts the grid anew.
+    """
+    behind = arrival - due
+    if behind < -0.25 * period:
+        return None
+    if behind < period:
+        return due + period
+    if due > 0 and behind < 4 * period:
+        return due + (math.floor(behind / period) + 1) * period
+    return arrival + period

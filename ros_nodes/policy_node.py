@@ -38,7 +38,7 @@ from policies.artifact import ArtifactError
 from policies.runtime import PolicyRuntime
 from ros_nodes import realtime
 from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
-from ros_nodes.controller import Mode, PolicyController, SafetyConfig
+from ros_nodes.controller import Mode, PolicyController, SafetyConfig, next_event_tick
 from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
 
 
@@ -359,16 +359,15 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             fresh = self.controller.set_joint_state(msg.names, msg.position, velocity, stamp, now)
         # joint_states mode: tick on the first sample from a quarter period before each tick is due,
-        # ticks due a control period apart: a driver at the control rate ticks every sample despite
-        # its jitter, a faster one (any rate) is decimated to the control rate on average
+        # ticks due a control period apart (next_event_tick: a driver at the control rate ticks every
+        # sample, also after a stall; a faster one is decimated to the control rate on average)
         if self._event_ticks and fresh and self._active:
             arrival, period = time.perf_counter(), self.controller.period
-            if arrival >= self._event_tick_due - 0.25 * period:
-                late = arrival - self._event_tick_due >= period  # first tick or a gap: start over from here
-                self._event_tick_due = arrival + period if late else self._event_tick_due + period
-                self._last_event_tick = arrival
-                if late:
+            if (due := next_event_tick(self._event_tick_due, arrival, period)) is not None:
+                if arrival - self._event_tick_due >= period:  # the first tick or a gap: a new cycle history
                     self._cycle_starts.clear()
+                self._event_tick_due = due
+                self._last_event_tick = arrival
                 self._cycle_starts.append(self._cycle_start)
                 self._cycle_start = None
                 self._tick(self._pending_clock_ns)
