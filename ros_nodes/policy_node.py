@@ -12,7 +12,6 @@ All decisions are made by :class:`ros_nodes.controller.PolicyController`.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import sys
 import threading
@@ -251,9 +250,6 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
-        frozen, took_ms = realtime.freeze_heap()  # no full collection of this heap while running
-        self.get_logger().info(f"{frozen} objects moved out of the garbage collector's way (the collection took "
-                               f"{took_ms:.1f} ms, now, before running)")  # fmt: skip
         self._active = True
         self._realtime_middleware()
         self._loop_thread = threading.Thread(target=self._control_loop, name="trot_control", daemon=True)
@@ -267,7 +263,6 @@ class PolicyNode(LifecycleNode):
         self._active = False
         self._loop_thread.join(timeout=1.0)
         self._tick()  # one damping command on the way out
-        gc.unfreeze()  # what died meanwhile can be collected again (activation freezes anew)
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
         return super().on_deactivate(state)
@@ -501,7 +496,6 @@ class PolicyNode(LifecycleNode):
             "clock_jumps": str(c.stats.clock_jumps),
             "gc_collections": str(self._gc.count),
             "gc_pause_max_ms": f"{self._gc.longest_s * 1e3:.2f}",
-            "gc_frozen_objects": str(gc.get_freeze_count()),
         }  # fmt: skip
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])

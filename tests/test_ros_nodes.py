@@ -216,9 +216,8 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     assert_caches_warmed_before_most_ticks(graph, walking_commands)
     last = graph.diagnostics[-1][1]  # timer mode: a reaction to each joint state is not what ticks
     assert last["reaction_ms_p50"] == "n/a" and 0 < float(last["joint_state_delivery_ms_p99"]) < 20.0, last
-    # activation moved the heap (rclpy, numpy, ONNX Runtime: ~46,000 objects) out of the collector's way
-    assert int(last["gc_frozen_objects"]) > 10_000 and int(last["gc_collections"]) >= 0, last
-    assert "objects moved out of the garbage collector's way" in graph.log(1)
+    # the garbage collector's pauses (a full collection stops every Python thread for 13-33 ms)
+    assert int(last["gc_collections"]) >= 0 and float(last["gc_pause_max_ms"]) >= 0.0, last
 
 
 def fifo_allowed() -> bool:
@@ -307,7 +306,7 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
     after = [m for t, m in graph.commands if t > estop_at + 0.05]
     assert after and all(len(m.position) == 0 for m in after)
 
-    # lifecycle: deactivate (commands stop) and activate again (the heap is frozen anew), then ~/start
+    # lifecycle: deactivate (commands stop) and activate again, then ~/start
     def change(transition: int) -> bool:
         request = ChangeState.Request(transition=Transition(id=transition))
         return graph.call(ChangeState, "trot_policy/change_state", request).success
@@ -321,8 +320,6 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
     graph.press_start_until_it_runs(1)
     graph.spin(0.5)
     assert len(graph.commands[-1][1].position) == 12, "running again after deactivate, activate, start"
-    log = graph.log(1)
-    assert log.count("objects moved out of the garbage collector's way") == 2, log[-3000:]
 
 
 def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
