@@ -590,7 +590,8 @@ class PolicyNode(LifecycleNode):
                 for sub in subscriptions:
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._io_wake.handle)
-                warm_at, (spin_from, spin_until) = self._warm_up_at(), self._busy_wait_window()
+                expected = self._samples_expected()  # (once per wake-up: in a busy-wait this loop is the poll)
+                warm_at, (spin_from, spin_until) = self._warm_up_at(expected), self._busy_wait_window(expected)
                 now, timeout = time.perf_counter(), 0.2  # 0.2 s: also a bound on noticing a context shut down
                 if warm_at is not None:
                     timeout = min(timeout, max(0.0, warm_at - now))
@@ -616,23 +617,21 @@ class PolicyNode(LifecycleNode):
         expected = min(start + (len(starts) - i) * period for i, start in enumerate(starts))
         return max(expected, self._event_tick_due - 0.25 * period)
 
-    def _warm_up_at(self) -> float | None:
+    def _warm_up_at(self, expected: float | None) -> float | None:
         """When to warm the caches for the next joint-state tick (perf_counter; once per tick,
-        prewarm_lead_s before its samples are expected), or None."""
+        prewarm_lead_s before its samples are ``expected``), or None."""
         lead, starts = self._prewarm_s, self._cycle_starts
-        if lead <= 0 or not starts or self._warmed_after == starts[-1]:
+        if lead <= 0 or expected is None or self._warmed_after == starts[-1]:
             return None
-        expected = self._samples_expected()
-        return None if expected is None else expected - lead
+        return expected - lead
 
-    def _busy_wait_window(self) -> tuple[float | None, float]:
+    def _busy_wait_window(self, expected: float | None) -> tuple[float | None, float]:
         """(from, until) perf_counter: busy_wait_s either side of when the next tick's samples are
-        expected, and on until busy_wait_s after the first of them arrived (a driver sends IMU and
-        joint state one after the other); (None, 0) when off. Once the tick ran, the next window
-        is a period later."""
+        ``expected``, and on until busy_wait_s after the first of them arrived (a driver sends IMU
+        and joint state one after the other); (None, 0) when off. Once the tick ran, the next
+        window is a period later."""
         spin = self._busy_wait_s
-        expected = self._samples_expected() if spin > 0 else None
-        if expected is None:
+        if spin <= 0 or expected is None:
             return None, 0.0
         first = self._cycle_start  # (None until a sample arrived since the last tick)
         return expected - spin, max(expected, first or expected) + spin
