@@ -185,7 +185,10 @@ def stop(proc: subprocess.Popen) -> None:
 def feed_until_running(bench: Bench, timeout: float = 30.0, rate: float = 200.0) -> bool:
     """Publish sensor data until the node runs the policy. A host stall during the stand-up trips
     its watchdog (DAMPING, as it should): then ~/start again, as an operator would."""
-    bench.diag = {}  # a previous node's last diagnostics must not count
+    settle = time.time() + 0.3  # a previous node's last diagnostics, still queued here, must not count:
+    while time.time() < settle:  # taken and dropped (its "damping" made this press ~/start on the new
+        rclpy.spin_once(bench, timeout_sec=0.05)  # node, up to three times, its stand-up starting over)
+    bench.diag = {}
     end, next_start = time.time() + timeout, 0.0
     while time.time() < end:
         bench.publish_state()

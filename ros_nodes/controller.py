@@ -21,6 +21,7 @@ import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -383,9 +384,18 @@ class PolicyController:
         return out
 
 
-def next_event_tick(due: float, arrival: float, period: float) -> float | None:
+class EventTick(NamedTuple):
+    """A joint state that ticks (``next_event_tick``): when the next tick is due, and whether the
+    sample came a period or more late (the first one, a driver's stall or restart), so that the
+    arrival times of the ticks before no longer project when the next samples come."""
+
+    due: float
+    late: bool
+
+
+def next_event_tick(due: float, arrival: float, period: float) -> EventTick | None:
     """``control_trigger:=joint_states``: does a fresh joint state arriving at ``arrival`` tick,
-    with the next tick due at ``due`` (0: none yet)? None if not, else when the next tick is due.
+    with the next tick due at ``due`` (0: none yet)? None if not.
 
     A sample ticks from a quarter period before its due time: a driver at the control rate ticks
     every sample despite its jitter, a faster one is decimated to the control rate (ticks due a
@@ -399,7 +409,7 @@ def next_event_tick(due: float, arrival: float, period: float) -> float | None:
     if behind < -0.25 * period:
         return None
     if behind < period:
-        return due + period
+        return EventTick(due + period, late=False)
     if due > 0 and behind < 4 * period:
-        return due + (math.floor(behind / period) + 1) * period
-    return arrival + period
+        return EventTick(due + (math.floor(behind / period) + 1) * period, late=True)
+    return EventTick(arrival + period, late=True)

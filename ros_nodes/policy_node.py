@@ -358,10 +358,10 @@ class PolicyNode(LifecycleNode):
         # sample, also after a stall; a faster one is decimated to the control rate on average)
         if self._event_ticks and fresh and self._active:
             arrival, period = time.perf_counter(), self.controller.period
-            if (due := next_event_tick(self._event_tick_due, arrival, period)) is not None:
-                if arrival - self._event_tick_due >= period:  # the first tick or a gap: a new cycle history
+            if (tick := next_event_tick(self._event_tick_due, arrival, period)) is not None:
+                if tick.late:  # the first tick, a stall or a restart: the cycle history projects no more
                     self._cycle_starts.clear()
-                self._event_tick_due = due
+                self._event_tick_due = tick.due
                 self._last_event_tick = arrival
                 self._cycle_starts.append(self._cycle_start)
                 self._cycle_start = None

@@ -237,8 +237,8 @@ def event_ticks(arrivals: list[float], period: float = 0.02) -> list[float]:
     """The arrivals that tick (control_trigger:=joint_states), in order."""
     due, ticked = 0.0, []
     for arrival in arrivals:
-        if (next_due := next_event_tick(due, arrival, period)) is not None:
-            due = next_due
+        if (tick := next_event_tick(due, arrival, period)) is not None:
+            due = tick.due
             ticked.append(arrival)
     return ticked
 
@@ -267,9 +267,11 @@ def test_a_faster_driver_is_decimated_to_the_control_rate() -> None:
 
 
 def test_the_tick_grid_starts_anew_at_the_first_sample_and_after_a_long_gap() -> None:
-    assert next_event_tick(0.0, 5.0, 0.02) == pytest.approx(5.02)  # first sample
-    assert next_event_tick(5.02, 5.5, 0.02) == pytest.approx(5.52)  # 24 periods late: a restarted driver
+    assert next_event_tick(0.0, 5.0, 0.02) == pytest.approx((5.02, True))  # first sample
+    assert next_event_tick(5.02, 5.5, 0.02) == pytest.approx((5.52, True))  # 24 periods late: a restarted driver
     assert next_event_tick(5.02, 5.0, 0.02) is None  # a faster driver's sample between ticks
+    assert next_event_tick(5.02, 5.025, 0.02) == pytest.approx((5.04, False))  # on time
+    assert next_event_tick(5.02, 5.045, 0.02) == pytest.approx((5.06, True))  # a stall: the grid keeps its phase
     # a driver that changed its phase by half a period: at most one sample waits, then all tick
     arrivals = [1.0 + 0.02 * k for k in range(5)] + [1.11 + 0.02 * k for k in range(20)]
     assert len(event_ticks(arrivals)) >= len(arrivals) - 1
