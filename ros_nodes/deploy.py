@@ -107,6 +107,27 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         return [Parameter(k, value=v) for k, v in kw.items()]
 
     nodes: list[Node] = []
+    executors: list[SingleThreadedExecutor] = []
+    spinners: list[threading.Thread] = []
+    stop_spinning = threading.Event()
+
+    def spin(executor: SingleThreadedExecutor) -> None:
+        while not stop_spinning.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+
+    def join_spinners() -> None:
+        """Stop every spinning thread, then the executors: shutting an executor down under a thread in
+        its spin() races rclpy's callback handler, which then triggers a destroyed guard condition
+        (an InvalidHandle traceback at the end of `make demo`)."""
+        stop_spinning.set()
+        for executor in executors:
+            executor.wake()
+        for thread in spinners:
+            thread.join(timeout=2.0)
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
+        executors.clear()
+
     try:
         sim = SimNode(parameter_overrides=params(policy_path=policy, real_time_factor=cfg.real_time_factor,
                                                  randomize=cfg.randomize,
@@ -127,12 +148,14 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             odom.append((time.monotonic(), v.x, v.y, w.z, m.pose.pose.position.z))
 
         script.create_subscription(Odometry, "odom", on_odom, 50)
-        executors = []
         for node in nodes:  # one single-threaded executor per node, each in its own thread
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            threading.Thread(target=executor.spin, name=f"spin_{node.get_name()}", daemon=True).start()
             executors.append(executor)
+            spinners.append(
+                threading.Thread(target=spin, args=(executor,), name=f"spin_{node.get_name()}", daemon=True)
+            )
+            spinners[-1].start()
 
         def wait_running(timeout: float) -> bool:
             end = time.monotonic() + timeout
@@ -167,11 +190,11 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
                 "final_mode": c.mode.value,
             },
         }
-        for executor in executors:
-            executor.shutdown(timeout_sec=1.0)
+        join_spinners()
         rec.close()
         summary["recorded"] = dict(rec.bag.counts)
     finally:
+        join_spinners()
         for node in reversed(nodes):
             node.destroy_node()
         if rclpy.ok():

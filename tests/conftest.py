@@ -34,4 +34,5 @@ def deploy_run(tmp_path_factory) -> Path:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert "command tracking" in run.stdout and "report:" in run.stdout
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]  # e.g. a shutdown race between threads
     return out
