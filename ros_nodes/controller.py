@@ -352,7 +352,7 @@ class PolicyController:
         if self.mode is Mode.PASSIVE:
             return None
         if self.mode is Mode.DAMPING:
-            out.position[:] = self.joint_pos
+            out.position[:] = np.clip(self.joint_pos, self.lower, self.upper)  # (a forward command's)
             out.velocity[:] = 0.0
             out.effort[:] = 0.0
             out.kp[:] = 0.0
@@ -413,3 +413,15 @@ def next_event_tick(due: float, arrival: float, period: float) -> EventTick | No
     if due > 0 and behind < 4 * period:
         return EventTick(due + (math.floor(behind / period) + 1) * period, late=True)
     return EventTick(arrival + period, late=True)
+
+
+def joint_order_problem(order: Sequence[str], joints: Sequence[str]) -> str | None:
+    """Why ``order`` (a ros2_control controller's joint list) is not each of ``joints`` exactly
+    once, naming the unknown, missing and repeated joints; None when it is."""
+    unknown = [n for n in order if n not in joints]
+    missing = [n for n in joints if n not in order]
+    repeated = sorted({n for n in order if order.count(n) > 1})
+    parts = [f"{what} {names}" for what, names in
+             (("names joints the policy does not have:", unknown), ("misses the policy's joints", missing),
+              ("repeats", repeated)) if names]  # fmt: skip
+    return "; ".join(parts) if parts else None

@@ -52,7 +52,9 @@ def _declare_one(node: Node, spec: type) -> dict[str, Any]:
         key = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         key = str(f.type) if key == "list" else key
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        descriptor = ParameterDescriptor(type=_TYPES[key], description=f.metadata.get("doc", ""))
+        # read-only: every node reads its parameters once, at start-up, so a `ros2 param set` that
+        # "succeeded" would change nothing; rclpy refuses it instead, naming the parameter
+        descriptor = ParameterDescriptor(type=_TYPES[key], description=f.metadata.get("doc", ""), read_only=True)
         if isinstance(default, list) and not default:  # an empty list would be typed BYTE_ARRAY
             default = Parameter.Type.STRING_ARRAY if key == "list[str]" else Parameter.Type.DOUBLE_ARRAY
         value = node.declare_parameter(f.name, default, descriptor).value

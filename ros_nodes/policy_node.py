@@ -5,7 +5,8 @@ Out: sensor_msgs/JointState (joint_commands): position targets + zero velocity/e
 and STANDUP (track them with the contract's Kp/Kd); in DAMPING the message has NO positions,
 zero velocities and efforts: the driver must apply damping only. Optionally
 std_msgs/Float64MultiArray positions in ``forward_joint_order`` for a ros2_control
-forward_command_controller. Services ~/start, ~/stop, ~/estop (std_srvs/Trigger).
+forward_command_controller (in DAMPING the measured pose: a position interface cannot take zero
+stiffness). Services ~/start, ~/stop, ~/estop (std_srvs/Trigger).
 All decisions are made by :class:`ros_nodes.controller.PolicyController`.
 """
 
@@ -37,7 +38,7 @@ from policies.artifact import ArtifactError
 from policies.runtime import PolicyRuntime
 from ros_nodes import realtime
 from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
-from ros_nodes.controller import Mode, PolicyController, SafetyConfig, next_event_tick
+from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
 from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
 
 
@@ -59,7 +60,9 @@ class PolicyNodeParams:
     cmd_vel_topic: str = "cmd_vel"
     joint_commands_topic: str = "joint_commands"
     forward_command_topic: str = field(default="", metadata=doc("Float64MultiArray topic; empty = off"))
-    forward_joint_order: list[str] = field(default_factory=list)
+    forward_joint_order: list[str] = field(
+        default_factory=list, metadata=doc("the forward_command_controller's joints: each policy joint once")
+    )
     joint_state_timeout_s: float = field(default=5.0, metadata=doc("configure waits this long for joint names"))
     realtime_priority: int = field(
         default=0,
@@ -217,6 +220,11 @@ class PolicyNode(LifecycleNode):
             runtime = PolicyRuntime(self.params.policy_path)
         except ArtifactError as exc:
             log.error(f"configure failed: policy_path: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        if self.params.forward_command_topic and (
+            problem := joint_order_problem(self.params.forward_joint_order, runtime.joint_names)
+        ):
+            log.error(f"configure failed: forward_joint_order {problem}")
             return TransitionCallbackReturn.FAILURE
         if self._seen_joint_names is None:  # wait here (on our own wait set) for the robot's joint names
             ok, msg = wait_for_message(
@@ -450,7 +458,10 @@ class PolicyNode(LifecycleNode):
             sec, nanosec = divmod(now_ns, 1_000_000_000)
             damping = cmd.mode is Mode.DAMPING
             msg = self._write_command(sec, nanosec, None if damping else cmd.position, cmd.velocity, cmd.effort)
-            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub and not damping else None
+            # DAMPING: a position interface has no zero stiffness; the measured pose as the target
+            # (clipped to the limits) leaves the driver's damping term alone, instead of holding the
+            # last target at full stiffness
+            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub else None
         self._cmd_pub.publish(msg)
         if forward is not None:
             self._fwd_pub.publish(Float64MultiArray(data=forward))

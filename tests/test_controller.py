@@ -8,7 +8,7 @@ import pytest
 from onnx import numpy_helper
 
 from policies.runtime import PolicyRuntime
-from ros_nodes.controller import Mode, PolicyController, SafetyConfig, next_event_tick
+from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
 T = 0.02
@@ -156,15 +156,53 @@ def test_command_is_clipped_and_decays_when_not_refreshed(ctrl: PolicyController
     np.testing.assert_array_equal(ctrl.command_now(s.cmd_timeout_s + s.cmd_decay_s + 0.01), 0.0)
 
 
-def test_non_finite_policy_output_damps(tmp_path: Path) -> None:
+def policy_with_output_bias(tmp_path: Path, bias: np.ndarray) -> PolicyRuntime:
+    """The shipped policy with its output layer's bias replaced (the contract travels inside)."""
     model = onnx.load(SHIPPED / "policy.onnx")
     for init in model.graph.initializer:
         if init.dims and len(init.dims) == 1 and init.dims[0] == 12:  # an output bias
-            init.CopyFrom(numpy_helper.from_array(np.full(12, np.nan, dtype=np.float32), init.name))
-    broken = tmp_path / "nan_policy"
+            init.CopyFrom(numpy_helper.from_array(bias.astype(np.float32), init.name))
+    broken = tmp_path / "biased_policy"
     broken.mkdir()
     onnx.save(model, broken / "policy.onnx")
-    c = PolicyController(PolicyRuntime(broken), SafetyConfig(standup_s=0.0))
+    return PolicyRuntime(broken)
+
+
+def test_targets_far_outside_the_limits_saturate_at_them_one_step_at_a_time(tmp_path: Path) -> None:
+    c = PolicyController(policy_with_output_bias(tmp_path, np.tile([100.0, -100.0], 6)), SafetyConfig(standup_s=0.0))
+    now, previous = run_to(c, Mode.RUNNING), c.default.copy()
+    for _ in range(200):  # a joint's whole range is a few rad: 200 steps of max_target_step cover it
+        now += T
+        feed(c, now)
+        out = c.tick(now)
+        assert np.abs(out.position - previous).max() <= c.safety.max_target_step + 1e-12
+        assert (out.position >= c.lower).all() and (out.position <= c.upper).all()
+        previous = out.position.copy()
+    np.testing.assert_array_equal(out.position, np.where(np.arange(12) % 2 == 0, c.upper, c.lower))
+
+
+def test_damping_targets_are_the_measured_pose_within_the_limits(ctrl: PolicyController) -> None:
+    now = run_to(ctrl, Mode.RUNNING)
+    ctrl.estop(now)
+    beyond = np.asarray(ctrl.contract.joint_pos_upper) + 0.5 * ctrl.safety.joint_pos_tolerance  # plausible
+    feed(ctrl, now + T, pos=beyond)
+    out = ctrl.tick(now + T)
+    assert out.mode is Mode.DAMPING and (out.kp == 0).all()
+    np.testing.assert_array_equal(out.position, ctrl.upper)  # (a forward command's target)
+
+
+def test_a_controller_joint_order_must_name_each_policy_joint_once() -> None:
+    joints = ["a", "b", "c"]
+    assert joint_order_problem(["c", "a", "b"], joints) is None
+    assert joint_order_problem([], joints) == "misses the policy's joints ['a', 'b', 'c']"
+    problem = joint_order_problem(["a", "x", "a"], joints)
+    assert (
+        problem == "names joints the policy does not have: ['x']; misses the policy's joints ['b', 'c']; repeats ['a']"
+    )
+
+
+def test_non_finite_policy_output_damps(tmp_path: Path) -> None:
+    c = PolicyController(policy_with_output_bias(tmp_path, np.full(12, np.nan)), SafetyConfig(standup_s=0.0))
     now = run_to(c, Mode.RUNNING)
     now += T
     feed(c, now)

@@ -25,6 +25,7 @@ from launch_subset import NodeSpec, UnsupportedLaunchConstruct, resolve  # noqa:
 from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
 from test_ros_nodes import Graph, fifo_allowed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,10 +235,19 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
                     imu="/driver/imu", forward_command="true", bag_dir=str(tmp_path))  # fmt: skip
     assert [n.exec for n in nodes] == ["trot_policy_node", "trot_recorder_node"]
     graph = LaunchedGraph()
-    forward: list[Float64MultiArray] = []
+    forward: list[tuple[float, Float64MultiArray]] = []
     commands: list[JointState] = []
-    graph.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands", forward.append, 10)
+    states: list[JointState] = []
+    graph.node.create_subscription(Float64MultiArray, "/forward_position_controller/commands",
+                                   lambda m: forward.append((time.time(), m)), 10)  # fmt: skip
     graph.node.create_subscription(JointState, "/driver/joint_commands", commands.append, 10)
+    graph.node.create_subscription(JointState, "/driver/joint_states", states.append, 10)
+    params = yaml.safe_load((prefix / "share" / "trot" / "config" / "go2.yaml").read_text())
+    order = params["/**/trot_policy"]["ros__parameters"]["forward_joint_order"]
+
+    def in_order(m: JointState) -> tuple[float, ...]:
+        return tuple(float(m.position[list(m.name).index(n)]) for n in order)
+
     try:
         # the "driver": the MuJoCo robot node on the driver's topic names
         graph.start("ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
@@ -253,8 +263,22 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
         assert not commands, "start_mode passive: nothing is commanded before ~/start"
         graph.press_start_until_it_runs(started["/trot_policy"])
         graph.spin(1.0)
-        assert len(forward) > 10 and all(len(m.data) == 12 for m in forward)
+        assert len(forward) > 10 and all(len(m.data) == 12 for _, m in forward)
         assert len(commands) > 10 and all(len(m.position) in (0, 12) for m in commands)
+        # each forward command is a /joint_commands target set, in forward_joint_order (by name)
+        running = [tuple(m.data) for _, m in forward[-10:]]
+        graph.spin(0.3)  # (its JointState twin, published just before, may still be on its way)
+        targets = {in_order(m) for m in commands if len(m.position)}
+        assert all(data in targets for data in running)
+        # DAMPING (here the watchdog's: the driver stops): a position interface gets the measured
+        # pose, not the last target held at full stiffness
+        assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
+        paused_at = time.time()
+        graph.spin(0.6)
+        damping = [m.data for t, m in forward if t > paused_at + 0.2]
+        assert len(damping) > 10 and not [m for m in commands[-10:] if len(m.position)]
+        np.testing.assert_allclose(np.array(damping), np.tile(in_order(states[-1]), (len(damping), 1)), atol=1e-9)
+        assert np.abs(np.array(damping[-1]) - np.array(running[-1])).max() > 1e-3, "not the last target"
         assert graph.wait_until(lambda: graph.node.count_subscribers("/driver/imu") >= 2)  # policy input + recorder
     finally:
         graph.close()

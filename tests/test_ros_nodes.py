@@ -19,6 +19,8 @@ from geometry_msgs.msg import Twist  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
@@ -305,6 +307,11 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
     graph.spin(0.3)
     after = [m for t, m in graph.commands if t > estop_at + 0.05]
     assert after and all(len(m.position) == 0 for m in after)
+    # parameters are read once: a runtime change is refused, not accepted and ignored
+    value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.0)
+    request = SetParameters.Request(parameters=[Parameter(name="max_target_step", value=value)])
+    (result,) = graph.call(SetParameters, "trot_policy/set_parameters", request).results
+    assert not result.successful and "read-only" in result.reason, result
 
     # lifecycle: deactivate (commands stop) and activate again, then ~/start
     def change(transition: int) -> bool:
@@ -348,6 +355,8 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     )
     typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
     negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001")
+    forward = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
+                          "forward_joint_order:=['FL_hip_joint','FL_hip_joint','FL_knee']")  # fmt: skip
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     partial = JointState(name=["FL_hip_joint", "FL_thigh_joint"], position=[0.0, 0.9], velocity=[0.0, 0.0])
 
@@ -358,11 +367,16 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     graph.wait_for_log(missing, "configure failed", during=publish_partial)
     graph.wait_for_log(typo, "configure failed")
     graph.wait_for_log(negative, "configure failed")
+    graph.wait_for_log(forward, "configure failed")
     assert not graph.commands, "a node that failed to configure must not command anything"
-    missing_log, typo_log, negative_log = graph.close()
+    missing_log, typo_log, negative_log, forward_log = graph.close()
     assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_log
     assert "unknown parameters ['stale_period']" in typo_log
     assert "configure failed: busy_wait_s -0.001 is negative (0 = off)" in negative_log
+    assert (
+        "configure failed: forward_joint_order names joints the policy does not have: ['FL_knee']; misses the "
+        "policy's joints ['FL_thigh_joint', 'FL_calf_joint', 'FR_hip_joint'"
+    ) in forward_log and "; repeats ['FL_hip_joint']" in forward_log, forward_log
 
 
 def _sha256(path: Path) -> str:
