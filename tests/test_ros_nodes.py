@@ -22,6 +22,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
@@ -234,6 +235,47 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     assert 0 <= float(last["joint_state_age_ms"]) < 100.0 and 0 <= float(last["imu_age_ms"]) < 100.0, last
     # the garbage collector's pauses (a full collection stops every Python thread for 13-33 ms)
     assert int(last["gc_collections"]) > 0 and float(last["gc_pause_max_ms"]) > 0.0, last
+
+
+def test_the_robot_node_as_a_simulator_clock_at_twice_real_time_pushes_noise_randomization_and_reset(
+    graph: Graph,
+) -> None:
+    """The robot node's simulator options: its /clock, at twice real time, drives the policy node
+    (use_sim_time) through a walk under domain randomization, sensor noise and a push every
+    simulated second; ~/reset puts the robot back at the origin with its clock at zero, which the
+    policy node takes for a clock jump and damps."""
+    clock: list[tuple[float, float]] = []  # (wall, sim)
+    poses: list[tuple[float, float, float, float]] = []  # (wall, x, y, planar speed)
+    graph.node.create_subscription(Clock, "/clock", lambda m: clock.append(
+        (time.time(), m.clock.sec + 1e-9 * m.clock.nanosec)), 10)  # fmt: skip
+
+    def on_odom(m: Odometry) -> None:
+        v = m.twist.twist.linear
+        poses.append((time.time(), m.pose.pose.position.x, m.pose.pose.position.y, np.hypot(v.x, v.y)))
+
+    graph.node.create_subscription(Odometry, "odom", on_odom, 50)
+    start_robot_and_policy(graph, "use_sim_time:=true", robot_params=(
+        "publish_clock:=true", "real_time_factor:=2.0", "push_interval_s:=1.0", "randomize:=true",
+        "joint_noise:=0.005", "gyro_noise:=0.01"))  # fmt: skip
+    walk_from = time.time()
+    graph.spin(3.0, vx=0.5)
+    during = np.array([c for c in clock if c[0] > walk_from])
+    rate = (during[-1, 1] - during[0, 1]) / (during[-1, 0] - during[0, 0])
+    assert 1.5 <= rate <= 2.2, f"simulated {rate:.2f} s per second at real_time_factor 2"
+    walk = np.array([p for p in poses if p[0] > walk_from])
+    pushes = np.abs(np.diff(walk[:, 3])) > 0.3  # 0.5 m/s added at once; a stride changes far less
+    assert 2 <= pushes.sum() <= 12, f"{pushes.sum()} pushes in {rate * 3:.1f} simulated s"
+    assert walk[-1, 1] > walk[0, 1] + 0.5, "walked forward despite the pushes"
+    assert graph.wait_for_log(0, "randomized: {"), graph.log(0)
+    assert not [m for _, m in graph.commands if m.header.stamp.sec > 1e6], "commands stamped with sim time"
+    assert graph.call(Trigger, "trot_sim/reset", Trigger.Request()).success
+    reset_at = time.time()
+    graph.spin(0.5)
+    after = np.array([p for p in poses if p[0] > reset_at + 0.1])
+    assert np.abs(after[:, 1:3]).max() < 0.1, "back at the origin"
+    assert min(sim for wall, sim in clock if wall > reset_at) < 1.0, "the clock starts again at zero"
+    assert graph.wait_for_log(1, "clock jumped by -"), graph.log(1)
+    assert "running -> damping: clock jumped" in graph.log(1), graph.log(1)
 
 
 def fifo_allowed() -> bool:
