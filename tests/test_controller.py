@@ -56,6 +56,10 @@ def test_standup_interpolates_from_measured_pose_then_runs(ctrl: PolicyControlle
         now += T
         feed(ctrl, now, pos=crouched)
         cmd = ctrl.tick(now)
+        if abs(now - 0.1) < 1e-9:  # halfway through standup_s = 0.2 s: halfway along the line
+            np.testing.assert_allclose(cmd.position, 0.5 * (np.clip(crouched, ctrl.lower, ctrl.upper) + ctrl.default))
+        assert now <= 0.2 + T + 1e-9, "the stand-up takes standup_s"
+    assert now >= 0.2 - 1e-9, "the stand-up takes standup_s"
     np.testing.assert_allclose(cmd.position, ctrl.default, atol=1e-9)
     assert ctrl.mode is Mode.RUNNING
     assert [t.target for t in ctrl.stats.transitions] == [Mode.STANDUP, Mode.RUNNING]
