@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -103,6 +104,9 @@ class Stats:
     transitions: list[Transition] = field(default_factory=list)
 
 
+_NUMBERS = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf", re.IGNORECASE)
+
+
 class PolicyController:
     def __init__(
         self,
@@ -110,12 +114,17 @@ class PolicyController:
         safety: SafetyConfig | None = None,
         control_period: float | None = None,
         log: Callable[[str], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
+        """``log`` takes routine lines (transitions an operator asked for), ``warn`` faults: bad
+        input and every fall into DAMPING (default: ``log``)."""
         self.runtime = runtime
         self.contract = c = runtime.contract
         self.safety = safety or SafetyConfig()
         self.period = control_period or c.control_dt
         self.log = log or (lambda message: None)
+        self.warn = warn or self.log
+        self._bad_logged: dict[str, tuple[float, int]] = {}  # kind of bad input -> (logged at, suppressed since)
         n = c.num_joints
         self.names = c.joint_names
         self.default = np.asarray(c.default_joint_pos, dtype=np.float64)
@@ -163,8 +172,11 @@ class PolicyController:
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
         if self._plausible(pos, vel):
             return self._accept_joint_state(pos, vel, stamp, now)
-        if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
-            return self._bad_input("joint state contains NaN or Inf", now)
+        for what, values in (("position", pos), ("velocity", vel)):
+            if (bad := ~np.isfinite(values)).any():
+                i = int(np.argmax(bad))
+                return self._bad_input(f"joint state {self.names[i]} {what} is {values[i]} (NaN or Inf; "
+                                       f"{int(bad.sum())} of {len(values)} joints)", now)  # fmt: skip
         outside = (pos < self.plausible_lower) | (pos > self.plausible_upper)
         if outside.any():
             i = int(np.argmax(outside))
@@ -210,7 +222,13 @@ class PolicyController:
         wx, wy, wz = map(float, gyro)
         norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)  # NaN if any is NaN, inf if any is inf
         if not (0.9 < norm < 1.1 and math.isfinite(wx) and math.isfinite(wy) and math.isfinite(wz)):
-            return self._bad_input("IMU sample is non-finite or its quaternion is not unit length", now)
+            if not math.isfinite(norm):
+                why = f"orientation {[qw, qx, qy, qz]} is not finite (NaN or Inf)"
+            elif not (0.9 < norm < 1.1):
+                why = f"orientation quaternion is not unit length (norm {norm:.4g}, accepted 0.9-1.1)"
+            else:
+                why = f"angular_velocity {[wx, wy, wz]} is not finite (NaN or Inf)"
+            return self._bad_input(f"IMU {why}", now)
         if (speed := math.sqrt(wx * wx + wy * wy + wz * wz)) > self.safety.max_angular_velocity:
             return self._bad_input(f"IMU angular speed {speed:.4g} rad/s exceeds max_angular_velocity "
                                    f"{self.safety.max_angular_velocity}", now)  # fmt: skip
@@ -225,7 +243,9 @@ class PolicyController:
         """A velocity command (Twist messages carry no stamp: ``now`` is its receive time)."""
         c = np.array([vx, vy, yaw_rate], dtype=np.float64)
         if not np.isfinite(c).all():
-            return self._bad_input("/cmd_vel contains NaN or Inf", now)
+            i = int(np.argmax(~np.isfinite(c)))
+            field_name = ("linear.x", "linear.y", "angular.z")[i]
+            return self._bad_input(f"/cmd_vel {field_name} is {c[i]} (NaN or Inf)", now)
         self.cmd[:] = np.clip(c, self.cmd_lo, self.cmd_hi)
         self._cmd = _Sample(now, True)
         return True
@@ -268,8 +288,18 @@ class PolicyController:
         return self._bad_input(reason, now)
 
     def _bad_input(self, reason: str, now: float) -> bool:
+        """Count it, damp, and log it: each kind of bad input (its text less the numbers) at most
+        once a second, with how many of that kind went unlogged, so that a broken driver sending
+        200 bad messages a second cannot flood the log (or slow the node that writes it)."""
         self.stats.bad_inputs += 1
-        self.log(f"bad input: {reason}")
+        kind = _NUMBERS.sub("#", reason)
+        logged_at, suppressed = self._bad_logged.get(kind, (-math.inf, 0))
+        if abs(now - logged_at) >= 1.0:
+            more = f" ({suppressed} more like it in the last {now - logged_at:.1f} s)" if suppressed else ""
+            self.warn(f"bad input: {reason}{more}")
+            self._bad_logged[kind] = (now, 0)
+        else:
+            self._bad_logged[kind] = (logged_at, suppressed + 1)
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             self._transition(Mode.DAMPING, f"bad input: {reason}", now)
         return False
@@ -279,7 +309,8 @@ class PolicyController:
         if target is self.mode:
             return
         self.stats.transitions.append(Transition(now, self.mode, target, reason))
-        self.log(f"{self.mode.value} -> {target.value}: {reason}")
+        routine = target is not Mode.DAMPING or reason.endswith("requested")  # (asked for by the operator)
+        (self.log if routine else self.warn)(f"{self.mode.value} -> {target.value}: {reason}")
         self.mode = target
 
     def start(self, now: float) -> tuple[bool, str]:
@@ -295,9 +326,9 @@ class PolicyController:
         self._transition(Mode.STANDUP, "start requested", now)
         return True, "standing up"
 
-    def stop(self, now: float) -> tuple[bool, str]:
+    def stop(self, now: float, reason: str = "stop requested") -> tuple[bool, str]:
         """Controlled stop: DAMPING (the robot sinks slowly; no stiffness that could fight a fall)."""
-        self._transition(Mode.DAMPING, "stop requested", now)
+        self._transition(Mode.DAMPING, reason, now)
         return True, "damping"
 
     def estop(self, now: float) -> tuple[bool, str]:

@@ -243,7 +243,8 @@ class PolicyNode(LifecycleNode):
         p = self.params
         period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
         with self._lock:
-            self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m))
+            self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m),
+                                               warn=lambda m: self.get_logger().warn(m))  # fmt: skip
         self._prewarm_s = self._prewarm_lead()
         sim_time = self.get_parameter("use_sim_time").value
         self._busy_wait_s = 0.0 if sim_time else min(self.params.busy_wait_s, 0.25 * period)
@@ -267,7 +268,7 @@ class PolicyNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
-            self.controller.stop(self.now())
+            self.controller.stop(self.now(), reason="lifecycle deactivate requested")
         self._active = False
         self._loop_thread.join(timeout=1.0)
         self._tick()  # one damping command on the way out

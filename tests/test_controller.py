@@ -142,6 +142,27 @@ def test_bad_input_damps_and_is_logged(bad) -> None:
     assert np.array_equal(c.joint_pos, c.default), "a rejected sample must not reach the state"
 
 
+def test_bad_input_log_lines_name_the_field_and_a_flood_is_logged_once_a_second() -> None:
+    warnings: list[str] = []
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0), log=lambda m: None, warn=warnings.append)
+    names, pos = list(c.names), list(c.default)
+    c.set_joint_state(names, pos, [0.0] * 5 + [np.inf] + [0.0] * 6, stamp=0.0, now=0.0)
+    c.set_imu([1.0, 0, 0, 0], [0, np.nan, 0], stamp=0.0, now=0.0)
+    c.set_imu([0.5, 0, 0, 0], [0, 0, 0], stamp=0.0, now=0.0)
+    c.set_command(0.1, 0.0, np.inf, now=0.0)
+    assert warnings == [
+        f"bad input: joint state {names[5]} velocity is inf (NaN or Inf; 1 of 12 joints)",
+        "bad input: IMU angular_velocity [0.0, nan, 0.0] is not finite (NaN or Inf)",
+        "bad input: IMU orientation quaternion is not unit length (norm 0.5, accepted 0.9-1.1)",
+        "bad input: /cmd_vel angular.z is inf (NaN or Inf)",
+    ]
+    warnings.clear()
+    for k in range(400):  # a broken driver: 200 bad samples a second for 2 s, each a little different
+        c.set_joint_state(names, pos[:11] + [10.0 + k], [0.0] * 12, stamp=k * 0.005, now=k * 0.005)
+    assert c.stats.bad_inputs == 404 and len(warnings) == 2, warnings
+    assert warnings[1].endswith("(199 more like it in the last 1.0 s)"), warnings[1]
+
+
 def test_estop_and_stop(ctrl: PolicyController) -> None:
     now = run_to(ctrl, Mode.RUNNING)
     ctrl.estop(now)

