@@ -293,6 +293,8 @@ class PolicyController:
         200 bad messages a second cannot flood the log (or slow the node that writes it)."""
         self.stats.bad_inputs += 1
         kind = _NUMBERS.sub("#", reason)
+        if kind not in self._bad_logged and len(self._bad_logged) >= 64:  # (names are the sender's: bounded)
+            self._bad_logged.clear()
         logged_at, suppressed = self._bad_logged.get(kind, (-math.inf, 0))
         if abs(now - logged_at) >= 1.0:
             more = f" ({suppressed} more like it in the last {now - logged_at:.1f} s)" if suppressed else ""
