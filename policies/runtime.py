@@ -8,6 +8,7 @@ so a control step allocates no array (only a few transient view objects).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class PolicyRuntime:
     def __init__(self, path: str | Path, threads: int = 1) -> None:
         model, self.contract = read_artifact(path)
         self.path = Path(path)
+        self.onnx_sha256 = hashlib.sha256(model).hexdigest()  # which network this is, for logs and bags
         self.session = make_session(model, threads)
         c: Contract = self.contract
         self.joint_names = c.joint_names

@@ -13,6 +13,8 @@ All decisions are made by :class:`ros_nodes.controller.PolicyController`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import sys
 import threading
@@ -179,6 +181,9 @@ class PolicyNode(LifecycleNode):
         # the mode on every change (latched): bags and replay tell standup from policy ticks by it
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._state_pub = self.create_publisher(String, "~/state", latched)
+        # what this node runs with (latched, JSON): recorded with each episode, so a bag says which
+        # safety limits and timing served it, not only which artifact
+        self._parameters_pub = self.create_publisher(String, "~/parameters", latched)
         self._published_mode: Mode | None = None
         for name, handler in (("~/start", self._srv_start), ("~/stop", self._srv_stop), ("~/estop", self._srv_estop)):
             self.create_service(Trigger, name, handler)
@@ -254,6 +259,10 @@ class PolicyNode(LifecycleNode):
             self._fwd_index = np.array([runtime.joint_names.index(n) for n in p.forward_joint_order], dtype=np.intp)
             self._fwd_pub = self.create_lifecycle_publisher(Float64MultiArray, p.forward_command_topic, 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._parameters_pub.publish(String(data=json.dumps({
+            "node": dataclasses.asdict(p), "safety": dataclasses.asdict(self.safety), "use_sim_time": sim_time,
+            "control_period_s": period, "policy_sha256": runtime.onnx_sha256,
+            "robot": runtime.contract.robot, "joint_names": list(runtime.joint_names)})))  # fmt: skip
         log.info(f"configured: {p.policy_path} ({runtime.contract.robot}, {1 / period:.0f} Hz)")
         return TransitionCallbackReturn.SUCCESS
 

@@ -26,7 +26,16 @@ from ros_nodes.bag import EpisodeBag
 from ros_nodes.params import declare, doc, spin_node
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
-DEFAULT_TOPICS = ["joint_states", "imu", "odom", "cmd_vel", "joint_commands", "trot_policy/state", "/diagnostics"]
+DEFAULT_TOPICS = [
+    "joint_states",
+    "imu",
+    "odom",
+    "cmd_vel",
+    "joint_commands",
+    "trot_policy/state",
+    "trot_policy/parameters",
+    "/diagnostics",
+]
 
 
 @dataclass
@@ -60,6 +69,7 @@ class RecorderNode(Node):
         self.bags: list[Path] = []
         self._lock = threading.Lock()
         self.bag: EpisodeBag | None = None
+        self._latched: dict[str, bytes | None] = {}  # transient-local topics: their last message
         self._open_bag()
         self._discover()
         self._discovery = self.create_timer(0.2, self._discover)
@@ -98,6 +108,9 @@ class RecorderNode(Node):
             return
         for topic, type_name in self.types.items():
             bag.add_topic(topic, type_name)
+        for topic, raw in self._latched.items():  # a latched topic's last message opens every episode
+            if raw is not None:
+                bag.write(topic, self.get_clock().now().nanoseconds, raw)
         self.bag = bag
         self.bags.append(path)
         self.get_logger().info(f"recording episode {self.episode} to {path}")
@@ -115,12 +128,11 @@ class RecorderNode(Node):
                 with self._lock:
                     if self.bag is not None:
                         self.bag.add_topic(topic, type_name)
+                qos = self._qos_for(topic)
+                if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+                    self._latched[topic] = None
                 self.create_subscription(
-                    message_class(type_name),
-                    topic,
-                    lambda raw, t=topic: self._on_message(t, raw),
-                    self._qos_for(topic),
-                    raw=True,
+                    message_class(type_name), topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True
                 )
 
     def _qos_for(self, topic: str) -> QoSProfile:
@@ -138,6 +150,8 @@ class RecorderNode(Node):
         self.received += 1
         now = self.get_clock().now().nanoseconds
         with self._lock:
+            if topic in self._latched:
+                self._latched[topic] = raw
             if self.bag is not None:
                 self.bag.write(topic, now, raw)
 

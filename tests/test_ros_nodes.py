@@ -1,6 +1,7 @@
 """Real ROS 2 (rclpy, Fast DDS) across processes: the MuJoCo robot node and the policy node."""
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -475,6 +476,10 @@ def test_recorder_writes_one_complete_bag_per_episode_and_closes_cleanly_on_sigt
         counts = topic_counts(bag)
         for topic in ("/joint_states", "/imu", "/odom", "/joint_commands", "/cmd_vel"):
             assert counts[topic] == sum(m.topic == topic for m in messages) > 0, topic
+        # what the policy node ran with (latched: it opens the second episode's bag as well)
+        (config,) = [json.loads(m.msg.data) for m in messages if m.topic == "/trot_policy/parameters"]
+        assert config["policy_sha256"] == meta["policy_sha256"] and config["node"]["start_mode"] == "auto"
+        assert config["safety"]["standup_s"] == 1.5 and config["control_period_s"] == 0.02, config
         stamps = np.array([m.timestamp_ns for m in messages if m.topic == "/joint_states"]) * 1e-9
         # 250 Hz stream: no hole in it. 1 s, not a few periods: a busy 2-core CI machine stalled the
         # publisher or the recorder for 0.33 s once; a recorder losing data loses far more
