@@ -112,17 +112,20 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     spinners: list[threading.Thread] = []
     stop_spinning = threading.Event()
 
+    wake_ups = []  # per node: a guard condition whose (empty) callback makes spin_once() return
+
     def spin(executor: SingleThreadedExecutor) -> None:
+        # spin_once() without a timeout, as spin() does (with one, rclpy makes a timer for every wait)
         while not stop_spinning.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_once()
 
     def join_spinners() -> None:
         """Stop every spinning thread, then the executors: shutting an executor down under a thread in
         its spin() races rclpy's callback handler, which then triggers a destroyed guard condition
         (an InvalidHandle traceback at the end of `make demo`)."""
         stop_spinning.set()
-        for executor in executors:
-            executor.wake()
+        for wake_up in wake_ups:
+            wake_up.trigger()
         for thread in spinners:
             thread.join(timeout=2.0)
         for executor in executors:
@@ -152,6 +155,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         for node in nodes:  # one single-threaded executor per node, each in its own thread
             executor = SingleThreadedExecutor()
             executor.add_node(node)
+            wake_ups.append(node.create_guard_condition(lambda: None))
             executors.append(executor)
             spinners.append(
                 threading.Thread(target=spin, args=(executor,), name=f"spin_{node.get_name()}", daemon=True)

@@ -56,6 +56,7 @@ class Episode:
     joint_commands: Series | None  # target [n, J] (NaN rows: damping), stamp [n] (header, s since t0)
     state: Series | None  # mode [n] (str): passive / standup / running / damping
     notes: list[str] = field(default_factory=list)  # what was missing or unreadable
+    policy_parameters: dict | None = None  # what the policy node ran with (trot_policy/parameters, JSON)
 
     def require(self, *topics: str, purpose: str) -> None:
         missing = [t for t in topics if getattr(self, t) is None or not len(getattr(self, t))]
@@ -78,11 +79,14 @@ def load_episode(path: str | Path, joint_names: list[str] | None = None) -> Epis
     names = joint_names or list(load_robot(metadata.get("robot", "go2")).joint_names)
     rows: dict[str, list] = {k: [] for k in TOPIC_TYPES}
     notes: list[str] = []
+    parameters = None
     try:
         for m in read_messages(path):
             kind = next((k for k, ty in TOPIC_TYPES.items() if m.msgtype == ty and m.topic.endswith(k)), None)
             if kind is not None:
                 rows[kind].append((m.timestamp_ns, m.msg))
+            elif parameters is None and m.topic.endswith("trot_policy/parameters"):
+                parameters = json.loads(m.msg.data)
     except Exception as exc:  # rosbags raises several types for a damaged file
         if not any(rows.values()):
             raise ReplayError(f"{path}: unreadable bag: {exc} (try `trot bag recover {path}`)") from exc
@@ -138,7 +142,8 @@ def load_episode(path: str | Path, joint_names: list[str] | None = None) -> Epis
     for kind in TOPIC_TYPES:
         if kind not in series:
             notes.append(f"no {kind} messages")
-    return Episode(path, metadata, names, *(series.get(k) for k in TOPIC_TYPES), notes=notes)
+    return Episode(path, metadata, names, *(series.get(k) for k in TOPIC_TYPES), notes=notes,
+                   policy_parameters=parameters)  # fmt: skip
 
 
 def _latest(series: Series, t: np.ndarray) -> np.ndarray:
@@ -477,6 +482,14 @@ def write_report(ep: Episode, out: Path, sections: dict[str, str]) -> Path:
     lines += [
         f"- topics: {', '.join(f'{k} ({len(getattr(ep, k))})' for k in TOPIC_TYPES if getattr(ep, k) is not None)}"
     ]
+    if (params := ep.policy_parameters) is not None:
+        node, safety = params["node"], params["safety"]
+        lines += [
+            f"- policy node: {1 / params['control_period_s']:.0f} Hz ({node['control_trigger']}), watchdog "
+            f"{safety['stale_periods']} periods, max_target_step {safety['max_target_step']} rad, joint_limit_margin "
+            f"{safety['joint_limit_margin']} rad, standup_s {safety['standup_s']}, realtime_priority "
+            f"{node['realtime_priority']}, use_sim_time {params['use_sim_time']} (all of it: trot_policy/parameters)"
+        ]
     for title, body in sections.items():
         lines += ["", f"## {title}", "", body]
     if ep.notes:

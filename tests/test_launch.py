@@ -326,8 +326,8 @@ def test_replay_launch_runs_a_policy_in_shadow_on_a_logged_episode(
             started["/trot_policy"]
         ) + graph.log(started["/trot_play"])
         # this probe may discover the policy's publisher seconds after it runs (a loaded CI machine),
-        # and a stall there (at rate 2, 20 ms of wall time is the watchdog's 2 periods) may damp the
-        # policy meanwhile, rightly: then ~/start again, as an operator would, while the bag plays
+        # and a stall there (at rate 2, 0.25 s of wall time is the launch file's 25 periods) may damp
+        # the policy meanwhile, rightly: then ~/start again, as an operator would, while the bag plays
         policy, handled = started["/trot_policy"], 0
 
         def enough() -> bool:
