@@ -70,6 +70,8 @@ class RecorderNode(Node):
         self._lock = threading.Lock()
         self.bag: EpisodeBag | None = None
         self._latched: dict[str, bytes | None] = {}  # transient-local topics: their last message
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._last_stamp = 0  # ns: the newest log time written
         self._open_bag()
         self._discover()
         self._discovery = self.create_timer(0.2, self._discover)
@@ -131,9 +133,10 @@ class RecorderNode(Node):
                 qos = self._qos_for(topic)
                 if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL:
                     self._latched[topic] = None
-                self.create_subscription(
-                    message_class(type_name), topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True
-                )
+                self.create_subscription(  # (two arguments: rclpy passes the message info too)
+                    message_class(type_name), topic, lambda raw, info, t=topic: self._on_message(t, raw, info), qos,
+                    raw=True,
+                )  # fmt: skip
 
     def _qos_for(self, topic: str) -> QoSProfile:
         """Match the publishers, as `ros2 bag record` does: a reliable subscription gets nothing from a
@@ -146,10 +149,16 @@ class RecorderNode(Node):
             qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
         return qos
 
-    def _on_message(self, topic: str, raw: bytes) -> None:
+    def _on_message(self, topic: str, raw: bytes, info: dict | None = None) -> None:
+        """Stamped when the middleware received it (wall clock), not when this thread got to it: in
+        `trot deploy`'s shared process the thread ran up to 0.1-0.3 s behind on a loaded machine,
+        and a replay then applied the commands that much late. With use_sim_time: the node clock."""
         self.received += 1
-        now = self.get_clock().now().nanoseconds
+        received = (info or {}).get("received_timestamp", 0) if not self._sim_time else 0
+        now = received or self.get_clock().now().nanoseconds
         with self._lock:
+            if received:  # in order: two topics' receptions can cross by a hair, a bag's log times may not
+                now = self._last_stamp = max(now, self._last_stamp)
             if topic in self._latched:
                 self._latched[topic] = raw
             if self.bag is not None:
