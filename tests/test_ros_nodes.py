@@ -240,7 +240,8 @@ def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
     assert last["state"] == "running" and int(last["watchdog_trips"]) <= 1, last
     assert 45.0 <= float(last["loop_rate_hz"]) <= 55.0 and 0 < float(last["inference_ms_p99"]) < 10.0, last
     assert float(last["period_jitter_p50_ms"]) <= float(last["period_jitter_p99_ms"]) < 20.0, last
-    assert 0 <= float(last["joint_state_age_ms"]) < 100.0 and 0 <= float(last["imu_age_ms"]) < 100.0, last
+    # (a sample stamped by the driver a hair after the node read its clock is "-0.7 ms" old: seen in CI)
+    assert -5.0 < float(last["joint_state_age_ms"]) < 100.0 and -5.0 < float(last["imu_age_ms"]) < 100.0, last
     # the garbage collector's pauses (a full collection stops every Python thread for 13-33 ms)
     assert int(last["gc_collections"]) > 0 and float(last["gc_pause_max_ms"]) > 0.0, last
 
