@@ -110,9 +110,12 @@ class RecorderNode(Node):
             return
         for topic, type_name in self.types.items():
             bag.add_topic(topic, type_name)
+        now = self.get_clock().now().nanoseconds
+        if not self._sim_time:  # (reception stamps that follow must not go back before it)
+            now = self._last_stamp = max(now, self._last_stamp)
         for topic, raw in self._latched.items():  # a latched topic's last message opens every episode
             if raw is not None:
-                bag.write(topic, self.get_clock().now().nanoseconds, raw)
+                bag.write(topic, now, raw)
         self.bag = bag
         self.bags.append(path)
         self.get_logger().info(f"recording episode {self.episode} to {path}")
