@@ -78,6 +78,18 @@ def segment_tracking(odom: np.ndarray, segments: list[tuple[str, float, float, t
     return rows
 
 
+def odometry(bag: Path) -> np.ndarray:
+    """Rows of (header stamp s, vx, vy, wz, z) from a bag's /odom."""
+    from ros_nodes.bag import read_messages
+
+    rows = []
+    for m in read_messages(bag, topics=["/odom"]):
+        o = m.msg
+        v, w, stamp = o.twist.twist.linear, o.twist.twist.angular, o.header.stamp
+        rows.append((stamp.sec + 1e-9 * stamp.nanosec, v.x, v.y, w.z, o.pose.pose.position.z))
+    return np.asarray(rows).reshape(-1, 5)
+
+
 def deploy(cfg: DeployConfig) -> dict[str, Any]:
     if not cfg.sim:
         raise ValueError("sim: only `trot deploy --sim` runs here; on a robot use launch/real.launch.xml")
@@ -86,7 +98,6 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from geometry_msgs.msg import Twist
-    from nav_msgs.msg import Odometry
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -145,13 +156,6 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         script = Node("trot_deploy_script")
         nodes.append(script)
         cmd_pub = script.create_publisher(Twist, "cmd_vel", 10)
-        odom: list[tuple[float, ...]] = []
-
-        def on_odom(m: Odometry) -> None:
-            v, w = m.twist.twist.linear, m.twist.twist.angular
-            odom.append((time.monotonic(), v.x, v.y, w.z, m.pose.pose.position.z))
-
-        script.create_subscription(Odometry, "odom", on_odom, 50)
         for node in nodes:  # one single-threaded executor per node, each in its own thread
             executor = SingleThreadedExecutor()
             executor.add_node(node)
@@ -175,18 +179,17 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         segments = []
         for name, seconds, cmd in SCRIPT:
             pol.get_logger().info(f"script: {name} {cmd} for {seconds:g} s")
-            t0 = time.monotonic()
+            t0 = time.time()  # (the wall clock: what the simulator stamps /odom with)
             msg = Twist()
             msg.linear.x, msg.linear.y, msg.angular.z = cmd
-            while time.monotonic() < t0 + seconds:
+            while time.time() < t0 + seconds:
                 cmd_pub.publish(msg)
                 time.sleep(0.05)
-            segments.append((name, t0, time.monotonic(), cmd))
+            segments.append((name, t0, time.time(), cmd))
         c = pol.controller
         summary = {
             "policy": policy,
             "bag": str(rec.bags[-1]),
-            "segments": segment_tracking(np.asarray(odom), segments, cfg.settle_s),
             "control": {
                 **pol.timing(),
                 "overruns": int(pol.overruns),
@@ -198,6 +201,9 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         join_spinners()
         rec.close()
         summary["recorded"] = dict(rec.bag.counts)
+        # tracking from the bag's /odom (a 250 Hz subscription here would be one more Python
+        # consumer sharing the simulator's GIL)
+        summary["segments"] = segment_tracking(odometry(Path(summary["bag"])), segments, cfg.settle_s)
     finally:
         join_spinners()
         for node in reversed(nodes):

@@ -1,14 +1,15 @@
 """trot recorder node: chosen topics into one rosbag2 bag (MCAP, version 8) per episode.
 
 Subscribes raw (CDR bytes straight into the bag: no deserialize/serialize round trip), finds each
-topic's type from the graph as soon as a publisher appears, stamps messages with the node clock at
-reception (sim time with use_sim_time), like ``ros2 bag record``. ~/split (std_srvs/Trigger) ends
+topic's type from the graph as soon as a publisher appears, stamps each message with the time the
+middleware received it (the node clock with use_sim_time), like ``ros2 bag record``. ~/split (std_srvs/Trigger) ends
 the episode's bag and starts the next. SIGINT/SIGTERM close the bag cleanly; after a SIGKILL,
 ``trot bag recover BAG`` restores all but the last ``flush_period_s`` of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import importlib
@@ -18,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rclpy
+from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
@@ -72,11 +76,25 @@ class RecorderNode(Node):
         self._latched: dict[str, bytes | None] = {}  # transient-local topics: their last message
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self._last_stamp = 0  # ns: the newest log time written
+        # The recorded topics' subscriptions live on a companion node that no executor waits on:
+        # one thread waits on them all and takes every message that is in at each wake-up. rclpy's
+        # executor rebuilds its wait set and runs its task machinery per message; at ~800 messages
+        # a second that was half a core of Python, and in `trot deploy`'s shared process (one GIL
+        # with the simulator and the policy) it starved the simulator's thread by up to 0.2 s.
+        self._intake = rclpy.create_node(
+            f"{self.get_name()}_intake", namespace=self.get_namespace(), context=self.context,
+            use_global_arguments=False, start_parameter_services=False, enable_rosout=False,
+        )  # fmt: skip
+        self._intake_topics: dict[Any, str] = {}  # subscription -> its (resolved) topic
+        self._intake_wake = self._intake.create_guard_condition(lambda: None)
+        self._intake_serving = True
         self._open_bag()
         self._discover()
         self._discovery = self.create_timer(0.2, self._discover)
         self._flush_timer = self.create_timer(self.params.flush_period_s, self._flush)
         self.create_service(Trigger, "~/split", self._srv_split)
+        self._intake_thread = threading.Thread(target=self._serve_intake, name="trot_recorder_intake", daemon=True)
+        self._intake_thread.start()
 
     def _metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
         p = self.params
@@ -136,10 +154,37 @@ class RecorderNode(Node):
                 qos = self._qos_for(topic)
                 if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL:
                     self._latched[topic] = None
-                self.create_subscription(  # (two arguments: rclpy passes the message info too)
-                    message_class(type_name), topic, lambda raw, info, t=topic: self._on_message(t, raw, info), qos,
-                    raw=True,
-                )  # fmt: skip
+                sub = self._intake.create_subscription(message_class(type_name), topic, lambda raw: None, qos, raw=True)
+                self._intake_topics[sub] = topic
+                self._intake_wake.trigger()  # (the intake thread waits on the new one too)
+
+    def _serve_intake(self) -> None:
+        """Wait on every recorded topic at once; at each wake-up take all that is in, in order per topic."""
+        subscriptions: list = []
+        wait_set = None
+        with contextlib.ExitStack() as handles, contextlib.suppress(InvalidHandle):  # InvalidHandle: shutting down
+            handles.enter_context(self._intake_wake.handle)
+            while self._intake_serving and self.context.ok():
+                if wait_set is None or len(self._intake_topics) != len(subscriptions):  # discovery added one
+                    for sub in list(self._intake_topics)[len(subscriptions):]:
+                        handles.enter_context(sub.handle)
+                        subscriptions.append(sub)
+                    wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self.context.handle)
+                wait_set.clear_entities()
+                for sub in subscriptions:
+                    wait_set.add_subscription(sub.handle)
+                wait_set.add_guard_condition(self._intake_wake.handle)
+                wait_set.wait(int(0.2e9))  # (0.2 s: also a bound on noticing a shutdown)
+                for sub in subscriptions:
+                    topic = self._intake_topics[sub]
+                    while self._intake_serving and (taken := sub.handle.take_message(sub.msg_type, True)):
+                        self._on_message(topic, taken[0], taken[1])
+
+    def _stop_intake(self) -> None:
+        if self._intake_serving:
+            self._intake_serving = False
+            self._intake_wake.trigger()
+            self._intake_thread.join(timeout=2.0)
 
     def _qos_for(self, topic: str) -> QoSProfile:
         """Match the publishers, as `ros2 bag record` does: a reliable subscription gets nothing from a
@@ -191,6 +236,7 @@ class RecorderNode(Node):
         return response
 
     def close(self) -> None:
+        self._stop_intake()  # (nothing is written after the bag is closed)
         with self._lock:
             if self.bag is not None and not self.bag.closed:
                 self.bag.close()
@@ -206,6 +252,7 @@ class RecorderNode(Node):
 
     def destroy_node(self) -> None:
         self.close()
+        self._intake.destroy_node()
         super().destroy_node()
 
 
