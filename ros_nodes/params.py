@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import signal
 import sys
 import threading
@@ -95,10 +96,18 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
         if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
             raise
     finally:
+        exit_if_teardown_hangs()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def exit_if_teardown_hangs(seconds: float = 5.0) -> None:
+    """A node told to stop must stop: if tearing down (node, middleware, interpreter) takes longer
+    than ``seconds``, print every thread's stack to stderr and exit with status 1. Seen once in CI:
+    a policy node still up 10 s after SIGTERM, with nothing to say where it hung."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
 
 
 def _init(factory: Callable[[], Node], args: list[str] | None, **kwargs) -> bool:
@@ -147,6 +156,7 @@ def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s
             if idle:
                 time.sleep(0.002)
     finally:
+        exit_if_teardown_hangs()
         node.destroy_node()
         rclpy.shutdown()
     return 0

@@ -264,6 +264,10 @@ class PolicyNode(LifecycleNode):
             "control_period_s": period, "policy_sha256": runtime.onnx_sha256,
             "robot": runtime.contract.robot, "joint_names": list(runtime.joint_names)})))  # fmt: skip
         log.info(f"configured: {p.policy_path} ({runtime.contract.robot}, {1 / period:.0f} Hz)")
+        trained_hz = 1.0 / runtime.contract.control_dt
+        if abs(period - runtime.contract.control_dt) > 1e-9:  # (allowed: a benchmark, a deliberate test)
+            log.warn(f"control_rate {p.control_rate:g} Hz is not the {trained_hz:g} Hz the policy was trained at: "
+                     "its actions (and the last action it observes) assume that period")  # fmt: skip
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -166,7 +166,7 @@ class RecorderNode(Node):
             handles.enter_context(self._intake_wake.handle)
             while self._intake_serving and self.context.ok():
                 if wait_set is None or len(self._intake_topics) != len(subscriptions):  # discovery added one
-                    for sub in list(self._intake_topics)[len(subscriptions):]:
+                    for sub in list(self._intake_topics)[len(subscriptions) :]:
                         handles.enter_context(sub.handle)
                         subscriptions.append(sub)
                     wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self.context.handle)

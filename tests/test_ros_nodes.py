@@ -339,6 +339,23 @@ def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(gra
     assert_damps_within_three_periods_of_a_pause(graph)
 
 
+def test_control_rate_overrides_the_artifacts_period_and_says_so(graph: Graph) -> None:
+    """control_rate:=100 ticks the 50 Hz Go2 policy at 100 Hz (the benchmark's 500 Hz run uses it);
+    the node warns that the policy was trained at 50 Hz. Every tick publishes, in any mode."""
+    start_robot_and_policy(graph, "control_rate:=100.0")
+    start = time.time()
+    graph.spin(3.0, vx=0.0)
+    times = [t for t, _ in graph.commands if t > start]
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 85.0 <= rate <= 115.0, f"{rate:.1f} commands/s at control_rate 100"
+    rates = [float(d["loop_rate_hz"]) for t, d in graph.diagnostics if t > start + 1.0]
+    assert rates and all(90.0 <= r <= 110.0 for r in rates), rates
+    log = graph.log(1)
+    assert "(go2, 100 Hz)" in log, log
+    warning = "control_rate 100 Hz is not the 50 Hz the policy was trained at"
+    assert warning in log and "[WARN]" in log.split(warning)[0].splitlines()[-1], log
+
+
 def assert_damps_within_three_periods_of_a_pause(graph: Graph) -> None:
     assert len(graph.commands[-1][1].position) == 12, "running before the pause"
     assert graph.call(SetBool, "trot_sim/pause", SetBool.Request(data=True)).success
@@ -413,6 +430,17 @@ def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
     log = graph.close()[1]
     assert f"bad input: joint state {names[0]} position is nan (NaN or Inf; 12 of 12 joints)" in log, log
     assert "[WARN]" in log.split("bad input:")[0].splitlines()[-1], "a fault is logged as a warning"
+
+
+def test_a_node_whose_teardown_hangs_still_exits_and_says_where() -> None:
+    """spin_node's safety net: 0.5 s into a hung teardown (here: a sleep), every thread's stack goes to
+    stderr and the process exits with status 1."""
+    code = "from ros_nodes.params import exit_if_teardown_hangs as net; net(0.5); import time; time.sleep(30)"
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1 and time.time() - start < 10.0, out
+    assert "Timeout (0:00:00.500000)!" in out.stderr, out.stderr
+    assert 'File "<string>", line 1 in <module>' in out.stderr, out.stderr
 
 
 def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph: Graph, tmp_path: Path) -> None:
