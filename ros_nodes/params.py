@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -79,34 +79,52 @@ def realtime_friendly_gil() -> None:
 
 def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_s: float = 0.0) -> int:
     """Run one node until SIGINT/SIGTERM. Nodes keep their timing-critical loops in their own
-    threads: rclpy's multi-threaded executor starved them here. ``drain_s`` > 0: on the signal,
-    go on handling what already arrived for that long before the node is destroyed (rclpy's own
-    handler would shut the context down at once, dropping messages DDS had already received)."""
-    if drain_s > 0:
-        return _spin_and_drain(factory, args, drain_s)
-    if not _init(factory, args) or (node := _create(factory)) is None:
+    threads: rclpy's multi-threaded executor starved them here.
+
+    The signals set an event that this loop checks between waits of at most 0.1 s, instead of
+    rclpy's handlers shutting the context down under a waiting ``executor.spin()``: a CI run saw
+    a policy node's spin() never woken by SIGTERM (the context shut down, the executor still
+    waiting half an hour later). ``drain_s`` > 0: on the signal, go on handling what already
+    arrived for that long before the node is destroyed (nothing DDS had received is dropped)."""
+    if not _init(factory, args, signal_handler_options=SignalHandlerOptions.NO):
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if (node := _create(factory)) is None:
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():  # a failure while running; after SIGINT/SIGTERM the context is already shut down
-            raise
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        if drain_s > 0:
+            _drain(executor, node, drain_s)
     finally:
         exit_if_teardown_hangs()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.shutdown()
     return 0
+
+
+def _drain(executor: SingleThreadedExecutor, node: Node, drain_s: float) -> None:
+    """Handle what is waiting for ``drain_s``, then on until nothing is (a stalled machine must not
+    cut the drain short), but never more than 2 s longer (a publisher faster than we write).
+    ``node.received``, where the node has it, counts messages taken outside the executor too."""
+    end, idle = time.monotonic() + drain_s, 0
+    while (now := time.monotonic()) < end + 2.0:
+        before = getattr(node, "received", None)
+        executor.spin_once(timeout_sec=0.0)
+        idle = idle + 1 if getattr(node, "received", None) == before else 0  # (a timer may have run)
+        if idle >= 2 and now >= end:
+            break
+        if idle:
+            time.sleep(0.002)
 
 
 def exit_if_teardown_hangs(seconds: float = 5.0) -> None:
     """A node told to stop must stop: if tearing down (node, middleware, interpreter) takes longer
-    than ``seconds``, print every thread's stack to stderr and exit with status 1. Seen once in CI:
-    a policy node still up 10 s after SIGTERM, with nothing to say where it hung."""
+    than ``seconds``, print every thread's stack to stderr and exit with status 1."""
     faulthandler.dump_traceback_later(seconds, exit=True)
 
 
@@ -129,34 +147,3 @@ def _create(factory: Callable[[], Node]) -> Node | None:
         print(f"{getattr(factory, '__name__', 'node')}: {exc}", file=sys.stderr)
         rclpy.shutdown()
         return None
-
-
-def _spin_and_drain(factory: Callable[[], Node], args: list[str] | None, drain_s: float) -> int:
-    if not _init(factory, args, signal_handler_options=SignalHandlerOptions.NO):
-        return 2
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    if (node := _create(factory)) is None:
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-        # drain for drain_s, then on until nothing is waiting (a stalled machine must not cut the
-        # drain short), but never more than 2 s longer (a publisher faster than we write)
-        end, idle = time.monotonic() + drain_s, 0
-        while (now := time.monotonic()) < end + 2.0:
-            before = getattr(node, "received", None)
-            executor.spin_once(timeout_sec=0.0)
-            idle = idle + 1 if getattr(node, "received", None) == before else 0  # (a timer may have run)
-            if idle >= 2 and now >= end:
-                break
-            if idle:
-                time.sleep(0.002)
-    finally:
-        exit_if_teardown_hangs()
-        node.destroy_node()
-        rclpy.shutdown()
-    return 0
