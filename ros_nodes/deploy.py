@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ def segment_tracking(odom: np.ndarray, segments: list[tuple[str, float, float, t
     return rows
 
 
+class DeployInterrupted(RuntimeError):
+    """SIGINT/SIGTERM (Ctrl-C) before the policy ran: nothing to sum up."""
+
+
 def odometry(bag: Path) -> np.ndarray:
     """Rows of (header stamp s, vx, vy, wz, z) from a bag's /odom."""
     from ros_nodes.bag import read_messages
@@ -101,6 +106,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
 
     from policies.artifact import read_artifact
     from ros_nodes.controller import Mode
@@ -113,7 +119,11 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     policy = str(cfg.policy)
     run_dir = cfg.out / time.strftime("%Y%m%d-%H%M%S")
     realtime_friendly_gil()
-    rclpy.init(args=[])
+    # Ctrl-C / SIGTERM end the script early, then the normal teardown closes the bag (rclpy's own
+    # handlers would shut the context down under the nodes' threads: a page of tracebacks)
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    interrupted = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def params(**kw: Any) -> list[Parameter]:
         return [Parameter(k, value=v) for k, v in kw.items()]
@@ -168,13 +178,15 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
 
         def wait_running(timeout: float) -> bool:
             end = time.monotonic() + timeout
-            while time.monotonic() < end:
+            while time.monotonic() < end and not interrupted.is_set():
                 if pol.controller is not None and pol.controller.mode is Mode.RUNNING:
                     return True
                 time.sleep(0.02)
             return False
 
         if not wait_running(20.0 + cfg.standup_s):
+            if interrupted.is_set():
+                raise DeployInterrupted(f"interrupted before the policy ran; bag: {rec.bags[-1]}")
             raise RuntimeError("the policy node did not reach RUNNING within 20 s (see its log above)")
         segments = []
         for name, seconds, cmd in SCRIPT:
@@ -182,14 +194,18 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             t0 = time.time()  # (the wall clock: what the simulator stamps /odom with)
             msg = Twist()
             msg.linear.x, msg.linear.y, msg.angular.z = cmd
-            while time.time() < t0 + seconds:
+            while time.time() < t0 + seconds and not interrupted.is_set():
                 cmd_pub.publish(msg)
-                time.sleep(0.05)
+                interrupted.wait(0.05)
             segments.append((name, t0, time.time(), cmd))
+            if interrupted.is_set():
+                pol.get_logger().warn(f"script: interrupted during {name}; closing the bag")
+                break
         c = pol.controller
         summary = {
             "policy": policy,
             "bag": str(rec.bags[-1]),
+            "interrupted": interrupted.is_set(),
             "control": {
                 **pol.timing(),
                 "overruns": int(pol.overruns),
@@ -210,7 +226,9 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    if cfg.replay:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if cfg.replay and not summary["interrupted"]:
         from ros_nodes.replay import render_cmd, resim_cmd
 
         bag = Path(summary["bag"])
@@ -253,6 +271,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     counts = ", ".join(f"{t} {n}" for t, n in summary["recorded"].items())
     console.print(f"bag: {summary['bag']} ({counts})")
+    if summary.get("interrupted"):
+        last = summary["segments"][-1]["segment"] if summary["segments"] else "the stand-up"
+        console.print(f"interrupted during {last}: the bag holds the episode until then (no replay)")
     if "replay" in summary:
         r = summary["replay"]
         console.print(

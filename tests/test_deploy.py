@@ -46,3 +46,31 @@ def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> N
     bad = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--policy", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "not a valid ONNX model" in bad.stderr
+
+
+def test_ctrl_c_ends_the_script_and_closes_the_bag_cleanly(tmp_path: Path) -> None:
+    """SIGINT during the walk: the script stops, the bag is closed and readable, the summary says
+    where it stopped, exit status 130, and no traceback (rclpy's own handlers printed a page)."""
+    import signal
+    import threading
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(tmp_path),
+                             "--domain-id", "198", "--no-replay"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    end = time.time() + 120
+    while time.time() < end and not any("script: forward" in line for line in lines):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130
+    time.sleep(0.2)
+    out = "".join(lines)
+    assert "interrupted during forward: the bag holds the episode until then" in out, out[-3000:]
+    assert "Traceback" not in out and "context is invalid" not in out, out[-3000:]
+    (bag,) = tmp_path.glob("*/episode_*_000")
+    counts = topic_counts(bag)
+    assert counts["/joint_states"] > 250 and counts["/joint_commands"] > 50, counts
+    assert len(list(read_messages(bag, topics=["/joint_commands"]))) == counts["/joint_commands"]

@@ -135,16 +135,19 @@ def export_cmd(argv: list[str]) -> int:
 
 
 def deploy_cmd(argv: list[str]) -> int:
-    from ros_nodes.deploy import DeployConfig, deploy, print_summary
+    from ros_nodes.deploy import DeployConfig, DeployInterrupted, deploy, print_summary
 
     cfg = tyro.cli(DeployConfig, args=argv, prog="trot deploy")
     try:
         summary = deploy(cfg)
+    except DeployInterrupted as exc:
+        print(f"trot deploy: {exc}", file=sys.stderr)
+        return 130
     except (ArtifactError, ValueError, RuntimeError) as exc:
         print(f"trot deploy: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)
-    return 0
+    return 130 if summary["interrupted"] else 0
 
 
 def bag_cmd(argv: list[str]) -> int:
