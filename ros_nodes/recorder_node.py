@@ -2,9 +2,9 @@
 
 Subscribes raw (CDR bytes straight into the bag: no deserialize/serialize round trip), finds each
 topic's type from the graph as soon as a publisher appears, stamps each message with the time the
-middleware received it (the node clock with use_sim_time), like ``ros2 bag record``. ~/split (std_srvs/Trigger) ends
-the episode's bag and starts the next. SIGINT/SIGTERM close the bag cleanly; after a SIGKILL,
-``trot bag recover BAG`` restores all but the last ``flush_period_s`` of it.
+middleware received it (the node clock with use_sim_time), like ``ros2 bag record``. ~/split
+(std_srvs/Trigger) ends the episode's bag and starts the next. SIGINT/SIGTERM close the bag
+cleanly; after a SIGKILL, ``trot bag recover BAG`` restores all but the last ``flush_period_s``.
 """
 
 from __future__ import annotations
@@ -175,10 +175,14 @@ class RecorderNode(Node):
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._intake_wake.handle)
                 wait_set.wait(int(0.2e9))  # (0.2 s: also a bound on noticing a shutdown)
+                batch = []
                 for sub in subscriptions:
-                    topic = self._intake_topics[sub]
                     while self._intake_serving and (taken := sub.handle.take_message(sub.msg_type, True)):
-                        self._on_message(topic, taken[0], taken[1])
+                        batch.append((taken[1].get("received_timestamp", 0), len(batch), sub, taken))
+                # in reception order across topics: one topic's backlog written before another's
+                # would push the other's stamps forward (the stamps of a bag may not go back)
+                for _, _, sub, (raw, info) in sorted(batch, key=lambda item: item[:2]):
+                    self._on_message(self._intake_topics[sub], raw, info)
 
     def _stop_intake(self) -> None:
         if self._intake_serving:
