@@ -24,6 +24,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import SetBool, Trigger
 
+from ros_nodes.cdr import JointStateWriter
 from ros_nodes.params import declare, doc, spin_node
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
@@ -91,6 +92,13 @@ class SimNode(Node):
             self.get_logger().info(f"randomized: {dict(zip(randomization.PARAMS, params.round(3), strict=True))}")
         self.joint_names = names
         self.publish_order = self.rng.permutation(len(names)) if p.shuffle_joint_order else np.arange(len(names))
+        # 250 Hz x 3 messages from Python: joint states are written as CDR bytes straight from the
+        # arrays, and the IMU and odometry messages are built once and refilled (a new Imu or
+        # Odometry builds its covariance arrays anew; the setters check every list element)
+        self._write_joint_state = JointStateWriter([names[i] for i in self.publish_order])
+        self._imu, self._odom = Imu(), Odometry()
+        self._imu.header.frame_id = "imu"
+        self._odom.header.frame_id, self._odom.child_frame_id = "odom", "base"
         self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
         self._lock = threading.Lock()
         self._target: np.ndarray | None = None
@@ -218,25 +226,22 @@ class SimNode(Node):
         d, idx, p = self.data, self.index, self.params
         stamp = self._stamp()
         order = self.publish_order
-        js = JointState()
-        js.header.stamp = stamp
-        js.name = [self.joint_names[i] for i in order]
         pos = d.qpos[idx.qpos_adr] + (self.rng.normal(0, p.joint_noise, len(order)) if p.joint_noise else 0.0)
-        js.position = pos[order].tolist()
-        js.velocity = d.qvel[idx.qvel_adr][order].tolist()
-        js.effort = d.sensordata[idx.torque][order].tolist()
+        joint_state = self._write_joint_state(
+            stamp.sec, stamp.nanosec, pos[order], d.qvel[idx.qvel_adr][order], d.sensordata[idx.torque][order]
+        )
         quat = d.sensordata[idx.orientation]
         gyro = d.sensordata[idx.gyro] + (self.rng.normal(0, p.gyro_noise, 3) if p.gyro_noise else 0.0)
-        imu = Imu()
-        imu.header.stamp, imu.header.frame_id = stamp, "imu"
+        imu = self._imu
+        imu.header.stamp = stamp
         imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quat)
         imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in gyro)
         acc = self._sensor["imu_acc"]
         if acc is not None:
             a = d.sensordata[acc]
             imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in a)
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = stamp, "odom", "base"
+        odom = self._odom
+        odom.header.stamp = stamp
         odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in d.qpos[:3])
         q = odom.pose.pose.orientation
         q.w, q.x, q.y, q.z = (float(v) for v in d.qpos[3:7])
@@ -246,7 +251,7 @@ class SimNode(Node):
         odom.twist.twist.angular.x, odom.twist.twist.angular.y, odom.twist.twist.angular.z = (float(v) for v in w)
         if self.pub_clock is not None:
             self.pub_clock.publish(Clock(clock=stamp))
-        self.pub_js.publish(js)
+        self.pub_js.publish(joint_state)
         self.pub_imu.publish(imu)
         self.pub_odom.publish(odom)
 
