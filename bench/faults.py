@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,10 +80,27 @@ class Rig:
         self.procs: list[subprocess.Popen] = []
         self.logs: list[list[str]] = []
         self.on_close: list[Callable[[], None]] = []  # stop this process's publishing threads first
+        self._clients: dict[str, Any] = {}  # made once: never destroyed under the spinning thread
 
     def _spin_forever(self) -> None:
-        with contextlib.suppress(Exception):  # ends when the context shuts down
-            self.executor.spin()
+        """Until the context shuts down. An entity destroyed by another thread while the executor
+        waits on it raises in here (rclpy's InvalidHandle): that costs one wait, not the probe. It
+        used to end this thread silently, and every reply and message after it was lost (a fuzz
+        run in CI saw the policy node RUNNING while the probe still thought it damped)."""
+        from rclpy._rclpy_pybind11 import InvalidHandle
+        from rclpy.executors import ExternalShutdownException, ShutdownException
+
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle:
+                continue
+            except (ShutdownException, ExternalShutdownException):
+                return
+            except Exception:
+                if not self.context.ok():
+                    return
+                raise
 
     def start(self, args: list[str]) -> int:
         proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -106,15 +124,14 @@ class Rig:
     def call_trigger(self, name: str, timeout: float = 10.0):
         from std_srvs.srv import Trigger
 
-        client = self.node.create_client(Trigger, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                return None
-            future = client.call_async(Trigger.Request())
-            wait(future.done, timeout)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        if name not in self._clients:
+            self._clients[name] = self.node.create_client(Trigger, name)
+        client = self._clients[name]
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        future = client.call_async(Trigger.Request())
+        wait(future.done, timeout)
+        return future.result()
 
     def close(self) -> None:
         for stop in self.on_close:
@@ -181,6 +198,7 @@ class PolicyUnderTest:
         self.lower, self.upper = np.asarray(c.joint_pos_lower), np.asarray(c.joint_pos_upper)
         self.period = c.control_dt
         self.lock = threading.Lock()
+        self._on_diagnostics: Callable[[Any], None] | None = None  # diagnostics()
         self.commands: list[tuple[float, float, bool]] = []  # (receipt wall time, header stamp s, has positions)
         self.violations: list[str] = []
         self.mode = ""
@@ -334,9 +352,11 @@ class PolicyUnderTest:
                 if s.name.endswith("trot_policy"):
                     got.update({kv.key: kv.value for kv in s.values})
 
-        sub = self.rig.node.create_subscription(DiagnosticArray, "/diagnostics", on, 10)
+        if self._on_diagnostics is None:  # subscribed once: never destroyed under the spinning thread
+            self.rig.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._on_diagnostics(m), 10)
+        self._on_diagnostics = on  # (the next message after this call)
         wait(lambda: bool(got), timeout)
-        self.rig.node.destroy_subscription(sub)
+        self._on_diagnostics = lambda m: None
         return got
 
     def stop_stream(self) -> None:
