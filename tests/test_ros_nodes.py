@@ -254,13 +254,13 @@ def test_the_robot_node_as_a_simulator_clock_at_twice_real_time_pushes_noise_ran
     simulated second; ~/reset puts the robot back at the origin with its clock at zero, which the
     policy node takes for a clock jump and damps."""
     clock: list[tuple[float, float]] = []  # (wall, sim)
-    poses: list[tuple[float, float, float, float]] = []  # (wall, x, y, planar speed)
+    poses: list[tuple[float, float, float, float, float]] = []  # (wall, x, y, vx, vy)
     graph.node.create_subscription(Clock, "/clock", lambda m: clock.append(
         (time.time(), m.clock.sec + 1e-9 * m.clock.nanosec)), 10)  # fmt: skip
 
     def on_odom(m: Odometry) -> None:
         v = m.twist.twist.linear
-        poses.append((time.time(), m.pose.pose.position.x, m.pose.pose.position.y, np.hypot(v.x, v.y)))
+        poses.append((time.time(), m.pose.pose.position.x, m.pose.pose.position.y, v.x, v.y))
 
     graph.node.create_subscription(Odometry, "odom", on_odom, 50)
     start_robot_and_policy(graph, "use_sim_time:=true", robot_params=(
@@ -272,7 +272,9 @@ def test_the_robot_node_as_a_simulator_clock_at_twice_real_time_pushes_noise_ran
     rate = (during[-1, 1] - during[0, 1]) / (during[-1, 0] - during[0, 0])
     assert 1.5 <= rate <= 2.2, f"simulated {rate:.2f} s per second at real_time_factor 2"
     walk = np.array([p for p in poses if p[0] > walk_from])
-    pushes = np.abs(np.diff(walk[:, 3])) > 0.3  # 0.5 m/s added at once; a stride changes far less
+    # a push adds 0.5 m/s at once, in a random direction: a jump of the velocity vector (its speed
+    # can change by nothing: a push across the walk); a stride changes it far less in one sample
+    pushes = np.linalg.norm(np.diff(walk[:, 3:5], axis=0), axis=1) > 0.3
     assert 2 <= pushes.sum() <= 12, f"{pushes.sum()} pushes in {rate * 3:.1f} simulated s"
     assert walk[-1, 1] > walk[0, 1] + 0.5, "walked forward despite the pushes"
     assert graph.wait_for_log(0, "randomized: {"), graph.log(0)
