@@ -84,9 +84,10 @@ class Rig:
 
     def _spin_forever(self) -> None:
         """Until the context shuts down. An entity destroyed by another thread while the executor
-        waits on it raises in here (rclpy's InvalidHandle): that costs one wait, not the probe. It
-        used to end this thread silently, and every reply and message after it was lost (a fuzz
-        run in CI saw the policy node RUNNING while the probe still thought it damped)."""
+        waits on it raises in here (rclpy's InvalidHandle): that costs one wait, not the probe. The
+        old spin() ended this thread silently on any error, after which every reply and message
+        would be lost (the likeliest reading of a CI fuzz run whose probe still thought a RUNNING
+        policy node damped)."""
         from rclpy._rclpy_pybind11 import InvalidHandle
         from rclpy.executors import ExternalShutdownException, ShutdownException
 
@@ -352,9 +353,10 @@ class PolicyUnderTest:
                 if s.name.endswith("trot_policy"):
                     got.update({kv.key: kv.value for kv in s.values})
 
-        if self._on_diagnostics is None:  # subscribed once: never destroyed under the spinning thread
+        first = self._on_diagnostics is None
+        self._on_diagnostics = on  # (set before subscribing: a message may come at once)
+        if first:  # subscribed once: never destroyed under the spinning thread
             self.rig.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._on_diagnostics(m), 10)
-        self._on_diagnostics = on  # (the next message after this call)
         wait(lambda: bool(got), timeout)
         self._on_diagnostics = lambda m: None
         return got
