@@ -71,6 +71,9 @@ class PolicyEvalConfig:
     seed: int = 0
     conditions: tuple[str, ...] = ()
     """Subset of conditions to run (default: all)."""
+    response_s: float = 4.0
+    """Seconds each command of the command-response sweep is held (0: no sweep). The schedule's
+    commands are large; the sweep shows what a policy does with small ones (a dead band)."""
 
 
 class ContractMismatch(ValueError):
@@ -160,6 +163,64 @@ def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig
     }
 
 
+RESPONSE_MAGNITUDES = (0.1, 0.2, 0.3, 0.5, 0.8)
+"""Commanded speeds of the command-response sweep, both signs, per axis (m/s or rad/s), clipped into
+the policy's command ranges."""
+
+
+def command_response(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
+    """Achieved against commanded velocity, one axis at a time (the others zero), nominal model: one
+    robot per command, mean over the last half of ``cfg.response_s``. The schedule cannot show a dead
+    band: a policy that ignores commands under 0.3 m/s still tracks its 0.8 m/s forward."""
+    cfg = cfg or PolicyEvalConfig()
+    runtime = PolicyRuntime(path)
+    contract = runtime.contract
+    commands, rows = [], []
+    for axis, key in enumerate(("lin_vel_x", "lin_vel_y", "ang_vel_yaw")):
+        lo, hi = contract.command_ranges[key]
+        values = sorted({float(np.clip(sign * m, lo, hi)) for m in RESPONSE_MAGNITUDES for sign in (-1.0, 1.0)})
+        for value in values:
+            if value != 0.0:
+                command = np.zeros(3)
+                command[axis] = value
+                commands.append(command)
+                rows.append({"axis": ("vx", "vy", "yaw")[axis], "command": value})
+    env_cfg = EnvConfig(robot=contract.robot, num_envs=len(commands), nthread=1)
+    env_cfg.randomization.disable_all()
+    env_cfg.noise.enabled = False
+    env_cfg.episode_length_s = cfg.response_s + 1.0
+    env_cfg.commands.resample_interval_s = 1e9
+    env = LocomotionEnv(env_cfg, seed=cfg.seed)
+    check_contract(contract, dataclasses.replace(env.contract, command_ranges=contract.command_ranges))
+    env.reset()
+    obs = env.set_commands(np.stack(commands))
+    steps = max(2, round(cfg.response_s / env.dt))
+    achieved, alive = [], np.ones(env.num_envs, dtype=bool)
+    for k in range(steps):
+        obs, _, terminated, truncated, _ = env.step(runtime.act_batch(obs))
+        alive &= ~(terminated | truncated)
+        if k >= steps // 2:
+            achieved.append(np.column_stack([env._linvel[:, 0], env._linvel[:, 1], env._gyro[:, 2]]))
+    env.close()
+    mean = np.mean(achieved, axis=0)
+    for i, row in enumerate(rows):
+        axis = ("vx", "vy", "yaw").index(row["axis"])
+        row["achieved"] = float(mean[i, axis]) if alive[i] else float("nan")
+        row["fell"] = bool(not alive[i])
+    return rows
+
+
+def dead_band(rows: list[dict], axis: str, share: float = 0.5) -> float:
+    """The largest commanded speed on ``axis`` (either sign) that the robot follows by less than
+    ``share`` of it: below it a command barely moves the robot; 0 when it follows them all."""
+    missed = [
+        abs(r["command"])
+        for r in rows
+        if r["axis"] == axis and not r["achieved"] * r["command"] >= share * r["command"] ** 2
+    ]
+    return max(missed, default=0.0)
+
+
 def evaluate_artifact(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
     cfg = cfg or PolicyEvalConfig()
     runtime = PolicyRuntime(path)
@@ -170,8 +231,14 @@ def evaluate_artifact(path: Path, cfg: PolicyEvalConfig | None = None) -> list[d
     return [run_condition(runtime, c, cfg) for c in CONDITIONS if wanted is None or c.name in wanted]
 
 
-def write_card(path: Path, results: list[dict], cfg: PolicyEvalConfig, training: dict | None = None) -> Path:
-    """card.md + PNG plots beside the artifact."""
+def write_card(
+    path: Path,
+    results: list[dict],
+    cfg: PolicyEvalConfig,
+    training: dict | None = None,
+    response: list[dict] | None = None,
+) -> Path:
+    """card.md + PNG plots beside the artifact (and the command-response sweep, when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,6 +285,23 @@ def write_card(path: Path, results: list[dict], cfg: PolicyEvalConfig, training:
     fig.savefig(path / "conditions.png", dpi=100)
     plt.close(fig)
 
+    if response:
+        (path / "response.json").write_text(json.dumps(response, indent=2))
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+        for ax, (axis, unit) in zip(axes, (("vx", "m/s"), ("vy", "m/s"), ("yaw", "rad/s")), strict=True):
+            rows = [r for r in response if r["axis"] == axis]
+            commanded = np.array([r["command"] for r in rows])
+            ax.plot(commanded, commanded, "k--", lw=1, label="ideal")
+            ax.plot(commanded, [r["achieved"] for r in rows], "o-", label="achieved")
+            ax.set_xlabel(f"commanded {axis} [{unit}]")
+            ax.set_ylabel(f"achieved {axis} [{unit}]")
+            ax.set_title(f"{axis}: dead band {dead_band(response, axis):g} {unit}")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path / "command_response.png", dpi=100)
+        plt.close(fig)
+
     prov = runtime_contract.provenance
     lines = [
         f"# Policy card: `{path.name}`",
@@ -252,6 +336,21 @@ def write_card(path: Path, results: list[dict], cfg: PolicyEvalConfig, training:
             f"{r['yaw_error']:.3f} | {r['fall_rate']:.0%} | {r['mean_abs_torque']:.2f} | {r['mean_power_w']:.1f} |"
         )
     lines += ["", "![tracking](tracking_nominal.png)", "", "![conditions](conditions.png)", ""]
+    if response:
+        lines += [
+            "## Command response (one axis at a time, nominal model)",
+            "",
+            f"One robot per command, held {cfg.response_s:g} s from standing; achieved is the mean over the last "
+            "half. Dead band: the largest command the robot follows by less than half.",
+            "",
+            "| axis | dead band | commanded -> achieved |",
+            "| --- | --- | --- |",
+        ]
+        for axis, unit in (("vx", "m/s"), ("vy", "m/s"), ("yaw", "rad/s")):
+            pairs = ", ".join(f"{r['command']:+.2f} -> {r['achieved']:+.2f}" + (" (fell)" if r["fell"] else "")
+                              for r in response if r["axis"] == axis)  # fmt: skip
+            lines.append(f"| {axis} [{unit}] | {dead_band(response, axis):g} | {pairs} |")
+        lines += ["", "![command response](command_response.png)", ""]
     if (path / "training_eval.json").exists():
         ev = json.loads((path / "training_eval.json").read_text())
         lines += [

@@ -229,19 +229,42 @@ def _edit_meta(path: Path, change, digest: str = "keep") -> None:
 
 
 def test_sim2sim_eval_and_card(artifact: Path) -> None:
-    from policies.eval import PolicyEvalConfig, evaluate_artifact, write_card
+    from policies.eval import PolicyEvalConfig, command_response, evaluate_artifact, write_card
 
-    cfg = PolicyEvalConfig(segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms"))
+    cfg = PolicyEvalConfig(
+        segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms"), response_s=0.2
+    )
     results = evaluate_artifact(artifact, cfg)
     assert [r["condition"] for r in results] == ["nominal", "timestep_2ms"]
     for r in results:
         assert 0.0 <= r["fall_rate"] <= 1.0
         assert len(r["trace"]["t"]) == 6 * 20  # 6 segments x 0.4 s at 50 Hz
-    card = write_card(artifact, results, cfg)
+    response = command_response(artifact, cfg)
+    ranges = PolicyRuntime(artifact).contract.command_ranges
+    for axis, key in (("vx", "lin_vel_x"), ("vy", "lin_vel_y"), ("yaw", "ang_vel_yaw")):
+        commanded = [r["command"] for r in response if r["axis"] == axis]
+        assert min(commanded) < 0 < max(commanded), axis  # both directions
+        assert all(ranges[key][0] <= c <= ranges[key][1] for c in commanded), axis
+    assert all(np.isfinite(r["achieved"]) or r["fell"] for r in response)
+    card = write_card(artifact, results, cfg, response=response)
     text = card.read_text()
     assert "| nominal |" in text and "| timestep_2ms |" in text and "training_config_sha256" in text
-    for png in ("tracking_nominal.png", "conditions.png", "training_curve.png"):
+    assert "## Command response" in text and "| vy [m/s] |" in text
+    assert json.loads((artifact / "response.json").read_text()) == response
+    for png in ("tracking_nominal.png", "conditions.png", "training_curve.png", "command_response.png"):
         assert (artifact / png).stat().st_size > 1000, png
+
+
+def test_dead_band_is_the_largest_command_followed_by_less_than_half() -> None:
+    from policies.eval import dead_band
+
+    rows = [{"axis": "vx", "command": c, "achieved": a} for c, a in
+            ((-0.5, -0.45), (-0.2, 0.0), (0.1, 0.06), (0.3, 0.1), (0.5, 0.5))]  # fmt: skip
+    assert dead_band(rows, "vx") == 0.3  # 0.3 -> 0.1 is the largest miss (0.1 -> 0.06 is followed)
+    rows.append({"axis": "vx", "command": 0.8, "achieved": float("nan")})  # fell: not followed
+    assert dead_band(rows, "vx") == 0.8
+    assert dead_band([{"axis": "vy", "command": 0.3, "achieved": -0.3}], "vy") == 0.3  # the wrong way
+    assert dead_band(rows, "yaw") == 0.0
 
 
 def test_eval_refuses_an_artifact_whose_contract_disagrees_with_the_simulation(artifact: Path, tmp_path: Path) -> None:

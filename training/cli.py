@@ -89,21 +89,32 @@ def eval_cmd(argv: list[str]) -> int:
     target = Path(argv[0]) if argv and not argv[0].startswith("-") else None
     if target is not None and (target / "policy.onnx").exists():
         from policies.artifact import ArtifactError
-        from policies.eval import ContractMismatch, PolicyEvalConfig, evaluate_artifact, write_card
+        from policies.eval import (
+            ContractMismatch,
+            PolicyEvalConfig,
+            command_response,
+            dead_band,
+            evaluate_artifact,
+            write_card,
+        )
 
         cfg = tyro.cli(PolicyEvalConfig, args=argv[1:], prog=f"trot eval {target}")
         try:
             results = evaluate_artifact(target, cfg)
+            response = command_response(target, cfg) if cfg.response_s > 0 else None
         except (ArtifactError, ContractMismatch, ValueError) as exc:
             print(f"trot eval: {exc}", file=sys.stderr)
             return 2
-        card = write_card(target, results, cfg)
+        card = write_card(target, results, cfg, response=response)
         for r in results:
             print(
                 f"{r['condition']:<14} vx {r['vx_error']:.3f} m/s  vy {r['vy_error']:.3f} m/s  "
                 f"yaw {r['yaw_error']:.3f} rad/s"
                 f"  falls {r['fall_rate']:.0%}  |tau| {r['mean_abs_torque']:.2f} Nm"
             )
+        if response:
+            print("dead band (largest command followed by less than half): " + ", ".join(
+                f"{axis} {dead_band(response, axis):g}" for axis in ("vx", "vy", "yaw")))  # fmt: skip
         print(f"policy card: {card}")
         return 0
     from training.evaluate import EvalConfig, eval_run
