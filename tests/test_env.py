@@ -100,6 +100,22 @@ def test_commands_in_range_with_zero_share(quiet_cfg) -> None:
     env.close()
 
 
+def test_a_share_of_commands_moves_along_one_axis_only(quiet_cfg) -> None:
+    cfg = quiet_cfg(num_envs=4000)
+    cfg.commands.zero_probability = 0.0
+    cfg.commands.single_axis_probability = 0.3
+    env = LocomotionEnv(cfg)
+    env.reset(seed=5)
+    moving_axes = (env.commands != 0).sum(axis=1)
+    assert set(np.unique(moving_axes)) == {1, 3}  # one axis, or all three (a uniform draw)
+    single = env.commands[moving_axes == 1]
+    assert 0.25 < len(single) / 4000 < 0.35
+    for axis in range(3):  # each axis about a third of them, over its whole range
+        share = (single[:, axis] != 0).mean()
+        assert 0.25 < share < 0.42, (axis, share)
+    env.close()
+
+
 def test_commands_resample_during_episode(quiet_cfg) -> None:
     cfg = quiet_cfg(num_envs=4)
     cfg.commands.resample_interval_s = 0.1  # every 5 steps

@@ -31,8 +31,8 @@ def quantities(**over) -> StepQuantities:
 CFG = RewardConfig()
 EXPECTED = {
     # env 0 by hand, env 1 by hand
-    "tracking_lin_vel": [np.exp(-(0.25 + 0.04) / 0.25), 1.0],
-    "tracking_ang_vel": [np.exp(-0.04 / 0.25), 1.0],
+    "tracking_lin_vel": [np.exp(-(0.25 + 0.04) / CFG.tracking_sigma), 1.0],
+    "tracking_ang_vel": [np.exp(-0.04 / CFG.tracking_sigma), 1.0],
     "lin_vel_z": [0.01, 0.0],
     "ang_vel_xy": [0.05, 0.0],
     "orientation": [0.05, 0.0],
@@ -53,6 +53,13 @@ def test_every_term_has_a_hand_computed_case() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_term_matches_hand_computation(name: str) -> None:
     np.testing.assert_allclose(REWARD_TERMS[name](quantities(), CFG), EXPECTED[name], rtol=1e-9, atol=1e-12)
+
+
+def test_short_steps_are_penalised_only_without_air_time_bonus_only() -> None:
+    short = quantities(first_contact=np.array([[True, True], [False, False]]))  # 0.8 s and 0.3 s in the air
+    np.testing.assert_allclose(REWARD_TERMS["feet_air_time"](short, CFG), [0.3, 0.0])  # the 0.3 s step: 0
+    legged_gym = RewardConfig(air_time_bonus_only=False)
+    np.testing.assert_allclose(REWARD_TERMS["feet_air_time"](short, legged_gym), [0.3 - 0.2, 0.0])
 
 
 def test_total_is_weighted_sum_times_dt_and_zero_weights_are_skipped() -> None:

@@ -361,6 +361,9 @@ class LocomotionEnv(VectorEnv):
         lo = np.array([c.lin_vel_x[0], c.lin_vel_y[0], c.ang_vel_yaw[0]])
         hi = np.array([c.lin_vel_x[1], c.lin_vel_y[1], c.ang_vel_yaw[1]])
         cmd = self._rng.uniform(lo, hi, size=(count, 3))
+        single = self._rng.random(count) < c.single_axis_probability
+        kept_axis = self._rng.integers(0, 3, count)
+        cmd[single[:, None] & (np.arange(3) != kept_axis[:, None])] = 0.0
         cmd[self._rng.random(count) < c.zero_probability] = 0.0
         return cmd
 

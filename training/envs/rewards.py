@@ -76,8 +76,11 @@ def _moving(command: np.ndarray) -> np.ndarray:
 
 
 def feet_air_time(q: StepQuantities, cfg: RewardConfig) -> np.ndarray:
-    """Rewards long steps: (air time - target) summed over feet at touchdown, when moving."""
+    """Rewards long steps: (air time - target) summed over feet at touchdown, when moving (only its
+    positive part with ``air_time_bonus_only``: see there why)."""
     per_foot = (q.air_time_at_touchdown - cfg.air_time_target) * q.first_contact
+    if cfg.air_time_bonus_only:
+        per_foot = np.maximum(per_foot, 0.0)
     return np.sum(per_foot, axis=1) * _moving(q.command)
 
 
