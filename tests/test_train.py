@@ -16,6 +16,7 @@ import torch
 from bench.faults import SMALL_RUN as SMALL
 from bench.faults import interrupted_and_resumed_run
 from bench.faults import training_metrics as metrics
+from policies.runtime import PolicyRuntime
 from training.ppo.envs import LocomotionTrainEnv
 from training.ppo.runner import Runner, TrainingDiverged
 from training.strict import ConfigError
@@ -118,6 +119,15 @@ def test_resume_after_sigterm_continues_exactly_like_an_uninterrupted_run(tmp_pa
     straight, again = params(tmp_path / "straight"), params(resumed)
     for name in straight:
         torch.testing.assert_close(straight[name], again[name], rtol=0, atol=0, msg=name)
+    info = json.loads((resumed / "run.json").read_text())
+    assert info["command"].startswith("trot train go2-flat")
+    [resume] = info["resumes"]  # how the run was made includes its resume
+    assert resume["command"] == f"trot train --resume {resumed}" and 1 <= resume["from_iteration"] < iterations
+    from training.export import ExportConfig, export
+
+    artifact = export(ExportConfig(run=resumed, out=tmp_path / "policy", parity_samples=100))
+    provenance = PolicyRuntime(artifact).contract.provenance
+    assert provenance["training_resumed"] == f"at iteration {resume['from_iteration']}: {resume['command']}"
 
 
 def test_time_outs_are_bootstrapped_with_the_final_state_value(quiet_cfg) -> None:

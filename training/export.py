@@ -69,8 +69,12 @@ def provenance(run: Path, checkpoint: dict, train_cfg) -> dict:
     config_text = (run / "config.yaml").read_bytes()
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     machine = info.get("machine", {})
+    resumed = {}
+    if resumes := info.get("resumes"):
+        resumed["training_resumed"] = "; ".join(f"at iteration {r['from_iteration']}: {r['command']}" for r in resumes)
     return {
         "training_command": info.get("command"),
+        **resumed,
         "training_machine": f"{machine.get('cpu_count')} cores, {machine.get('platform')}" if machine else None,
         "task": checkpoint["meta"]["task"],
         "run": run.name,

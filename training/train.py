@@ -180,7 +180,12 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, c
             save_config(cfg, run_dir)
             if resume is None:
                 info = {"command": command, "world_size": world, "machine": machine_info()}
-                (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+            else:  # a resume is part of how the policy was made: the export's provenance lists it
+                info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+                info.setdefault("resumes", []).append(
+                    {"command": command, "from_iteration": runner.iteration, "machine": machine_info()}
+                )
+            (run_dir / "run.json").write_text(json.dumps(info, indent=2))
             print(f"run folder: {run_dir}" + (f" (resuming at iteration {runner.iteration})" if resume else ""))
         runner.learn(progress=progress)
     finally:
