@@ -228,7 +228,7 @@ def test_eval_of_a_standing_policy_measures_the_commanded_speed(quiet_cfg) -> No
     from training.evaluate import evaluate_policy
 
     cfg = quiet_cfg(num_envs=1)
-    cfg.commands.zero_probability = 0.0
+    cfg.commands.zero_probability = cfg.commands.single_axis_probability = 0.0  # (always vx = 0.6)
     cfg.commands.lin_vel_x = (0.6, 0.6)
     result = evaluate_policy(cfg, lambda obs: np.zeros((obs.shape[0], 12)), episodes=4, episode_length_s=3.0,
                              randomization=False)  # fmt: skip
