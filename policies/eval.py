@@ -89,11 +89,45 @@ def check_contract(artifact: Contract, sim: Contract) -> None:
             )
 
 
+AXES = ("vx", "vy", "yaw")
+"""The command's axes, in the order of the contract's command ranges below."""
+UNITS = {"vx": "m/s", "vy": "m/s", "yaw": "rad/s"}
+RANGE_KEYS = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
+
+
+def command_limits(contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest command per axis the policy was trained on."""
+    return (np.array([contract.command_ranges[k][0] for k in RANGE_KEYS]),
+            np.array([contract.command_ranges[k][1] for k in RANGE_KEYS]))  # fmt: skip
+
+
 def schedule_commands(contract: Contract) -> list[tuple[str, np.ndarray]]:
     """The schedule, clipped into the command ranges the policy was trained on."""
-    lo = np.array([contract.command_ranges[k][0] for k in ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")])
-    hi = np.array([contract.command_ranges[k][1] for k in ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")])
+    lo, hi = command_limits(contract)
     return [(name, np.clip(np.array(cmd), lo, hi)) for name, cmd in SCHEDULE]
+
+
+def eval_env_config(contract: Contract, num_envs: int, episode_s: float) -> EnvConfig:
+    """The nominal model: no randomization, no observation noise, commands only as set."""
+    env_cfg = EnvConfig(robot=contract.robot, num_envs=num_envs, nthread=1)
+    env_cfg.randomization.disable_all()
+    env_cfg.noise.enabled = False
+    env_cfg.episode_length_s = episode_s
+    env_cfg.commands.resample_interval_s = 1e9
+    return env_cfg
+
+
+def open_eval_env(contract: Contract, env_cfg: EnvConfig, seed: int, robot=None) -> LocomotionEnv:
+    """The environment, reset, once its contract agrees with the artifact's."""
+    env = LocomotionEnv(env_cfg, seed=seed, robot=robot)
+    check_contract(contract, dataclasses.replace(env.contract, command_ranges=contract.command_ranges))
+    env.reset()
+    return env
+
+
+def achieved_velocity(env: LocomotionEnv) -> np.ndarray:
+    """[num_envs, 3]: body-frame vx, vy and yaw rate, the command's axes."""
+    return np.column_stack([env._linvel[:, 0], env._linvel[:, 1], env._gyro[:, 2]])
 
 
 def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig) -> dict:
@@ -104,18 +138,12 @@ def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig
         robot = dataclasses.replace(
             robot, sim=dataclasses.replace(robot.sim, timestep=cond.timestep, decimation=decimation)
         )
-    env_cfg = EnvConfig(robot=contract.robot, num_envs=cfg.envs_per_condition, nthread=1)
-    env_cfg.randomization.disable_all()
+    schedule = schedule_commands(contract)
+    env_cfg = eval_env_config(contract, cfg.envs_per_condition, cfg.segment_s * len(schedule) + 1.0)
     env_cfg.randomization.init_joint_pos.enabled = True
-    env_cfg.noise.enabled = False
     for name, (lo, hi) in cond.randomization.items():
         setattr(env_cfg.randomization, name, Range(lo, hi))
-    schedule = schedule_commands(contract)
-    env_cfg.episode_length_s = cfg.segment_s * len(schedule) + 1.0
-    env_cfg.commands.resample_interval_s = 1e9
-    env = LocomotionEnv(env_cfg, seed=cfg.seed, robot=robot)
-    check_contract(contract, dataclasses.replace(env.contract, command_ranges=contract.command_ranges))
-    env.reset()
+    env = open_eval_env(contract, env_cfg, cfg.seed, robot)
     seg_steps = round(cfg.segment_s / env.dt)
     settle = round(cfg.settle_s / env.dt)
     n = env.num_envs
@@ -132,7 +160,7 @@ def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig
         fell = alive & terminated
         fall_time[fell] = (k + 1) * env.dt
         alive &= ~(terminated | truncated)
-        achieved = np.column_stack([env._linvel[:, 0], env._linvel[:, 1], env._gyro[:, 2]])
+        achieved = achieved_velocity(env)
         trace["t"].append((k + 1) * env.dt)
         trace["command"].append(command)
         trace["achieved"].append(
@@ -143,7 +171,7 @@ def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig
             torque.append(np.abs(env._torques[alive]).mean())
             power.append(np.abs(env._torques[alive] * env._joint_vel[alive]).sum(axis=1).mean())
             if k % seg_steps >= settle:
-                for i, key in enumerate(("vx", "vy", "yaw")):
+                for i, key in enumerate(AXES):
                     errors[key].append(np.abs(achieved[alive, i] - command[i]))
     env.close()
 
@@ -176,23 +204,15 @@ def command_response(path: Path, cfg: PolicyEvalConfig | None = None) -> list[di
     runtime = PolicyRuntime(path)
     contract = runtime.contract
     commands, rows = [], []
-    for axis, key in enumerate(("lin_vel_x", "lin_vel_y", "ang_vel_yaw")):
-        lo, hi = contract.command_ranges[key]
-        values = sorted({float(np.clip(sign * m, lo, hi)) for m in RESPONSE_MAGNITUDES for sign in (-1.0, 1.0)})
-        for value in values:
-            if value != 0.0:
-                command = np.zeros(3)
-                command[axis] = value
-                commands.append(command)
-                rows.append({"axis": ("vx", "vy", "yaw")[axis], "command": value})
-    env_cfg = EnvConfig(robot=contract.robot, num_envs=len(commands), nthread=1)
-    env_cfg.randomization.disable_all()
-    env_cfg.noise.enabled = False
-    env_cfg.episode_length_s = cfg.response_s + 1.0
-    env_cfg.commands.resample_interval_s = 1e9
-    env = LocomotionEnv(env_cfg, seed=cfg.seed)
-    check_contract(contract, dataclasses.replace(env.contract, command_ranges=contract.command_ranges))
-    env.reset()
+    lo, hi = command_limits(contract)
+    for axis, name in enumerate(AXES):
+        values = {float(np.clip(sign * m, lo[axis], hi[axis])) for m in RESPONSE_MAGNITUDES for sign in (-1.0, 1.0)}
+        for value in sorted(values - {0.0}):
+            command = np.zeros(3)
+            command[axis] = value
+            commands.append(command)
+            rows.append({"axis": name, "command": value})
+    env = open_eval_env(contract, eval_env_config(contract, len(commands), cfg.response_s + 1.0), cfg.seed)
     obs = env.set_commands(np.stack(commands))
     steps = max(2, round(cfg.response_s / env.dt))
     achieved, alive = [], np.ones(env.num_envs, dtype=bool)
@@ -200,11 +220,11 @@ def command_response(path: Path, cfg: PolicyEvalConfig | None = None) -> list[di
         obs, _, terminated, truncated, _ = env.step(runtime.act_batch(obs))
         alive &= ~(terminated | truncated)
         if k >= steps // 2:
-            achieved.append(np.column_stack([env._linvel[:, 0], env._linvel[:, 1], env._gyro[:, 2]]))
+            achieved.append(achieved_velocity(env))
     env.close()
     mean = np.mean(achieved, axis=0)
     for i, row in enumerate(rows):
-        axis = ("vx", "vy", "yaw").index(row["axis"])
+        axis = AXES.index(row["axis"])
         row["achieved"] = float(mean[i, axis]) if alive[i] else float("nan")
         row["fell"] = bool(not alive[i])
     return rows
@@ -288,7 +308,7 @@ def write_card(
     if response:
         (path / "response.json").write_text(json.dumps(response, indent=2))
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        for ax, (axis, unit) in zip(axes, (("vx", "m/s"), ("vy", "m/s"), ("yaw", "rad/s")), strict=True):
+        for ax, (axis, unit) in zip(axes, UNITS.items(), strict=True):
             rows = [r for r in response if r["axis"] == axis]
             commanded = np.array([r["command"] for r in rows])
             ax.plot(commanded, commanded, "k--", lw=1, label="ideal")
@@ -346,7 +366,7 @@ def write_card(
             "| axis | dead band | commanded -> achieved |",
             "| --- | --- | --- |",
         ]
-        for axis, unit in (("vx", "m/s"), ("vy", "m/s"), ("yaw", "rad/s")):
+        for axis, unit in UNITS.items():
             pairs = ", ".join(f"{r['command']:+.2f} -> {r['achieved']:+.2f}" + (" (fell)" if r["fell"] else "")
                               for r in response if r["axis"] == axis)  # fmt: skip
             lines.append(f"| {axis} [{unit}] | {dead_band(response, axis):g} | {pairs} |")

@@ -90,6 +90,7 @@ def eval_cmd(argv: list[str]) -> int:
     if target is not None and (target / "policy.onnx").exists():
         from policies.artifact import ArtifactError
         from policies.eval import (
+            AXES,
             ContractMismatch,
             PolicyEvalConfig,
             command_response,
@@ -114,7 +115,7 @@ def eval_cmd(argv: list[str]) -> int:
             )
         if response:
             print("dead band (largest command followed by less than half): " + ", ".join(
-                f"{axis} {dead_band(response, axis):g}" for axis in ("vx", "vy", "yaw")))  # fmt: skip
+                f"{axis} {dead_band(response, axis):g}" for axis in AXES))  # fmt: skip
         print(f"policy card: {card}")
         return 0
     from training.evaluate import EvalConfig, eval_run
