@@ -1,5 +1,6 @@
 """Export a short real training run and run the artifact through the deploy-side runtime."""
 
+import gc
 import json
 import tracemalloc
 from pathlib import Path
@@ -108,11 +109,15 @@ def test_runtime_reuses_buffers_and_allocates_nothing_per_step(artifact: Path) -
     # Measured between two rounds after a first one: a leak grows every round, while a one-time
     # cache (numpy keeps small freed blocks for reuse) is filled by the first round.
     ours = [tracemalloc.Filter(False, "*onnxruntime*"), tracemalloc.Filter(False, tracemalloc.__file__)]
+    # (collected before each snapshot: whether the cyclic collector last ran before or after a round
+    # depends on what earlier tests allocated, and a leak survives a collection anyway)
     for _ in range(500):
         runtime.step(names, q, dq, quat, gyro, cmd)
+    gc.collect()
     before = tracemalloc.take_snapshot().filter_traces(ours)
     for _ in range(500):
         runtime.step(names, q, dq, quat, gyro, cmd)
+    gc.collect()
     after = tracemalloc.take_snapshot().filter_traces(ours)
     tracemalloc.stop()
     runtime_file = Path(PolicyRuntime.__init__.__code__.co_filename).name
