@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
@@ -78,7 +80,9 @@ ECHO_RAW = textwrap.dedent(
 )
 # A host-stall detector, independent of ROS and of the node: one process per CPU, pinned to it, a
 # SCHED_FIFO (when allowed) loop that sleeps to 0.5 ms deadlines and reports every wake-up more
-# than 0.3 ms late: (wall-clock time at which it woke, how late), wall clock as the commands' stamps.
+# than 0.3 ms late: (wall-clock time at which it woke, how late), wall clock as the commands' stamps,
+# and how late its wake-ups are as a rule (median). A stall: 0.3 ms later than that median (a host
+# whose timer wake-ups all come 0.3 ms late, as on a Firecracker VM seen here, has no stall in each).
 # Every stall of 0.8 ms or more on a CPU is seen (a coarser probe, 1 ms deadlines and 1 ms, missed
 # most of those that cost the node a 2 ms tick).
 STALL_PROBE = textwrap.dedent(
@@ -89,15 +93,29 @@ STALL_PROBE = textwrap.dedent(
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(90))
     except (OSError, AttributeError):
         pass
-    end, stalls, deadline = time.time() + float(sys.argv[1]), [], time.perf_counter()
+    end, stalls, lates, deadline = time.time() + float(sys.argv[1]), [], [], time.perf_counter()
     while time.time() < end:
         deadline += 0.0005
         if (nap := deadline - time.perf_counter()) > 0:
             time.sleep(nap)
-        if (late := time.perf_counter() - deadline) > 0.0003:
+        lates.append(late := time.perf_counter() - deadline)
+        if late > 0.0003:
             stalls.append((time.time(), late))
             deadline = time.perf_counter()
-    print(json.dumps(stalls))
+    print(json.dumps({"stalls": stalls, "late_p50": sorted(lates)[len(lates) // 2] if lates else 0.0}))
+    """
+)
+
+
+# Starts the probes and gathers their reports, so that the benchmark forks once, not once per CPU:
+# on 16 cores, 16 forks of its process held up its sensor feed past the node's 500 Hz watchdog.
+PROBE_LAUNCHER = textwrap.dedent(
+    """
+    import json, subprocess, sys
+    probe, seconds, cpus = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    procs = [subprocess.Popen([sys.executable, "-c", probe, seconds, str(cpu)], stdout=subprocess.PIPE, text=True)
+             for cpu in cpus]
+    print(json.dumps([json.loads(p.communicate()[0]) for p in procs]))
     """
 )
 
@@ -106,21 +124,19 @@ class StallProbes:
     """STALL_PROBE on every CPU for ``seconds`` from now."""
 
     def __init__(self, seconds: float) -> None:
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", STALL_PROBE, str(seconds), str(cpu)], stdout=subprocess.PIPE, text=True
-            )
-            for cpu in sorted(os.sched_getaffinity(0))
-        ]
+        cpus = json.dumps(sorted(os.sched_getaffinity(0)))
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE_LAUNCHER, STALL_PROBE, str(seconds), cpus],
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.kill()
-            proc.communicate()
+        os.killpg(self.proc.pid, signal.SIGKILL)  # the launcher and its probes
+        self.proc.communicate()
 
     def stalls(self, start: float, end: float) -> np.ndarray:
         """[n, 2] (begin, end) wall-clock times of the host stalls that overlap ``start``..``end``."""
-        rows = [(t - late, t) for p in self.procs for t, late in json.loads(p.communicate(timeout=10)[0])]
+        reports = json.loads(self.proc.communicate(timeout=10)[0])
+        self.ordinary_late_ms = float(np.median([r["late_p50"] for r in reports]) * 1e3)
+        rows = [(t - late, t) for r in reports for t, late in r["stalls"] if late > 0.0003 + r["late_p50"]]
         stalls = np.array(rows).reshape(-1, 2)
         return stalls[(stalls[:, 1] >= start) & (stalls[:, 0] <= end)]
 
@@ -176,7 +192,29 @@ def start_node(*params: str, module: str | None = "ros_nodes.policy_node", echo:
         args = [sys.executable, "-c", echo]
     else:
         args = [sys.executable, "-m", module, "--ros-args", *[a for p in params for a in ("-p", p)]]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the node's log (rclpy writes it to stderr) kept, so that the bench can say why it damped
+    with tempfile.NamedTemporaryFile("w", prefix="trot_bench_node_", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+    return proc
+
+
+def damping_reason(proc: subprocess.Popen, diag: dict[str, str]) -> str:
+    """The node's last transition to DAMPING as it logged it (its reason: watchdog, bad input...),
+    when (after the stand-up began) and the garbage collector's longest pause so far (/diagnostics):
+    what a stall that tripped the watchdog could have been."""
+    log = proc.log_path.read_text().splitlines()  # type: ignore[attr-defined]
+    damped = [line for line in log if "-> damping" in line]
+    if not damped:
+        return "no transition to DAMPING in its log"
+
+    def stamp(line: str) -> float:  # rclpy's format: [LEVEL] [stamp] [node]: text
+        return float(line.split("] [", 1)[1].split("]", 1)[0])
+
+    began = [stamp(line) for line in log if "-> standup" in line and stamp(line) <= stamp(damped[-1])]
+    when = f", {stamp(damped[-1]) - began[-1]:.2f} s after the stand-up began" if began else ""
+    gc = f"; its GC: {diag.get('gc_collections')} collections, longest {diag.get('gc_pause_max_ms')} ms"
+    return damped[-1].split("]: ", 1)[-1] + when + gc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -185,9 +223,10 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    proc.log_path.unlink(missing_ok=True)  # type: ignore[attr-defined]
 
 
-def feed_until_running(bench: Bench, timeout: float = 30.0, rate: float = 200.0) -> bool:
+def feed_until_running(bench: Bench, proc: subprocess.Popen, timeout: float = 30.0, rate: float = 200.0) -> bool:
     """Publish sensor data until the node runs the policy. A host stall during the stand-up trips
     its watchdog (DAMPING, as it should): then ~/start again, as an operator would."""
     settle = time.time() + 0.3  # a previous node's last diagnostics, still queued here, must not count:
@@ -201,7 +240,7 @@ def feed_until_running(bench: Bench, timeout: float = 30.0, rate: float = 200.0)
         if bench.diag.get("state") == "running":
             return True
         if bench.diag.get("state") == "damping" and time.time() > next_start:
-            print("  the node damped before running (its watchdog: a stall?): ~/start again", flush=True)
+            print(f"  the node damped before running ({damping_reason(proc, bench.diag)}): ~/start again", flush=True)
             bench.start_client.call_async(Trigger.Request())
             next_start = time.time() + 2.0  # its /diagnostics come once a second
     return False
@@ -228,7 +267,7 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
     proc = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", f"control_rate:={rate_hz}",
                       f"stale_periods:={stale}", *extra)  # fmt: skip
     try:
-        if not feed_until_running(bench):
+        if not feed_until_running(bench, proc):
             raise RuntimeError("the policy node never reached RUNNING")
         # the probes start first: two interpreters starting up held up this feed past the node's
         # watchdog (seen: DAMPING 1.1 s into the window, its ticks then skipping the policy)
@@ -239,7 +278,8 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
                 break
             # a stall in that second tripped the watchdog: the window must run the policy
             probes.stop()
-            print("  the node damped before the window (its watchdog: a stall?): ~/start again", flush=True)
+            reason = damping_reason(proc, bench.diag)
+            print(f"  the node damped before the window ({reason}): ~/start again", flush=True)
             bench.start_client.call_async(Trigger.Request())
             feed(bench, 2.5)  # (its stand-up: 0.5 s; its /diagnostics: once a second)
         bench.commands.clear()
@@ -272,6 +312,7 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
             "ticks_off_1ms_at_host_stalls": int(((stamp_jitter > 1.0) & at_stall).sum()),
             "ticks_at_host_stalls_pct": float(at_stall.mean() * 100),  # chance: any tick, late or not
             "host_stalls": len(stalls),
+            "probe_late_p50_ms": probes.ordinary_late_ms,
             # every tick must run the policy: a damping tick skips inference and flatters the figures
             "policy_ticks_pct": float((cmds[:, 2] > 0).mean() * 100),
             "watchdog_trips": int(last["watchdog_trips"]) - int(first["watchdog_trips"]),
@@ -287,6 +328,7 @@ class RoundTrips:
     outbound_ms: np.ndarray  # of each, the part until the node published (DDS's source timestamp)
     stalls: np.ndarray  # (begin, end) of the host stalls seen meanwhile (StallProbes)
     node: dict[str, str]  # the node's last /diagnostics (empty for an echo node)
+    probe_late_ms: float  # how late the stall probes woke as a rule (median)
 
     def at_stalls(self) -> np.ndarray:
         """Which round trips a host stall overlapped."""
@@ -310,7 +352,10 @@ class RoundTrips:
         """p99 over the round trips no host stall overlapped: the node and DDS without the VM's own
         pauses (printed next to the full figure, never instead of it)."""
         away = self.ms[~self.at_stalls()]
-        return f"p99 {pct(away, 99):.3f} ms over the {len(away)} no host stall overlapped ({len(self.stalls)} stalls)"
+        return (
+            f"p99 {pct(away, 99):.3f} ms over the {len(away)} no host stall overlapped ({len(self.stalls)} stalls; "
+            f"the probes' usual wake-up lateness {self.probe_late_ms:.3f} ms)"
+        )
 
     def split(self) -> str:
         """The node's own view (/diagnostics, its last 100 ticks): DDS delivery of the joint states,
@@ -332,7 +377,7 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
     real-time driver and one late sample must not turn the rest of the run into damping commands."""
     bench.diag = {}
     try:
-        if proc.args[1] != "-c" and not feed_until_running(bench):
+        if proc.args[1] != "-c" and not feed_until_running(bench, proc):
             raise RuntimeError("the policy node never reached RUNNING")
         deadline = time.time() + 15.0
         while bench.js_pub.get_subscription_count() == 0 and time.time() < deadline:
@@ -369,7 +414,8 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
         if without_targets:  # a damping command skips the policy: its latency would flatter the figure
             raise RuntimeError(f"{without_targets} of {len(out)} commands carried no position targets (DAMPING)")
         stalls = probes.stalls(started[0], started[-1] + 0.1)
-        return RoundTrips(np.array(out) * 1e3, np.array(started), np.array(outbound), stalls, dict(bench.diag))
+        return RoundTrips(np.array(out) * 1e3, np.array(started), np.array(outbound), stalls, dict(bench.diag),
+                          probes.ordinary_late_ms)  # fmt: skip
     finally:
         stop(proc)
 
@@ -407,7 +453,8 @@ def timers(bench: Bench, seconds: float) -> None:
             f"{running(r500)}\n"
             f"  ticks >= half a period late: {r500['late_ticks']}, {r500['late_ticks_at_host_stalls']} of them after a "
             f"host stall (of all ticks: {r500['ticks_at_host_stalls_pct']:.1f}%; stalls: a SCHED_FIFO sleep loop "
-            f"pinned to each CPU woke > 0.3 ms late, {r500['host_stalls']} in the window)"
+            f"pinned to each CPU woke > 0.3 ms later than its usual {r500['probe_late_p50_ms']:.3f} ms, "
+            f"{r500['host_stalls']} in the window)"
         )
 
 
@@ -420,7 +467,7 @@ def print_50hz(label: str, r50: dict[str, float]) -> None:
         f"{r50['missed_ticks']}{running(r50)}\n"
         f"  periods more than 1 ms off: {r50['ticks_off_1ms']}, {r50['ticks_off_1ms_at_host_stalls']} of them "
         f"overlapped by a host stall (of all periods: {r50['ticks_at_host_stalls_pct']:.1f}%; "
-        f"{r50['host_stalls']} stalls)"
+        f"{r50['host_stalls']} stalls; the probes' usual wake-up lateness {r50['probe_late_p50_ms']:.3f} ms)"
     )
 
 
