@@ -127,6 +127,7 @@ class StallProbes:
         cpus = json.dumps(sorted(os.sched_getaffinity(0)))
         self.proc = subprocess.Popen([sys.executable, "-c", PROBE_LAUNCHER, STALL_PROBE, str(seconds), cpus],
                                      stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        self.ordinary_late_ms = float("nan")  # the probes' median lateness, ms: known once stalls() read them
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)  # the launcher and its probes
