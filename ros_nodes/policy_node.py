@@ -16,9 +16,11 @@ import contextlib
 import dataclasses
 import json
 import os
+import queue
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -103,6 +105,26 @@ class PolicyNodeParams:
     )
 
 
+def timing_figures(
+    period: float, periods: np.ndarray, infer_s: np.ndarray, delivery_s: np.ndarray, reaction_s: np.ndarray
+) -> dict[str, float]:
+    """PolicyNode.timing's figures from its samples (seconds each); {} before the first ticks."""
+    if not periods.size:
+        return {}
+    jitter = np.abs(periods - period)
+    figures = {
+        "loop_rate_hz": float(1 / periods.mean()),
+        "period_jitter_p50_ms": float(np.percentile(jitter, 50) * 1e3),
+        "period_jitter_p99_ms": float(np.percentile(jitter, 99) * 1e3),
+        "period_max_ms": float(periods.max() * 1e3),  # a one-off stall, which p99 can hide
+        "inference_ms_p99": float(np.percentile(infer_s, 99) * 1e3) if infer_s.size else float("nan"),
+    }
+    for name, samples in (("joint_state_delivery", delivery_s), ("reaction", reaction_s)):
+        if samples.size:
+            figures[f"{name}_ms_p50"], figures[f"{name}_ms_p99"] = np.percentile(samples * 1e3, [50, 99]).tolist()
+    return figures
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("trot_policy", **kwargs)
@@ -137,6 +159,13 @@ class PolicyNode(LifecycleNode):
         self._reaction_s: deque[float] = deque(maxlen=1000)
         self._js_received_ns = 0
         self._gc = realtime.GcPauses()  # (/diagnostics)
+        # The controller's log lines (mode transitions, bad input) are written by a thread of their
+        # own: an rclpy log call costs ~1 ms of Python here (it finds its caller's file through
+        # inspect and realpath), and in the control thread each transition's tick took 1.4-1.7 ms
+        # instead of ~0.2: the very command a transition makes (the first damping one) came late.
+        self._log_lines: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._log_thread = threading.Thread(target=self._write_log_lines, name="trot_policy_log", daemon=True)
+        self._log_thread.start()
         self._last_tick: float | None = None
         self._cmd_pub = self._fwd_pub = self._diag_pub = None
         p = self.params
@@ -248,9 +277,15 @@ class PolicyNode(LifecycleNode):
         p = self.params
         period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
         with self._lock:
-            self.controller = PolicyController(runtime, self.safety, period, log=lambda m: self.get_logger().info(m),
-                                               warn=lambda m: self.get_logger().warn(m))  # fmt: skip
+            self.controller = PolicyController(runtime, self.safety, period,
+                                               log=lambda m: self._log_lines.put(("info", m)),
+                                               warn=lambda m: self._log_lines.put(("warn", m)))  # fmt: skip
         self._prewarm_s = self._prewarm_lead()
+        # First calls that import or build caches lazily, made here and not in the first /diagnostics
+        # while the policy runs: np.percentile's first call imports numpy.ma (35-65 ms here, the GIL
+        # held in stretches; on a 16-core machine it froze the control thread for ~50 ms once per
+        # process, and the watchdog damped). tests/first_time_work_probe.py finds any others.
+        timing_figures(period, *(np.ones(2),) * 4)
         sim_time = self.get_parameter("use_sim_time").value
         self._busy_wait_s = 0.0 if sim_time else min(self.params.busy_wait_s, 0.25 * period)
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
@@ -481,23 +516,10 @@ class PolicyNode(LifecycleNode):
             self._fwd_pub.publish(Float64MultiArray(data=forward))
 
     def timing(self, last: int = 1000) -> dict[str, float]:
-        """Over the last ticks: loop rate, period jitter (|period - nominal|) p50/p99, inference p99,
-        joint-state delivery and (joint_states mode) reaction p50/p99."""
-        periods, infer = np.array(self._periods)[-last:], np.array(self._infer_s)[-last:]
-        if not periods.size:
-            return {}
-        jitter = np.abs(periods - self.controller.period)
-        figures = {
-            "loop_rate_hz": float(1 / periods.mean()),
-            "period_jitter_p50_ms": float(np.percentile(jitter, 50) * 1e3),
-            "period_jitter_p99_ms": float(np.percentile(jitter, 99) * 1e3),
-            "inference_ms_p99": float(np.percentile(infer, 99) * 1e3) if infer.size else float("nan"),
-        }
-        for name, samples in (("joint_state_delivery", self._delivery_s), ("reaction", self._reaction_s)):
-            if samples:
-                ms = np.array(samples)[-last:] * 1e3
-                figures[f"{name}_ms_p50"], figures[f"{name}_ms_p99"] = np.percentile(ms, [50, 99]).tolist()
-        return figures
+        """Over the last ticks: loop rate, period jitter (|period - nominal|) p50/p99, longest period,
+        inference p99, joint-state delivery and (joint_states mode) reaction p50/p99."""
+        return timing_figures(self.controller.period, *(np.array(samples)[-last:] for samples in (
+            self._periods, self._infer_s, self._delivery_s, self._reaction_s)))  # fmt: skip
 
     def _diagnostics(self) -> None:
         c = self.controller
@@ -509,7 +531,7 @@ class PolicyNode(LifecycleNode):
         values = {
             "state": c.mode.value,
             **{key: f"{timing[key]:.3f}" if key in timing else "n/a" for key in (
-                "loop_rate_hz", "period_jitter_p50_ms", "period_jitter_p99_ms", "inference_ms_p99",
+                "loop_rate_hz", "period_jitter_p50_ms", "period_jitter_p99_ms", "period_max_ms", "inference_ms_p99",
                 "joint_state_delivery_ms_p50", "joint_state_delivery_ms_p99", "reaction_ms_p50", "reaction_ms_p99")},
             "joint_state_age_ms": f"{(now - c._joints.stamp) * 1e3:.1f}",
             "imu_age_ms": f"{(now - c._imu.stamp) * 1e3:.1f}",
@@ -681,6 +703,20 @@ class PolicyNode(LifecycleNode):
         with self._tick_lock, self._lock:
             self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
 
+    def _write_log_lines(self) -> None:
+        """The log thread: writes the controller's lines, in order, until None."""
+        realtime.name_this_thread("trot_policy_log")
+        logger = self.get_logger()
+        while (line := self._log_lines.get()) is not None:
+            level, text = line
+            try:  # (one call site per severity: rclpy refuses a site whose severity changes)
+                if level == "warn":
+                    logger.warn(text)
+                else:
+                    logger.info(text)
+            except Exception:  # a line lost, not every later one
+                traceback.print_exc()
+
     def destroy_node(self) -> None:
         """Stop the control loop and the input thread before the publishers go away."""
         self._active = False
@@ -692,6 +728,8 @@ class PolicyNode(LifecycleNode):
         self._io.destroy_node()
         self._cmd_mailbox.destroy_node()
         self._gc.close()
+        self._log_lines.put(None)  # after every line queued before (the last tick's included)
+        self._log_thread.join(timeout=1.0)
         super().destroy_node()
 
 

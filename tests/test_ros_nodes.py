@@ -618,3 +618,18 @@ def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survi
         assert np.isfinite(m.velocity).all() and np.isfinite(m.effort).all()
         if p.size:
             assert np.isfinite(p).all() and (p >= lower).all() and (p <= upper).all()
+
+
+def test_nothing_is_imported_while_the_policy_node_controls() -> None:
+    """Stand-up, RUNNING, /diagnostics, estop, ~/start and a watchdog trip import no module after
+    configure: a lazy import is first-time work that stalls the control loop (numpy.ma from the first
+    /diagnostics did, ~50 ms on a 16-core machine). A fresh interpreter, since this one has them all."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "first_time_work_probe.py")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    # it went through every mode the probe drives (else "nothing imported" would prove little)
+    assert result["modes"] == ["running", "running", "damping", "running", "damping"], result
+    assert result["watchdog_trips"] == 1, result
+    assert result["imported"] == [], f"imported while controlling: {result['imported']}"

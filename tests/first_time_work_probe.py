@@ -1,0 +1,101 @@
+"""A policy node run in this fresh process through what it does while it controls a robot: stand-up,
+RUNNING, /diagnostics, an estop over its service, ~/start again and a watchdog trip. Prints, as
+JSON, the modules imported after configure and the modes it passed through.
+
+A module imported while the control loop runs is first-time work (found: numpy.percentile's first
+call imports numpy.ma, 35-65 ms with the GIL held in stretches): on a 16-core machine it froze the
+control thread for ~50 ms once per process and tripped the watchdog. Only a fresh interpreter shows
+it, hence this script (tests/test_ros_nodes.py runs it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
+
+from policies.artifact import read_artifact
+from ros_nodes.controller import Mode
+from ros_nodes.policy_node import PolicyNode
+
+POLICY = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+
+
+def main() -> None:
+    rclpy.init()
+    _, contract = read_artifact(POLICY)
+    feeder = rclpy.create_node("probe_feeder")
+    js_pub = feeder.create_publisher(JointState, "joint_states", 10)
+    imu_pub = feeder.create_publisher(Imu, "imu", 10)
+    feeding = threading.Event()
+    feeding.set()
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            if feeding.is_set():
+                stamp = feeder.get_clock().now().to_msg()
+                js = JointState(name=list(contract.joint_names), position=list(contract.default_joint_pos),
+                                velocity=[0.0] * contract.num_joints)  # fmt: skip
+                js.header.stamp = stamp
+                imu = Imu()
+                imu.header.stamp = stamp
+                imu.orientation.w = 1.0
+                js_pub.publish(js)
+                imu_pub.publish(imu)
+            time.sleep(0.005)
+
+    threading.Thread(target=feed, daemon=True).start()
+    node = PolicyNode(parameter_overrides=[
+        Parameter("policy_path", value=str(POLICY)), Parameter("start_mode", value="manual"),
+        Parameter("standup_s", value=0.3)])  # fmt: skip
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(feeder)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    modes: list[str] = []
+
+    def wait_for(mode: Mode, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while node.controller.mode is not mode and time.monotonic() < end:
+            time.sleep(0.002)
+        modes.append(node.controller.mode.value)
+
+    def call(name: str) -> None:
+        client = feeder.create_client(Trigger, f"trot_policy/{name}")
+        client.wait_for_service(timeout_sec=5.0)
+        client.call(Trigger.Request(), timeout_sec=5.0)
+
+    node.trigger_configure()
+    before = set(sys.modules)
+    node.trigger_activate()
+    call("start")
+    wait_for(Mode.RUNNING)
+    time.sleep(1.3)  # a /diagnostics (1 Hz) while running
+    modes.append(node.controller.mode.value)
+    call("estop")
+    wait_for(Mode.DAMPING)
+    call("start")
+    wait_for(Mode.RUNNING)
+    feeding.clear()  # the sensors stop: the watchdog damps
+    wait_for(Mode.DAMPING)
+    time.sleep(1.1)  # a /diagnostics in DAMPING
+    imported = sorted(set(sys.modules) - before)
+    print(json.dumps({"imported": imported, "modes": modes, "watchdog_trips": node.controller.stats.watchdog_trips}))
+    stop.set()
+    node.trigger_deactivate()
+    executor.shutdown()
+    node.destroy_node()
+    feeder.destroy_node()
+    rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
