@@ -12,11 +12,13 @@
    Targets (issue 5): jitter p99 <= 1 ms, no overruns at 500 Hz, latency p99 <= 2 ms.
 
     python bench/ros_timing.py [--seconds 20]
+    python bench/ros_timing.py --soak 10   # one node at 500 Hz for 10 minutes: GC, stalls, trips
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -225,6 +227,7 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
     proc.log_path.unlink(missing_ok=True)  # type: ignore[attr-defined]
+    gc.collect()  # (main: this process collects only here)
 
 
 def feed_until_running(bench: Bench, proc: subprocess.Popen, timeout: float = 30.0, rate: float = 200.0) -> bool:
@@ -425,16 +428,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per part")
     parser.add_argument("--only", choices=("timer", "latency"), help="run one part")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="instead: one node at 500 Hz for this long, a line a minute (GC, stalls, trips)",
+    )
     args = parser.parse_args()
+    # This process is the robot's driver: a driver that stops publishing trips the node's watchdog.
+    # Its automatic full collections did, once the commands it keeps had piled up (43 ms, 7.5 s into
+    # a 500 Hz feed, samples 20 ms old at the node: DAMPING). So no automatic collection; stop()
+    # collects between runs, when no node is waiting for samples.
+    gc.disable()
     rclpy.init()
     bench = Bench()
     print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} cores; policy {POLICY.name}")
-    if args.only != "latency":
+    if args.soak > 0:
+        soak(bench, args.soak)
+        args.only = "none"
+    if args.only in (None, "timer"):
         timers(bench, args.seconds)
-    if args.only != "timer":
+    if args.only in (None, "latency"):
         latency(bench, args.seconds)
     bench.destroy_node()
     rclpy.shutdown()
+
+
+def soak(bench: Bench, minutes: float, rate_hz: float = 500.0) -> None:
+    """What a long run brings that a 20 s window cannot: a full garbage collection, a one-off stall
+    (the longest period of each minute, from the commands' stamps), a watchdog trip."""
+    stale = 1.5 * rate_hz / 200.0 * 2.5  # as timer_run: 1.5 sensor periods
+    proc = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", f"control_rate:={rate_hz}",
+                      f"stale_periods:={stale}")  # fmt: skip
+    try:
+        if not feed_until_running(bench, proc):
+            raise RuntimeError("the policy node never reached RUNNING")
+        print(f"soak: {rate_hz:.0f} Hz timer, default scheduling, {minutes:g} min; a line a minute")
+        for minute in range(1, int(np.ceil(minutes)) + 1):
+            bench.commands = []
+            feed(bench, 60.0 * min(1.0, minutes - minute + 1))
+            d = bench.diag
+            if d.get("state") == "damping":  # as an operator would: the next minute runs the policy again
+                bench.publish_state()  # (the start needs fresh samples: before this bench's own pause below)
+                bench.start_client.call_async(Trigger.Request())
+            # (cheap: this pause in the sensor feed must stay short of the node's watchdog)
+            stamps = np.fromiter((c[1] for c in bench.commands), float, len(bench.commands))
+            bench.publish_state()
+            print(f"  min {minute}: {d.get('state')}; longest period {np.diff(stamps).max() * 1e3:.2f} ms; "
+                  f"overruns {d.get('overruns')}, watchdog trips {d.get('watchdog_trips')}, GC collections "
+                  f"{d.get('gc_collections')} (longest pause {d.get('gc_pause_max_ms')} ms) since the start",
+                  flush=True)  # fmt: skip
+            if d.get("state") == "damping":
+                print(f"    {damping_reason(proc, d)}: ~/start again", flush=True)
+    finally:
+        stop(proc)
 
 
 def timers(bench: Bench, seconds: float) -> None:
