@@ -446,11 +446,11 @@ def main() -> None:
     print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} cores; policy {POLICY.name}")
     if args.soak > 0:
         soak(bench, args.soak)
-        args.only = "none"
-    if args.only in (None, "timer"):
-        timers(bench, args.seconds)
-    if args.only in (None, "latency"):
-        latency(bench, args.seconds)
+    else:
+        if args.only != "latency":
+            timers(bench, args.seconds)
+        if args.only != "timer":
+            latency(bench, args.seconds)
     bench.destroy_node()
     rclpy.shutdown()
 

@@ -1,6 +1,7 @@
 """A policy node run in this fresh process through what it does while it controls a robot: stand-up,
 RUNNING, /diagnostics, an estop over its service, ~/start again and a watchdog trip. Prints, as
-JSON, the modules imported after configure and the modes it passed through.
+JSON, the modules imported after configure, the modes it passed through and the state each
+/diagnostics gave.
 
 A module imported while the control loop runs is first-time work (found: numpy.percentile's first
 call imports numpy.ma, 35-65 ms with the GIL held in stretches): on a 16-core machine it froze the
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Imu, JointState
@@ -53,6 +55,9 @@ def main() -> None:
             time.sleep(0.005)
 
     threading.Thread(target=feed, daemon=True).start()
+    diagnosed: list[str] = []  # the state in each /diagnostics: one must come while RUNNING
+    feeder.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnosed.extend(
+        kv.value for status in m.status for kv in status.values if kv.key == "state"), 10)  # fmt: skip
     node = PolicyNode(parameter_overrides=[
         Parameter("policy_path", value=str(POLICY)), Parameter("start_mode", value="manual"),
         Parameter("standup_s", value=0.3)])  # fmt: skip
@@ -88,7 +93,8 @@ def main() -> None:
     wait_for(Mode.DAMPING)
     time.sleep(1.1)  # a /diagnostics in DAMPING
     imported = sorted(set(sys.modules) - before)
-    print(json.dumps({"imported": imported, "modes": modes, "watchdog_trips": node.controller.stats.watchdog_trips}))
+    print(json.dumps({"imported": imported, "modes": modes, "diagnostics": diagnosed,
+                      "watchdog_trips": node.controller.stats.watchdog_trips}))  # fmt: skip
     stop.set()
     node.trigger_deactivate()
     executor.shutdown()
