@@ -636,3 +636,22 @@ def test_nothing_is_imported_while_the_policy_node_controls() -> None:
     assert result["watchdog_trips"] == 1, result
     assert "running" in result["diagnostics"] and "damping" in result["diagnostics"], result
     assert result["imported"] == [], f"imported while controlling: {result['imported']}"
+
+
+def test_the_robot_node_ignores_bad_commands_with_one_warning_a_second(graph: Graph) -> None:
+    """A broken controller at 100 Hz: every non-finite command is ignored, and the warning comes at
+    most once a second (each log line costs ~1 ms of Python in the simulator's process)."""
+    robot = graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    pub = graph.node.create_publisher(JointState, "joint_commands", 10)
+    # its loop runs (odometry comes) and it takes our commands
+    assert graph.wait_until(lambda: graph.odom and pub.get_subscription_count() > 0, timeout=40.0), graph.log(robot)
+    names = list(PolicyRuntime(POLICY).joint_names)
+    bad = JointState(name=names, position=[float("nan")] * len(names))
+    start = time.time()
+    while time.time() - start < 2.5:
+        pub.publish(bad)
+        graph.spin(0.01)
+    graph.wait_until(lambda: "command ignored" in graph.log(robot), timeout=5.0)
+    graph.spin(0.3)
+    warnings = graph.log(robot).count("command ignored: non-finite position")
+    assert 1 <= warnings <= 4, f"{warnings} warnings for ~250 bad commands in 2.5 s\n{graph.log(robot)[-1500:]}"
