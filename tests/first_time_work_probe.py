@@ -58,9 +58,10 @@ def main() -> None:
     diagnosed: list[str] = []  # the state in each /diagnostics: one must come while RUNNING
     feeder.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnosed.extend(
         kv.value for status in m.status for kv in status.values if kv.key == "state"), 10)  # fmt: skip
+    # stale_periods 10 (0.2 s): the watchdog trips when this probe stops feeding, not on a loaded CI's stall
     node = PolicyNode(parameter_overrides=[
         Parameter("policy_path", value=str(POLICY)), Parameter("start_mode", value="manual"),
-        Parameter("standup_s", value=0.3)])  # fmt: skip
+        Parameter("standup_s", value=0.3), Parameter("stale_periods", value=10.0)])  # fmt: skip
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(feeder)
