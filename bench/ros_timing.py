@@ -265,11 +265,16 @@ def pct(x: np.ndarray, q: float) -> float:
     return float(np.percentile(x, q))
 
 
-def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict[str, float]:
-    # sensors arrive at 200 Hz (feed): the watchdog allows 1.5 sensor periods (9.4 periods at 500 Hz)
+def start_timer_node(rate_hz: float, *extra: str) -> subprocess.Popen:
+    """The policy node on its timer at ``rate_hz``, fed by this bench (feed: 200 Hz), so its watchdog
+    allows 1.5 sensor periods (at least 2.5 control periods; 9.4 at 500 Hz)."""
     stale = max(2.5, 1.5 * rate_hz / 200.0 * 2.5)
-    proc = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", f"control_rate:={rate_hz}",
+    return start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", f"control_rate:={rate_hz}",
                       f"stale_periods:={stale}", *extra)  # fmt: skip
+
+
+def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict[str, float]:
+    proc = start_timer_node(rate_hz, *extra)
     try:
         if not feed_until_running(bench, proc):
             raise RuntimeError("the policy node never reached RUNNING")
@@ -458,9 +463,7 @@ def main() -> None:
 def soak(bench: Bench, minutes: float, rate_hz: float = 500.0) -> None:
     """What a long run brings that a 20 s window cannot: a full garbage collection, a one-off stall
     (the longest period of each minute, from the commands' stamps), a watchdog trip."""
-    stale = 1.5 * rate_hz / 200.0 * 2.5  # as timer_run: 1.5 sensor periods
-    proc = start_node(f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5", f"control_rate:={rate_hz}",
-                      f"stale_periods:={stale}")  # fmt: skip
+    proc = start_timer_node(rate_hz)
     try:
         if not feed_until_running(bench, proc):
             raise RuntimeError("the policy node never reached RUNNING")
