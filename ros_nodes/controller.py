@@ -10,7 +10,8 @@ without middleware. Safety rules, in the order ``tick`` applies them:
   until an explicit restart;
 - ``/cmd_vel`` is clipped to the contract's command ranges and decays to zero when not refreshed;
   a flood of it (above ``max_cmd_rate_hz``) is a fault;
-- targets are clipped to the joint limits and their change per step is limited;
+- targets are clipped to the joint limits and their change per step is limited (the limits win:
+  a stand-up from a pose measured beyond them is pulled inside at once);
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
 """
 
@@ -64,8 +65,28 @@ class SafetyConfig:
     """The clock moving forward by more than this between two ticks, or backward by more than a
     control period, is a clock jump (sim reset, NTP step): time-based safety cannot be trusted."""
     standup_s: float = 2.0
-    damping_kd: float = 2.0
-    """Damping gain in DAMPING mode, N m s / rad."""
+    """Seconds to interpolate from the measured pose to the default pose (counted from the first
+    stand-up tick)."""
+
+    def problems(self) -> list[str]:
+        """Each setting that would make a filter let a bad command through (a NaN step limit turns
+        every target into NaN; a margin wider than half a joint's range puts the lower clip bound
+        above the upper), named with its value and what it must be; [] when all are sound."""
+        rules = {  # name: (accepted, what it must be)
+            "stale_periods": (lambda v: 1.0 <= v < math.inf, "a finite number >= 1"),
+            "max_target_step": (lambda v: 0.0 < v < math.inf, "a finite number > 0 (rad per step)"),
+            "joint_limit_margin": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0 (rad)"),
+            "cmd_timeout_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
+            "cmd_decay_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
+            "joint_pos_tolerance": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0 (rad)"),
+            "max_joint_velocity": (lambda v: v > 0.0, "> 0 (inf: no check)"),
+            "max_angular_velocity": (lambda v: v > 0.0, "> 0 (inf: no check)"),
+            "max_cmd_rate_hz": (lambda v: v > 0.0, "> 0 (inf: no check)"),
+            "clock_jump_s": (lambda v: 0.0 < v < math.inf, "a finite number > 0"),
+            "standup_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
+        }  # (NaN fails every comparison)
+        return [f"{name} is {getattr(self, name)!r}: must be {must}" for name, (accepted, must) in rules.items()
+                if not accepted(float(getattr(self, name)))]  # fmt: skip
 
 
 @dataclass
@@ -76,9 +97,10 @@ class JointCommand:
     position: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
-    kp: np.ndarray
-    kd: np.ndarray
     mode: Mode
+    """DAMPING: the driver applies damping only (zero stiffness) and ``position`` is the measured
+    pose within the limits, for position interfaces that cannot take zero stiffness; otherwise
+    track ``position`` with the contract's Kp/Kd."""
 
 
 @dataclass
@@ -117,11 +139,21 @@ class PolicyController:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         """``log`` takes routine lines (transitions an operator asked for), ``warn`` faults: bad
-        input and every fall into DAMPING (default: ``log``)."""
+        input and every fall into DAMPING (default: ``log``). Raises ValueError naming each unsound
+        safety setting or control period."""
         self.runtime = runtime
         self.contract = c = runtime.contract
         self.safety = safety or SafetyConfig()
         self.period = control_period or c.control_dt
+        problems = self.safety.problems()
+        if not 0.0 < self.period < math.inf:
+            problems.append(f"control period is {self.period!r} s: must be a finite number > 0")
+        narrowest = float(np.min(np.subtract(c.joint_pos_upper, c.joint_pos_lower)))
+        if self.safety.joint_limit_margin >= 0.5 * narrowest:  # (NaN was named above)
+            problems.append(f"joint_limit_margin is {self.safety.joint_limit_margin!r}: must be below half the "
+                            f"narrowest joint range ({0.5 * narrowest:.3f} rad) or no target fits")  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
         self.log = log or (lambda message: None)
         self.warn = warn or self.log
         self._bad_logged: dict[str, tuple[float, int]] = {}  # kind of bad input -> (logged at, suppressed since)
@@ -134,8 +166,6 @@ class PolicyController:
         tolerance = self.safety.joint_pos_tolerance
         self.plausible_lower = np.asarray(c.joint_pos_lower) - tolerance
         self.plausible_upper = np.asarray(c.joint_pos_upper) + tolerance
-        self.kp_nominal = np.asarray(c.kp, dtype=np.float64)
-        self.kd_nominal = np.asarray(c.kd, dtype=np.float64)
         keys = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
         self.cmd_lo = np.array([c.command_ranges[k][0] for k in keys])
         self.cmd_hi = np.array([c.command_ranges[k][1] for k in keys])
@@ -150,11 +180,14 @@ class PolicyController:
         self._last_drop_log = -math.inf
         self._flooded_ticks = 0
         self._standup_from = self.default.copy()
-        self._standup_start = 0.0
+        self._standup_start: float | None = None  # the first stand-up tick's time (None: not yet ticked)
         self._last_target = self.default.copy()
-        self._out = JointCommand(
-            self.names, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), Mode.PASSIVE
-        )
+        self._out = JointCommand(self.names, np.zeros(n), np.zeros(n), np.zeros(n), Mode.PASSIVE)
+
+    @property
+    def has_joint_state(self) -> bool:
+        """A joint state was accepted: ``joint_pos`` is measured, not the zeros it starts as."""
+        return self._joints.ok
 
     # ------------------------------------------------------------------ inputs
     def set_joint_state(
@@ -204,7 +237,7 @@ class PolicyController:
         if not self._stamp_ok("joint state", stamp, now):
             return False
         self.joint_pos[:], self.joint_vel[:] = pos, vel
-        self._joints = _Sample(stamp, True)
+        self._joints = _Sample(min(stamp, now), True)  # (see _stamp_ok)
         return True
 
     def set_imu(
@@ -236,7 +269,7 @@ class PolicyController:
             return False
         self.quat[:] = (qw / norm, qx / norm, qy / norm, qz / norm)
         self.gyro[:] = (wx, wy, wz)
-        self._imu = _Sample(stamp, True)
+        self._imu = _Sample(min(stamp, now), True)  # (see _stamp_ok)
         return True
 
     def set_command(self, vx: float, vy: float, yaw_rate: float, now: float) -> bool:
@@ -263,7 +296,8 @@ class PolicyController:
 
     def _stamp_ok(self, what: str, stamp: float, now: float) -> bool:
         """Future stamps are a broken clock (-> DAMPING); too-old samples are dropped, and if no
-        fresh one follows, the watchdog damps."""
+        fresh one follows, the watchdog damps. A stamp a little ahead (a driver's clock, within
+        stale_periods) counts as received now: it must not keep the sample fresh for longer."""
         limit = self.safety.stale_periods * self.period
         if stamp > now + limit:
             return self._bad_input(f"{what} stamped {stamp - now:.3f} s in the future", now)
@@ -321,9 +355,7 @@ class PolicyController:
             return False, f"already {self.mode.value}"
         if not self.fresh(now):
             return False, "no fresh joint state and IMU: refusing to start"
-        self._standup_from = self.joint_pos.copy()
-        self._last_target = self.joint_pos.copy()
-        self._standup_start = now
+        self._standup_start = None  # the first stand-up tick takes the pose and the time (see tick)
         self.runtime.reset()
         self._transition(Mode.STANDUP, "start requested", now)
         return True, "standing up"
@@ -388,11 +420,13 @@ class PolicyController:
             out.position[:] = np.clip(self.joint_pos, self.lower, self.upper)  # (a forward command's)
             out.velocity[:] = 0.0
             out.effort[:] = 0.0
-            out.kp[:] = 0.0
-            out.kd[:] = self.safety.damping_kd
             out.mode = Mode.DAMPING
             return out
         if self.mode is Mode.STANDUP:
+            if self._standup_start is None:  # from the pose measured now, not at start(): ticks may
+                self._standup_start = now  # begin later (a node activated after ~/start)
+                self._standup_from = self.joint_pos.copy()
+                self._last_target = self.joint_pos.copy()
             alpha = min(1.0, (now - self._standup_start) / max(self.safety.standup_s, 1e-9))
             target = (1.0 - alpha) * self._standup_from + alpha * self.default
             if alpha >= 1.0:
@@ -407,12 +441,13 @@ class PolicyController:
         step = self.safety.max_target_step
         target = np.clip(target, self._last_target - step, self._last_target + step)
         target = np.clip(target, self.lower, self.upper)
+        if not np.isfinite(target).all():  # (the last word: whatever got past the filters stops here)
+            self._transition(Mode.DAMPING, "the filters produced a non-finite target", now)
+            return self.tick(now)
         self._last_target[:] = target
         out.position[:] = target
         out.velocity[:] = 0.0
         out.effort[:] = 0.0
-        out.kp[:] = self.kp_nominal
-        out.kd[:] = self.kd_nominal
         out.mode = self.mode
         return out
 
