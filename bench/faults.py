@@ -908,6 +908,22 @@ def training_resume(workdir: Path, iterations: int = 6) -> list[Row]:
 
 
 # --------------------------------------------------------------------------------- artifacts
+def onnx_runtime_rejects(workdir: Path) -> Path:
+    """The shipped artifact with one weight matrix a row short, in ``workdir``: its ONNX file,
+    signature and contract pass every check of the artifact reader, and ONNX Runtime refuses the
+    graph (before a catch-all, configure failed without a word: rclpy swallows the exception)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(POLICY / "policy.onnx")
+    weight = next(init for init in model.graph.initializer if len(init.dims) == 2)
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight)[:-1], weight.name))
+    broken = workdir / "unloadable_policy"
+    broken.mkdir(parents=True)
+    onnx.save(model, broken / "policy.onnx")
+    return broken
+
+
 def _bad_artifacts(workdir: Path) -> dict[str, tuple[list[str], str]]:
     """case -> (policy node parameters / ROS args, the text its refusal must contain)."""
     import onnx
@@ -939,6 +955,10 @@ def _bad_artifacts(workdir: Path) -> dict[str, tuple[list[str], str]]:
         "truncated ONNX": ([f"-p policy_path:={truncated}"], "not a valid ONNX model"),
         "contract tampered: two joints swapped": ([f"-p policy_path:={swapped}"], "['joint_names'] were changed"),
         "artifact file missing": ([f"-p policy_path:={workdir / 'nowhere'}"], "no such policy file"),
+        "ONNX graph ONNX Runtime rejects (a weight a row short)": (
+            [f"-p policy_path:={onnx_runtime_rejects(workdir)}"], "ONNX Runtime cannot load the policy"),
+        "unsound safety setting: joint_limit_margin 2.0 rad": (
+            [f"-p policy_path:={POLICY}", "-p joint_limit_margin:=2.0"], "joint_limit_margin is 2.0: must be below"),
         "parameter file: malformed YAML": ([f"-p policy_path:={POLICY}", f"--params-file {malformed}"], str(malformed)),
         "parameter file: unknown key": ([f"-p policy_path:={POLICY}", f"--params-file {unknown}"], "standup_seconds"),
         "parameter file missing": ([f"-p policy_path:={POLICY}", f"--params-file {workdir / 'no.yaml'}"], "no.yaml"),
@@ -994,7 +1014,7 @@ def artifact_refusals(workdir: Path) -> list[Row]:
             line = next((x for x in log.splitlines() if text in x), "")
             line = re.sub(r"^\[[A-Z]+\] \[[\d.]+\] \[[^\]]*\]: ", "", line.strip()).replace(f"{workdir}/", "")[:150]
             state = "exited" if r.procs[procs[i]].poll() is not None else "alive, unconfigured"
-            ok = named and commands[i] == 0 and not starts[i] and "configured:" not in log
+            ok = named and commands[i] == 0 and not starts[i] and "configured:" not in log and "Traceback" not in log
             rows.append(Row("artifacts & config", case, f"refused ({state}, {commands[i]} commands): `{line}`",
                             "refused naming the problem; never activates", ok))  # fmt: skip
     return rows + robot_config_refusals(workdir)

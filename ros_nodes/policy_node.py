@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import queue
 import sys
@@ -103,6 +104,19 @@ class PolicyNodeParams:
             "joint_states); 0 = off; also off with use_sim_time"
         ),
     )
+
+    def problems(self) -> list[str]:
+        """Each unsound number, named with its value and what it must be; [] when all are sound."""
+        finite = math.isfinite
+        rules = {  # name: (accepted, what it must be)
+            "control_rate": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = the artifact's)"),
+            "joint_state_timeout_s": (lambda v: v > 0 and finite(v), "a finite number > 0"),
+            "realtime_priority": (lambda v: 0 <= v <= 99, "0 (off) to 99"),
+            "prewarm_lead_s": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = off)"),
+            "busy_wait_s": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = off)"),
+        }
+        return [f"{name} is {getattr(self, name)!r}: must be {must}" for name, (accepted, must) in rules.items()
+                if not accepted(getattr(self, name))]  # fmt: skip
 
 
 def timing_figures(
@@ -216,7 +230,7 @@ class PolicyNode(LifecycleNode):
         self._published_mode: Mode | None = None
         for name, handler in (("~/start", self._srv_start), ("~/stop", self._srv_stop), ("~/estop", self._srv_estop)):
             self.create_service(Trigger, name, handler)
-        if self.params.start_mode in ("passive", "auto"):
+        if self.params.start_mode != "manual":  # (a mistyped one fails configure, naming it)
             self._boot = self.create_timer(0.05, self._autoboot)
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,6 +249,16 @@ class PolicyNode(LifecycleNode):
         return self.control_clock().now().nanoseconds * 1e-9
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check every parameter, load the artifact and match the robot's joints; FAILURE (the node
+        stays unconfigured, commanding nothing) with one log line naming what is wrong."""
+        try:
+            return self._configure()
+        except Exception as exc:  # rclpy would turn it into ERROR without a word
+            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> TransitionCallbackReturn:
         log = self.get_logger()
         if self.unknown_params:
             log.error(f"configure failed: unknown parameters {self.unknown_params}")
@@ -246,19 +270,31 @@ class PolicyNode(LifecycleNode):
             log.error(f"configure failed: control_trigger {self.params.control_trigger!r} is not 'timer' or "
                       "'joint_states'")  # fmt: skip
             return TransitionCallbackReturn.FAILURE
-        for name in ("prewarm_lead_s", "busy_wait_s"):
-            if not getattr(self.params, name) >= 0.0:
-                log.error(f"configure failed: {name} {getattr(self.params, name)} is negative (0 = off)")
-                return TransitionCallbackReturn.FAILURE
+        if problems := self.params.problems():
+            log.error(f"configure failed: {'; '.join(problems)}")
+            return TransitionCallbackReturn.FAILURE
         try:
             runtime = PolicyRuntime(self.params.policy_path)
         except ArtifactError as exc:
             log.error(f"configure failed: policy_path: {exc}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # an artifact whose checks pass but whose graph ONNX Runtime rejects
+            log.error(f"configure failed: policy_path {self.params.policy_path!r}: ONNX Runtime cannot load "
+                      f"the policy: {type(exc).__name__}: {exc}")  # fmt: skip
+            return TransitionCallbackReturn.FAILURE
         if self.params.forward_command_topic and (
             problem := joint_order_problem(self.params.forward_joint_order, runtime.joint_names)
         ):
             log.error(f"configure failed: forward_joint_order {problem}")
+            return TransitionCallbackReturn.FAILURE
+        p = self.params
+        period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
+        try:
+            controller = PolicyController(runtime, self.safety, period,
+                                          log=lambda m: self._log_lines.put(("info", m)),
+                                          warn=lambda m: self._log_lines.put(("warn", m)))  # fmt: skip
+        except ValueError as exc:  # unsound safety settings, each named
+            log.error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         if self._seen_joint_names is None:  # wait here (on our own wait set) for the robot's joint names
             ok, msg = wait_for_message(
@@ -274,12 +310,8 @@ class PolicyNode(LifecycleNode):
         if missing:
             log.error(f"configure failed: the robot publishes no state for the policy's joints {missing}")
             return TransitionCallbackReturn.FAILURE
-        p = self.params
-        period = 1.0 / p.control_rate if p.control_rate > 0 else runtime.contract.control_dt
         with self._lock:
-            self.controller = PolicyController(runtime, self.safety, period,
-                                               log=lambda m: self._log_lines.put(("info", m)),
-                                               warn=lambda m: self._log_lines.put(("warn", m)))  # fmt: skip
+            self.controller = controller
         self._prewarm_s = self._prewarm_lead()
         # First calls that import or build caches lazily, made here and not in the first /diagnostics
         # while the policy runs: np.percentile's first call imports numpy.ma (35-65 ms here, the GIL
@@ -315,14 +347,54 @@ class PolicyNode(LifecycleNode):
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_controlling("lifecycle deactivate requested")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state, ACTIVE included: damp first (rclpy leaves lifecycle publishers enabled
+        through a shutdown, and the loop would go on sending the policy's targets)."""
+        self._stop_controlling("lifecycle shutdown requested")
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised (its traceback is logged): damp, release, back to UNCONFIGURED."""
+        self.get_logger().error(f"lifecycle error during a transition from {state.label}: damping and "
+                                "returning to unconfigured")  # fmt: skip
+        self._stop_controlling("lifecycle error")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_controlling(self, reason: str) -> None:
+        """DAMPING with ``reason``, the control loop stopped, and one damping command sent on the way
+        out (the driver must not be left holding the last target at full stiffness); nothing when
+        not active."""
+        if not self._active or self.controller is None:
+            return
         with self._lock:
-            self.controller.stop(self.now(), reason="lifecycle deactivate requested")
+            self.controller.stop(self.now(), reason=reason)
         self._active = False
-        self._loop_thread.join(timeout=1.0)
-        self._tick()  # one damping command on the way out
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout=1.0)
+        self._tick()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
-        return super().on_deactivate(state)
+            self._diag_timer = None
+
+    def _release(self) -> None:
+        """Back to unconfigured: no controller, no command publishers (a new configure makes them)."""
+        with self._tick_lock, self._lock:
+            self.controller = None
+        for pub in (self._cmd_pub, self._fwd_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+        self._cmd_pub = self._fwd_pub = self._diag_pub = None
 
     def _control_loop(self) -> None:
         """Ticks on absolute deadlines of the node's clock (ROS time: follows /clock with use_sim_time),
@@ -397,24 +469,24 @@ class PolicyNode(LifecycleNode):
         try:
             msg = self._read_joint_state(data)
         except CdrError as exc:
-            if self.controller is not None:
+            if (controller := self.controller) is not None:
                 with self._lock:
-                    self.controller.reject(f"joint state: {exc}", self._input_now())
+                    controller.reject(f"joint state: {exc}", self._input_now())
             return
         self._seen_joint_names = msg.names
         self._last_joint_state = data
-        if self.controller is None:
+        if (controller := self.controller) is None:  # (one read: cleanup may clear it meanwhile)
             return
         now = self._input_now()
         stamp = msg.stamp or now  # an unstamped message counts as received now
         velocity = msg.velocity if len(msg.velocity) else np.zeros(len(msg.names))
         with self._lock:
-            fresh = self.controller.set_joint_state(msg.names, msg.position, velocity, stamp, now)
+            fresh = controller.set_joint_state(msg.names, msg.position, velocity, stamp, now)
         # joint_states mode: tick on the first sample from a quarter period before each tick is due,
         # ticks due a control period apart (next_event_tick: a driver at the control rate ticks every
         # sample, also after a stall; a faster one is decimated to the control rate on average)
         if self._event_ticks and fresh and self._active:
-            arrival, period = time.perf_counter(), self.controller.period
+            arrival, period = time.perf_counter(), controller.period
             if (tick := next_event_tick(self._event_tick_due, arrival, period)) is not None:
                 if tick.late:  # the first tick, a stall or a restart: the cycle history projects no more
                     self._cycle_starts.clear()
@@ -430,17 +502,17 @@ class PolicyNode(LifecycleNode):
         self._sample_arrival = time.perf_counter()
         if self._cycle_start is None:
             self._cycle_start = self._sample_arrival
-        if self.controller is None:
+        if (controller := self.controller) is None:
             return
         now = self._input_now()
         try:
             msg = read_imu(data)
         except CdrError as exc:
             with self._lock:
-                self.controller.reject(f"IMU: {exc}", now)
+                controller.reject(f"IMU: {exc}", now)
             return
         with self._lock:
-            self.controller.set_imu(msg.quat_wxyz, msg.angular_velocity, msg.stamp or now, now,
+            controller.set_imu(msg.quat_wxyz, msg.angular_velocity, msg.stamp or now, now,
                                     has_orientation=msg.orientation_covariance0 != -1.0)  # fmt: skip
 
     def _take_commands(self, now: float) -> None:
@@ -459,11 +531,14 @@ class PolicyNode(LifecycleNode):
 
     # ------------------------------------------------------------------ services
     def _service(self, action: str, response: Trigger.Response) -> Trigger.Response:
-        if self.controller is None:
+        if (controller := self.controller) is None:
             response.success, response.message = False, "not configured"
             return response
+        if action == "start" and not self._active:  # nothing would tick: the stand-up would not run
+            response.success, response.message = False, "not active: activate the node (lifecycle) first"
+            return response
         with self._lock:
-            response.success, response.message = getattr(self.controller, action)(self.now())
+            response.success, response.message = getattr(controller, action)(self.now())
         return response
 
     def _srv_start(self, request, response):
@@ -482,7 +557,7 @@ class PolicyNode(LifecycleNode):
             self._tick_locked(now_ns)
 
     def _tick_locked(self, now_ns: int | None) -> None:
-        if self.controller is None:
+        if self.controller is None or self._cmd_pub is None:
             return
         if now_ns is None:  # the command is stamped with the instant its inputs were sampled
             now_ns = self.control_clock().now().nanoseconds
@@ -509,8 +584,11 @@ class PolicyNode(LifecycleNode):
             msg = self._write_command(sec, nanosec, None if damping else cmd.position, cmd.velocity, cmd.effort)
             # DAMPING: a position interface has no zero stiffness; the measured pose as the target
             # (clipped to the limits) leaves the driver's damping term alone, instead of holding the
-            # last target at full stiffness
-            forward = cmd.position[self._fwd_index].tolist() if self._fwd_pub else None
+            # last target at full stiffness; none before a pose was measured (an estop before the
+            # first joint state: the zeros it starts as would be a pose like any other)
+            forward = None
+            if self._fwd_pub and (not damping or self.controller.has_joint_state):
+                forward = cmd.position[self._fwd_index].tolist()
         self._cmd_pub.publish(msg)
         if forward is not None:
             self._fwd_pub.publish(Float64MultiArray(data=forward))
@@ -718,7 +796,13 @@ class PolicyNode(LifecycleNode):
                 traceback.print_exc()
 
     def destroy_node(self) -> None:
-        """Stop the control loop and the input thread before the publishers go away."""
+        """Stop the control loop (one damping command on the way out: SIGINT/SIGTERM must not leave
+        the driver holding the last target at full stiffness) and the input thread before the
+        publishers go away."""
+        try:
+            self._stop_controlling("node shutting down")
+        except Exception:  # (a context already shut down: nothing can be sent any more)
+            traceback.print_exc()
         self._active = False
         if self._loop_thread is not None:
             self._loop_thread.join(timeout=1.0)

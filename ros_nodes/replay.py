@@ -180,8 +180,7 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     """Re-simulate from the logged initial state, applying the logged joint commands at their logged
     times with the contract's PD gains (damping rows: zero stiffness, damping_kd)."""
     from policies.artifact import read_artifact
-    from ros_nodes.controller import SafetyConfig
-    from training.model import compile_model, home_qpos, set_joint_gains
+    from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
     from training.robot import load_robot
 
     ep.require("joint_states", "joint_commands", purpose="a re-simulation (initial joint state, commands)")
@@ -214,8 +213,8 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     data.qpos[:] = qpos
     mujoco.mj_forward(model, data)
     ids = index.actuator_ids
-    # DAMPING: the policy node's default damping gain (the bag does not carry the node's parameters)
-    no_kp, damping_kd = np.zeros_like(kp), np.full_like(kd, SafetyConfig().damping_kd)
+    # DAMPING: the simulated driver's default damping gain (the bag does not carry the driver's parameters)
+    no_kp, damping_kd = np.zeros_like(kp), np.full_like(kd, DAMPING_KD)
     dt = model.opt.timestep
     t_end = min(js.t[-1], cmds.t[-1] + 0.1)
     steps = int((t_end - t_start) / dt)

@@ -3,7 +3,9 @@
 Publishes sensor_msgs/JointState (joint_states), sensor_msgs/Imu (imu), nav_msgs/Odometry (odom,
 ground truth) and rosgraph_msgs/Clock (/clock, optional); subscribes sensor_msgs/JointState
 (joint_commands) and applies PD at every physics step with the gains of the artifact's contract
-(or the robot config, or parameters). A command without positions means damping only. Services:
+(or the robot config, or parameters): tau = kp (q* - q) + kd (qd* - qd) + tau_ff, with the
+command's velocity targets qd* and efforts tau_ff where it carries them (each term within the
+motor's torque limit). A command without positions means damping only. Services:
 ~/reset (std_srvs/Trigger), ~/pause (std_srvs/SetBool: a paused robot publishes nothing, like a
 dead driver).
 """
@@ -28,7 +30,7 @@ from ros_nodes.cdr import JointStateWriter
 from ros_nodes.params import declare, doc, spin_node
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
-from training.model import compile_model, home_qpos, set_joint_gains
+from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
 from training.robot import load_robot
 
 
@@ -38,7 +40,7 @@ class SimNodeParams:
     policy_path: str = field(default="", metadata=doc("if set, PD gains come from this artifact's contract"))
     kp: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
     kd: list[float] = field(default_factory=list)
-    damping_kd: float = field(default=2.0, metadata=doc("gain for commands without positions"))
+    damping_kd: float = field(default=DAMPING_KD, metadata=doc("gain for commands without positions"))
     real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
     publish_clock: bool = field(default=False, metadata=doc("publish /clock and stamp with simulation time"))
     joint_noise: float = 0.0
@@ -102,6 +104,8 @@ class SimNode(Node):
         self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
         self._lock = threading.Lock()
         self._target: np.ndarray | None = None
+        self._feed_forward = np.zeros(len(names))  # kd qd* + tau_ff of the newest command, N m
+        self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
         self._damping = False
         self._paused = False
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
@@ -151,8 +155,21 @@ class SimNode(Node):
         if not np.isfinite(target).all():
             self.get_logger().warn("command ignored: non-finite position", throttle_duration_sec=1.0)
             return
+        feed_forward = np.zeros(len(target))
+        for what, values, gain in (("velocity", msg.velocity, self.kd), ("effort", msg.effort, 1.0)):
+            if len(values) == 0:  # (optional, as in sensor_msgs/JointState)
+                continue
+            if len(values) != len(msg.name):
+                self.get_logger().warn(f"command ignored: {what} and name lengths differ", throttle_duration_sec=1.0)
+                return
+            values = np.asarray(values, dtype=np.float64)[order]
+            if not np.isfinite(values).all():
+                self.get_logger().warn(f"command ignored: non-finite {what}", throttle_duration_sec=1.0)
+                return
+            feed_forward += gain * values
         with self._lock:
             self._damping, self._target = False, target
+            self._feed_forward = np.clip(feed_forward, -self._torque_limit, self._torque_limit)
 
     def _apply_gains(self, mode: str) -> None:
         if mode == self._gains_mode:
@@ -197,9 +214,11 @@ class SimNode(Node):
         while self._running:
             if not self._paused:
                 with self._lock:
-                    self._apply_gains("damping" if self._damping or self._target is None else "pd")
-                    if self._target is not None:
+                    damping = self._damping or self._target is None
+                    self._apply_gains("damping" if damping else "pd")
+                    if not damping:  # (the actuators: kp (q* - q) - kd qd; the rest as a joint force)
                         self.data.ctrl[self.index.actuator_ids] = self._target
+                    self.data.qfrc_applied[self.index.dof_adr] = 0.0 if damping else self._feed_forward
                     self._maybe_push()
                     mujoco.mj_step(self.model, self.data)
                     step += 1

@@ -96,5 +96,5 @@ def test_bad_artifacts_and_configs_are_refused_by_name_and_the_node_never_activa
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     print(run.stdout)
     rows = [line for line in run.stdout.splitlines() if line.startswith("| artifacts & config |")]
-    assert len(rows) == 9 and all(line.endswith("| yes |") for line in rows), run.stdout + run.stderr[-3000:]
+    assert len(rows) == 11 and all(line.endswith("| yes |") for line in rows), run.stdout + run.stderr[-3000:]
     assert run.returncode == 0

@@ -28,7 +28,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from bench.faults import stop_processes  # noqa: E402
+from bench.faults import onnx_runtime_rejects, stop_processes  # noqa: E402
 from policies.runtime import PolicyRuntime  # noqa: E402
 from ros_nodes import realtime  # noqa: E402
 from ros_nodes.controller import SafetyConfig  # noqa: E402
@@ -469,6 +469,11 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     )
     typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
     negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001")
+    # unchecked, a margin this wide put every target outside the joint limits
+    margin = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "joint_limit_margin:=2.0",
+                         "max_target_step:=-1.0")  # fmt: skip
+    mistyped = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=Auto")
+    unloadable = graph.start("ros_nodes.policy_node", f"policy_path:={onnx_runtime_rejects(tmp_path)}")
     forward = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
                           "forward_joint_order:=['FL_hip_joint','FL_hip_joint','FL_knee']")  # fmt: skip
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
@@ -480,17 +485,95 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
 
     graph.wait_for_log(missing, "configure failed", during=publish_partial)
     graph.wait_for_log(typo, "configure failed")
-    graph.wait_for_log(negative, "configure failed")
-    graph.wait_for_log(forward, "configure failed")
+    for node in (negative, forward, margin, mistyped, unloadable):
+        graph.wait_for_log(node, "configure failed")
     assert not graph.commands, "a node that failed to configure must not command anything"
-    missing_log, typo_log, negative_log, forward_log = graph.close()
+    assert all(proc.poll() is None for proc in graph.procs), "a node that failed to configure stays up"
+    missing_log, typo_log, negative_log, margin_log, mistyped_log, unloadable_log, forward_log = graph.close()
     assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_log
     assert "unknown parameters ['stale_period']" in typo_log
-    assert "configure failed: busy_wait_s -0.001 is negative (0 = off)" in negative_log
+    assert "configure failed: busy_wait_s is -0.001: must be a finite number >= 0 (0 = off)" in negative_log
+    assert "configure failed: max_target_step is -1.0: must be a finite number > 0 (rad per step); " in margin_log
+    assert "joint_limit_margin is 2.0: must be below half the narrowest joint range" in margin_log, margin_log
+    assert "configure failed: start_mode 'Auto' is not passive, auto or manual" in mistyped_log, mistyped_log
+    assert "configure failed: policy_path" in unloadable_log and "ONNX Runtime cannot load the policy" in unloadable_log
+    for log in (margin_log, mistyped_log, unloadable_log):
+        assert "Traceback" not in log, log
     assert (
         "configure failed: forward_joint_order names joints the policy does not have: ['FL_knee']; misses the "
         "policy's joints ['FL_thigh_joint', 'FL_calf_joint', 'FR_hip_joint'"
     ) in forward_log and "; repeats ['FL_hip_joint']" in forward_log, forward_log
+
+
+def test_lifecycle_shutdown_and_sigterm_damp_on_the_way_out_and_start_needs_an_active_node(graph: Graph) -> None:
+    """A policy node leaving (lifecycle shutdown, SIGTERM) sends one damping command last: the driver
+    is not left holding the policy's last target at full stiffness; ~/start before activation is
+    refused (nothing would tick the stand-up)."""
+    start_robot_and_policy(graph)
+    graph.spin(0.5, vx=0.0)
+    graph.running_after_any_stall()
+    graph.procs[1].send_signal(signal.SIGTERM)
+    assert graph.procs[1].wait(timeout=15) == 0
+    graph.spin(0.5)
+    assert len(graph.commands[-1][1].position) == 0, "the last command of a node stopped by SIGTERM damps"
+    assert "running -> damping: node shutting down" in graph.log(1), graph.log(1)
+
+    manual = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=manual", "standup_s:=1.0")
+
+    def change(transition: int) -> bool:
+        request = ChangeState.Request(transition=Transition(id=transition))
+        return graph.call(ChangeState, "trot_policy/change_state", request).success
+
+    assert change(Transition.TRANSITION_CONFIGURE)
+    graph.spin(0.5)
+    refused = graph.call(Trigger, "trot_policy/start", Trigger.Request())
+    assert not refused.success and refused.message == "not active: activate the node (lifecycle) first", refused
+    assert change(Transition.TRANSITION_ACTIVATE)
+    graph.press_start_until_it_runs(manual)
+    graph.spin(0.5)
+    graph.running_after_any_stall(manual)
+    assert change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    graph.spin(0.3)
+    quiet_from = time.time()
+    graph.spin(0.5)
+    assert not [t for t, _ in graph.commands if t > quiet_from], "a finalized node must command nothing"
+    assert len(graph.commands[-1][1].position) == 0, "the last command of a node shut down damps"
+    assert "running -> damping: lifecycle shutdown requested" in graph.log(manual), graph.log(manual)
+    assert graph.procs[manual].poll() is None
+
+
+def test_the_forward_command_waits_for_a_measured_pose(graph: Graph) -> None:
+    """A position interface takes the measured pose as DAMPING's target: before any joint state the
+    node has none (the zeros it starts with would snap a lying robot's calves), so none is sent."""
+    from std_msgs.msg import Float64MultiArray
+
+    names = list(PolicyRuntime(POLICY).joint_names)
+    forwarded: list[tuple[float, list[float]]] = []
+    graph.node.create_subscription(Float64MultiArray, "commands", lambda m: forwarded.append((time.time(), m.data)), 50)
+    policy = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
+                         f"forward_joint_order:={json.dumps(names[::-1])}", "joint_state_timeout_s:=60.0")  # fmt: skip
+    pub = graph.node.create_publisher(JointState, "joint_states", 10)
+    lying = np.asarray(PolicyRuntime(POLICY).contract.joint_pos_lower) + 0.1
+    state = JointState(name=names, position=lying.tolist(), velocity=[0.0] * 12)
+
+    def publish() -> None:
+        state.header.stamp = graph.node.get_clock().now().to_msg()
+        pub.publish(state)
+
+    # one joint state, once configure waits for one (its names), while the controller does not exist yet
+    assert graph.wait_until(lambda: pub.get_subscription_count() >= 2, timeout=30.0), "configure's wait, the input"
+    publish()
+    assert graph.wait_for_log(policy, "configured"), graph.log(policy)
+    assert graph.call(Trigger, "trot_policy/estop", Trigger.Request()).success
+    assert graph.wait_until(lambda: len(graph.commands) >= 10), "damping commands on /joint_commands"
+    assert all(len(m.position) == 0 for _, m in graph.commands)
+    assert not forwarded, f"a forward command before any measured pose: {forwarded[:1]}"
+    sent = time.time()
+    publish()
+    assert graph.wait_until(lambda: [f for t, f in forwarded if t > sent]), "the measured pose, forwarded"
+    margin = SafetyConfig().joint_limit_margin
+    expected = np.maximum(lying, np.asarray(PolicyRuntime(POLICY).contract.joint_pos_lower) + margin)[::-1]
+    np.testing.assert_allclose(forwarded[-1][1], expected)
 
 
 def _sha256(path: Path) -> str:
@@ -669,3 +752,47 @@ def test_the_robot_node_ignores_bad_commands_with_one_warning_a_second(graph: Gr
     graph.spin(0.3)
     warnings = graph.log(robot).count("command ignored: non-finite position")
     assert 1 <= warnings <= 4, f"{warnings} warnings for ~250 bad commands in 2.5 s\n{graph.log(robot)[-1500:]}"
+
+
+def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: Graph) -> None:
+    """PD as a motor driver runs it: tau = kp (q* - q) + kd (qd* - qd) + tau_ff, each command term
+    within the motor's torque limit; a damping command (no positions) drops the feed-forward."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.sim_node import SimNode
+
+    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0)])
+    executor = SingleThreadedExecutor()
+    executor.add_node(sim)
+    spinning = threading.Thread(target=executor.spin, daemon=True)
+    spinning.start()
+    try:
+        contract = PolicyRuntime(POLICY).contract
+        names = list(contract.joint_names)[::-1]  # (by name: any order)
+        pub = graph.node.create_publisher(JointState, "joint_commands", 10)
+        assert graph.wait_until(lambda: pub.get_subscription_count() > 0, timeout=30.0)
+        velocity, effort = np.linspace(-1.0, 1.0, 12), np.full(12, 2.0)
+        effort[0] = 1e4  # beyond any motor's limit
+        command = JointState(name=names, position=list(contract.default_joint_pos)[::-1],
+                             velocity=velocity.tolist(), effort=effort.tolist())  # fmt: skip
+        dofs = sim.index.dof_adr
+
+        def applied() -> np.ndarray:
+            return sim.data.qfrc_applied[dofs].copy()
+
+        pub.publish(command)
+        assert graph.wait_until(lambda: applied().any(), timeout=10.0), "no feed-forward applied"
+        order = [names.index(n) for n in sim.joint_names]
+        expected = np.clip(sim.kd * velocity[order] + effort[order], -sim._torque_limit, sim._torque_limit)
+        np.testing.assert_allclose(applied(), expected)
+        assert applied()[order.index(0)] == sim._torque_limit[order.index(0)] < 1e4
+        bad = JointState(name=names, position=command.position, effort=[float("nan")] * 12)
+        pub.publish(bad)
+        graph.spin(0.3)
+        np.testing.assert_allclose(applied(), expected, err_msg="a non-finite effort is ignored")
+        pub.publish(JointState(name=names, velocity=[0.0] * 12, effort=[0.0] * 12))  # damping
+        assert graph.wait_until(lambda: not applied().any(), timeout=10.0), "damping keeps a feed-forward"
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        sim.destroy_node()

@@ -19,6 +19,9 @@ from training.strict import ConfigError
 
 FLOOR = "floor"
 _CONTACT_FOUND = 1  # mjCONDATA_FOUND bit of a contact sensor's data spec
+DAMPING_KD = 2.0
+"""N m s / rad: what the simulated driver applies to a command without positions (the policy
+node's DAMPING), and so what a replay of such a command assumes. A robot's driver has its own."""
 
 
 @dataclass(frozen=True)
