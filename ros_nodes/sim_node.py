@@ -12,6 +12,7 @@ dead driver).
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -58,6 +59,21 @@ class SimNodeParams:
     odom_topic: str = "odom"
     joint_commands_topic: str = "joint_commands"
 
+    def problems(self) -> list[str]:
+        """Each unsound number, named with its value and what it must be (a NaN gain makes the
+        physics diverge, a negative noise is an error deep inside numpy); [] when all are sound."""
+
+        def sound(v: float) -> bool:
+            return 0.0 <= v < math.inf  # (NaN fails it)
+
+        rules = ("damping_kd", "real_time_factor", "joint_noise", "gyro_noise", "push_interval_s", "push_velocity",
+                 "publish_rate")  # fmt: skip
+        found = [f"{name} is {getattr(self, name)!r}: must be a finite number >= 0" for name in rules
+                 if not sound(getattr(self, name))]  # fmt: skip
+        found += [f"{name} {getattr(self, name)} has an entry that is not a finite number >= 0"
+                  for name in ("kp", "kd") if not all(sound(v) for v in getattr(self, name))]  # fmt: skip
+        return found
+
 
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
@@ -65,6 +81,8 @@ class SimNode(Node):
         self.params, unknown = declare(self, SimNodeParams)
         if unknown:
             raise ValueError(f"unknown parameters {unknown} (check the parameter file)")
+        if problems := self.params.problems():
+            raise ValueError("; ".join(problems))
         p = self.params
         self.robot = load_robot(p.robot)
         self.model, self.index = compile_model(self.robot)

@@ -796,3 +796,15 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
     finally:
         executor.shutdown(timeout_sec=2.0)
         sim.destroy_node()
+
+
+def test_the_robot_node_refuses_unsound_numbers_naming_each() -> None:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    args = [sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", "damping_kd:=-1.0",
+            "-p", "real_time_factor:=.nan", "-p", "kd:=[1.0, -2.0]"]  # fmt: skip
+    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run
+    assert run.stderr.strip() == (
+        "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
+        "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"
+    ), run.stderr
