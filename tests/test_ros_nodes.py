@@ -505,7 +505,7 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     ) in forward_log and "; repeats ['FL_hip_joint']" in forward_log, forward_log
 
 
-def test_lifecycle_shutdown_and_sigterm_damp_on_the_way_out_and_start_needs_an_active_node(graph: Graph) -> None:
+def test_stop_lifecycle_shutdown_and_sigterm_damp_and_start_needs_an_active_node(graph: Graph) -> None:
     """A policy node leaving (lifecycle shutdown, SIGTERM) sends one damping command last: the driver
     is not left holding the policy's last target at full stiffness; ~/start before activation is
     refused (nothing would tick the stand-up)."""
@@ -529,6 +529,16 @@ def test_lifecycle_shutdown_and_sigterm_damp_on_the_way_out_and_start_needs_an_a
     refused = graph.call(Trigger, "trot_policy/start", Trigger.Request())
     assert not refused.success and refused.message == "not active: activate the node (lifecycle) first", refused
     assert change(Transition.TRANSITION_ACTIVATE)
+    graph.press_start_until_it_runs(manual)
+    graph.spin(0.5)
+    graph.running_after_any_stall(manual)
+    stopped = graph.call(Trigger, "trot_policy/stop", Trigger.Request())  # a controlled stop: damping
+    stop_at = time.time()
+    graph.spin(0.3)
+    assert stopped.success and stopped.message == "damping", stopped
+    after = [m for t, m in graph.commands if t > stop_at + 0.05]
+    assert after and all(len(m.position) == 0 for m in after), "~/stop damps"
+    assert "running -> damping: stop requested" in graph.log(manual), graph.log(manual)
     graph.press_start_until_it_runs(manual)
     graph.spin(0.5)
     graph.running_after_any_stall(manual)
