@@ -151,6 +151,7 @@ class PolicyNode(LifecycleNode):
         self._seen_joint_names: tuple[str, ...] | None = None
         self._active = False
         self._loop_thread: threading.Thread | None = None
+        self._loop_generation = 0  # each activation's control loop runs only while this is its own
         self._diag_timer = None
         self.overruns = 0
         self.warm_ups = 0  # prewarm_lead_s passes (/diagnostics)
@@ -270,7 +271,7 @@ class PolicyNode(LifecycleNode):
             log.error(f"configure failed: control_trigger {self.params.control_trigger!r} is not 'timer' or "
                       "'joint_states'")  # fmt: skip
             return TransitionCallbackReturn.FAILURE
-        if problems := self.params.problems():
+        if problems := self.params.problems() + self.safety.problems():
             log.error(f"configure failed: {'; '.join(problems)}")
             return TransitionCallbackReturn.FAILURE
         try:
@@ -339,6 +340,8 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
+        self._auto_start = self.params.start_mode == "auto"  # (again after a cleanup and configure)
+        self._loop_generation += 1  # a loop of an earlier activation that has not ended yet stops
         self._active = True
         self._realtime_middleware()
         self._loop_thread = threading.Thread(target=self._control_loop, name="trot_control", daemon=True)
@@ -371,16 +374,22 @@ class PolicyNode(LifecycleNode):
 
     def _stop_controlling(self, reason: str) -> None:
         """DAMPING with ``reason``, the control loop stopped, and one damping command sent on the way
-        out (the driver must not be left holding the last target at full stiffness); nothing when
-        not active."""
+        out (the driver must not be left holding the last target at full stiffness); a node still
+        PASSIVE stays so, commanding nothing. Nothing when not active."""
         if not self._active or self.controller is None:
             return
-        with self._lock:
-            self.controller.stop(self.now(), reason=reason)
+        with self._tick_lock, self._lock:  # (after a tick in flight has published)
+            commanding = self.controller.mode is not Mode.PASSIVE
+            if commanding:
+                self.controller.stop(self.now(), reason=reason)
         self._active = False
         if self._loop_thread is not None:
-            self._loop_thread.join(timeout=1.0)
-        self._tick()
+            self._loop_thread.join(timeout=1.0)  # (a loop still asleep ends on its own: generation)
+        if commanding:
+            self._tick()
+        self._destroy_diag_timer()
+
+    def _destroy_diag_timer(self) -> None:
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -389,6 +398,7 @@ class PolicyNode(LifecycleNode):
         """Back to unconfigured: no controller, no command publishers (a new configure makes them)."""
         with self._tick_lock, self._lock:
             self.controller = None
+        self._destroy_diag_timer()
         for pub in (self._cmd_pub, self._fwd_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -402,7 +412,10 @@ class PolicyNode(LifecycleNode):
         the input thread ticks, and this one ticks only while joint states stop (the watchdog acts)."""
         self._realtime_thread("trot_control")
         clock = self.control_clock()
-        period = round(self.controller.period * 1e9)
+        controller, generation = self.controller, self._loop_generation  # (cleanup may clear self.controller)
+        if controller is None:
+            return
+        period = round(controller.period * 1e9)
         jump_ns = round(self.safety.clock_jump_s * 1e9)
         sim_time = self.get_parameter("use_sim_time").value
         lead = round(self._prewarm_s * 1e9) if not self._event_ticks else 0  # (joint_states: _serve_inputs)
@@ -412,13 +425,17 @@ class PolicyNode(LifecycleNode):
         # run where it did, 18 of the 20 slowest round trips; GIL and CPU taken from the input thread)
         watch_event_ticks = self._event_ticks and not sim_time
         deadline = last = clock.now().nanoseconds
-        while self._active and rclpy.ok():
+
+        def active() -> bool:
+            return self._active and self._loop_generation == generation
+
+        while active() and rclpy.ok():
             deadline += period
             if watch_event_ticks:
-                due = self._last_event_tick + 1.5 * self.controller.period
+                due = self._last_event_tick + 1.5 * controller.period
                 deadline = max(deadline, clock.now().nanoseconds + round((due - time.perf_counter()) * 1e9))
             warm = lead > 0
-            while self._active and (remaining := deadline - (now := clock.now().nanoseconds)) > 0:
+            while active() and (remaining := deadline - (now := clock.now().nanoseconds)) > 0:
                 if now < last - period:  # the clock went backwards: waiting for the deadline could take forever
                     break
                 if warm and remaining <= lead:
@@ -429,22 +446,25 @@ class PolicyNode(LifecycleNode):
                     os.sched_yield()  # (and lets other threads take the GIL)
                     continue
                 nap = remaining - max(lead if warm else 0, spin)
-                # wall clock: one sleep; sim time: poll, since /clock may run at any rate
-                time.sleep(min(nap * 1e-9, 0.001) if sim_time else nap * 1e-9)
+                # wall clock: one sleep (in slices of 0.1 s at most: a deactivation is noticed); sim
+                # time: poll, since /clock may run at any rate
+                time.sleep(min(nap * 1e-9, 0.001) if sim_time else min(nap * 1e-9, 0.1))
             now = clock.now().nanoseconds
             if not last or now < last - period or now > last + jump_ns:  # (sim time: 0 until /clock arrives)
                 if last:
                     with self._lock:
-                        self.controller.clock_jumped((now - last) * 1e-9, now * 1e-9)
+                        controller.clock_jumped((now - last) * 1e-9, now * 1e-9)
                 deadline = now
             last = now
             if sim_time:  # /clock can outrun samples still in flight (a player catching up replays 0.1 s
                 # in a few ms): while samples keep arriving, give them up to a period to land
-                give_up = time.perf_counter() + self.controller.period
-                while (self._active and time.perf_counter() < give_up and not self.controller.fresh(self.now())
+                give_up = time.perf_counter() + controller.period
+                while (active() and time.perf_counter() < give_up and not controller.fresh(self.now())
                        and time.perf_counter() - self._sample_arrival < 0.005):  # fmt: skip
                     time.sleep(0.0005)
-            if not self._event_ticks or time.perf_counter() - self._last_event_tick > 1.5 * self.controller.period:
+            if not active():
+                return
+            if not self._event_ticks or time.perf_counter() - self._last_event_tick > 1.5 * controller.period:
                 try:
                     self._tick()  # in joint_states mode only when the joint states stopped: the watchdog acts
                 except Exception:
@@ -537,7 +557,7 @@ class PolicyNode(LifecycleNode):
         if action == "start" and not self._active:  # nothing would tick: the stand-up would not run
             response.success, response.message = False, "not active: activate the node (lifecycle) first"
             return response
-        with self._lock:
+        with self._tick_lock, self._lock:  # (a tick in flight publishes first: none of its mode after the reply)
             response.success, response.message = getattr(controller, action)(self.now())
         return response
 
@@ -600,7 +620,8 @@ class PolicyNode(LifecycleNode):
             self._periods, self._infer_s, self._delivery_s, self._reaction_s)))  # fmt: skip
 
     def _diagnostics(self) -> None:
-        c = self.controller
+        if (c := self.controller) is None:
+            return
         status = DiagnosticStatus(name=self.get_fully_qualified_name(), hardware_id=c.contract.robot)
         status.level = DiagnosticStatus.OK if c.mode is not Mode.DAMPING else DiagnosticStatus.WARN
         status.message = c.mode.value
@@ -735,10 +756,10 @@ class PolicyNode(LifecycleNode):
         of the last tick (the earliest such projection of the last four ticks: one late delivery
         must not make the warm-up late too, running into the next sample); a faster driver as soon
         as a tick may fire (see _on_joint_state)."""
-        starts = self._cycle_starts
-        if not self._event_ticks or not self._active or not starts:
+        starts, controller = self._cycle_starts, self.controller
+        if not self._event_ticks or not self._active or not starts or controller is None:
             return None
-        period = self.controller.period
+        period = controller.period
         expected = min(start + (len(starts) - i) * period for i, start in enumerate(starts))
         return max(expected, self._event_tick_due - 0.25 * period)
 
@@ -779,7 +800,8 @@ class PolicyNode(LifecycleNode):
             msg = self._warm_reader(data)  # (it decoded once already)
             joint_state = (msg.names, msg.position, msg.velocity if len(msg.velocity) else np.zeros(len(msg.names)))
         with self._tick_lock, self._lock:
-            self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
+            if self.controller is not None:  # (cleanup may have released it since the wait began)
+                self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
 
     def _write_log_lines(self) -> None:
         """The log thread: writes the controller's lines, in order, until None."""
@@ -800,7 +822,7 @@ class PolicyNode(LifecycleNode):
         the driver holding the last target at full stiffness) and the input thread before the
         publishers go away."""
         try:
-            self._stop_controlling("node shutting down")
+            self._stop_controlling("node shutdown requested")
         except Exception:  # (a context already shut down: nothing can be sent any more)
             traceback.print_exc()
         self._active = False

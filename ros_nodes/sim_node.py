@@ -4,7 +4,7 @@ Publishes sensor_msgs/JointState (joint_states), sensor_msgs/Imu (imu), nav_msgs
 ground truth) and rosgraph_msgs/Clock (/clock, optional); subscribes sensor_msgs/JointState
 (joint_commands) and applies PD at every physics step with the gains of the artifact's contract
 (or the robot config, or parameters): tau = kp (q* - q) + kd (qd* - qd) + tau_ff, with the
-command's velocity targets qd* and efforts tau_ff where it carries them (each term within the
+command's velocity targets qd* and efforts tau_ff where it carries them (the sum within the
 motor's torque limit). A command without positions means damping only. Services:
 ~/reset (std_srvs/Trigger), ~/pause (std_srvs/SetBool: a paused robot publishes nothing, like a
 dead driver).
@@ -122,7 +122,7 @@ class SimNode(Node):
         self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
         self._lock = threading.Lock()
         self._target: np.ndarray | None = None
-        self._feed_forward = np.zeros(len(names))  # kd qd* + tau_ff of the newest command, N m
+        self._feed_forward = np.zeros(len(names))  # kd qd* + tau_ff of the newest command, N m (robot order)
         self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
         self._damping = False
         self._paused = False
@@ -187,7 +187,20 @@ class SimNode(Node):
             feed_forward += gain * values
         with self._lock:
             self._damping, self._target = False, target
-            self._feed_forward = np.clip(feed_forward, -self._torque_limit, self._torque_limit)
+            self._feed_forward = feed_forward
+
+    def _feed_forward_now(self) -> np.ndarray | float:
+        """kd qd* + tau_ff for this physics step, cut so that the motor's whole torque (with the PD
+        term its actuator applies this step, computed from the state as MuJoCo will) stays within
+        its limit, as a driver's current limit does."""
+        if not self._feed_forward.any():
+            return 0.0
+        m, d, idx = self.model, self.data, self.index
+        ids = idx.actuator_ids
+        pd = (m.actuator_gainprm[ids, 0] * d.ctrl[ids] + m.actuator_biasprm[ids, 1] * d.qpos[idx.qpos_adr]
+              + m.actuator_biasprm[ids, 2] * d.qvel[idx.qvel_adr])  # fmt: skip
+        pd = np.clip(pd, -self._torque_limit, self._torque_limit)
+        return np.clip(self._feed_forward, -self._torque_limit - pd, self._torque_limit - pd)
 
     def _apply_gains(self, mode: str) -> None:
         if mode == self._gains_mode:
@@ -236,7 +249,7 @@ class SimNode(Node):
                     self._apply_gains("damping" if damping else "pd")
                     if not damping:  # (the actuators: kp (q* - q) - kd qd; the rest as a joint force)
                         self.data.ctrl[self.index.actuator_ids] = self._target
-                    self.data.qfrc_applied[self.index.dof_adr] = 0.0 if damping else self._feed_forward
+                    self.data.qfrc_applied[self.index.dof_adr] = 0.0 if damping else self._feed_forward_now()
                     self._maybe_push()
                     mujoco.mj_step(self.model, self.data)
                     step += 1
@@ -267,8 +280,9 @@ class SimNode(Node):
         stamp = self._stamp()
         order = self.publish_order
         pos = d.qpos[idx.qpos_adr] + (self.rng.normal(0, p.joint_noise, len(order)) if p.joint_noise else 0.0)
+        effort = d.sensordata[idx.torque] + d.qfrc_applied[idx.dof_adr]  # (the motor's: PD and feed-forward)
         joint_state = self._write_joint_state(
-            stamp.sec, stamp.nanosec, pos[order], d.qvel[idx.qvel_adr][order], d.sensordata[idx.torque][order]
+            stamp.sec, stamp.nanosec, pos[order], d.qvel[idx.qvel_adr][order], effort[order]
         )
         quat = d.sensordata[idx.orientation]
         gyro = d.sensordata[idx.gyro] + (self.rng.normal(0, p.gyro_noise, 3) if p.gyro_noise else 0.0)

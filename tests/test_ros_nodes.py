@@ -23,6 +23,7 @@ from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -468,10 +469,10 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
         f"trot_policy:\n  ros__parameters:\n    policy_path: {POLICY}\n    start_mode: auto\n    stale_period: 3.0\n"
     )
     typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
-    negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001")
+    negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001",
+                           "max_target_step:=-1.0")  # fmt: skip
     # unchecked, a margin this wide put every target outside the joint limits
-    margin = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "joint_limit_margin:=2.0",
-                         "max_target_step:=-1.0")  # fmt: skip
+    margin = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "joint_limit_margin:=2.0")
     mistyped = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=Auto")
     unloadable = graph.start("ros_nodes.policy_node", f"policy_path:={onnx_runtime_rejects(tmp_path)}")
     forward = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
@@ -492,9 +493,9 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     missing_log, typo_log, negative_log, margin_log, mistyped_log, unloadable_log, forward_log = graph.close()
     assert "configure failed: the robot publishes no state for the policy's joints ['FL_calf_joint'" in missing_log
     assert "unknown parameters ['stale_period']" in typo_log
-    assert "configure failed: busy_wait_s is -0.001: must be a finite number >= 0 (0 = off)" in negative_log
-    assert "configure failed: max_target_step is -1.0: must be a finite number > 0 (rad per step); " in margin_log
-    assert "joint_limit_margin is 2.0: must be below half the narrowest joint range" in margin_log, margin_log
+    assert ("configure failed: busy_wait_s is -0.001: must be a finite number >= 0 (0 = off); max_target_step is "
+            "-1.0: must be a finite number > 0 (rad per step)") in negative_log, negative_log  # fmt: skip
+    assert "configure failed: joint_limit_margin is 2.0: must be below half the narrowest joint range" in margin_log
     assert "configure failed: start_mode 'Auto' is not passive, auto or manual" in mistyped_log, mistyped_log
     assert "configure failed: policy_path" in unloadable_log and "ONNX Runtime cannot load the policy" in unloadable_log
     for log in (margin_log, mistyped_log, unloadable_log):
@@ -505,33 +506,38 @@ def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph:
     ) in forward_log and "; repeats ['FL_hip_joint']" in forward_log, forward_log
 
 
-def test_stop_lifecycle_shutdown_and_sigterm_damp_and_start_needs_an_active_node(graph: Graph) -> None:
+def test_stop_lifecycle_cycle_shutdown_and_sigterm_damp_and_start_needs_an_active_node(graph: Graph) -> None:
     """A policy node leaving (lifecycle shutdown, SIGTERM) sends one damping command last: the driver
     is not left holding the policy's last target at full stiffness; ~/start before activation is
-    refused (nothing would tick the stand-up)."""
-    start_robot_and_policy(graph)
+    refused (nothing would tick the stand-up); deactivate, cleanup, configure, activate: it runs
+    again. (stale_periods 10: a loaded machine's stall must not damp a node before these checks.)"""
+    start_robot_and_policy(graph, "stale_periods:=10.0")
     graph.spin(0.5, vx=0.0)
     graph.running_after_any_stall()
     graph.procs[1].send_signal(signal.SIGTERM)
     assert graph.procs[1].wait(timeout=15) == 0
     graph.spin(0.5)
     assert len(graph.commands[-1][1].position) == 0, "the last command of a node stopped by SIGTERM damps"
-    assert "running -> damping: node shutting down" in graph.log(1), graph.log(1)
+    assert "running -> damping: node shutdown requested" in graph.log(1), graph.log(1)
 
-    manual = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=manual", "standup_s:=1.0")
+    manual = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=manual", "standup_s:=1.0",
+                         "stale_periods:=10.0")  # fmt: skip
 
     def change(transition: int) -> bool:
         request = ChangeState.Request(transition=Transition(id=transition))
         return graph.call(ChangeState, "trot_policy/change_state", request).success
+
+    def run() -> None:
+        graph.press_start_until_it_runs(manual)
+        graph.spin(0.5)
+        graph.running_after_any_stall(manual)
 
     assert change(Transition.TRANSITION_CONFIGURE)
     graph.spin(0.5)
     refused = graph.call(Trigger, "trot_policy/start", Trigger.Request())
     assert not refused.success and refused.message == "not active: activate the node (lifecycle) first", refused
     assert change(Transition.TRANSITION_ACTIVATE)
-    graph.press_start_until_it_runs(manual)
-    graph.spin(0.5)
-    graph.running_after_any_stall(manual)
+    run()
     stopped = graph.call(Trigger, "trot_policy/stop", Trigger.Request())  # a controlled stop: damping
     stop_at = time.time()
     graph.spin(0.3)
@@ -539,9 +545,11 @@ def test_stop_lifecycle_shutdown_and_sigterm_damp_and_start_needs_an_active_node
     after = [m for t, m in graph.commands if t > stop_at + 0.05]
     assert after and all(len(m.position) == 0 for m in after), "~/stop damps"
     assert "running -> damping: stop requested" in graph.log(manual), graph.log(manual)
-    graph.press_start_until_it_runs(manual)
-    graph.spin(0.5)
-    graph.running_after_any_stall(manual)
+    for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
+                       Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):  # fmt: skip
+        assert change(transition), transition
+    run()
+    assert graph.log(manual).count("configured:") == 2
     assert change(Transition.TRANSITION_ACTIVE_SHUTDOWN)
     graph.spin(0.3)
     quiet_from = time.time()
@@ -549,7 +557,7 @@ def test_stop_lifecycle_shutdown_and_sigterm_damp_and_start_needs_an_active_node
     assert not [t for t, _ in graph.commands if t > quiet_from], "a finalized node must command nothing"
     assert len(graph.commands[-1][1].position) == 0, "the last command of a node shut down damps"
     assert "running -> damping: lifecycle shutdown requested" in graph.log(manual), graph.log(manual)
-    assert graph.procs[manual].poll() is None
+    assert graph.procs[manual].poll() is None and "Traceback" not in graph.log(manual), graph.log(manual)
 
 
 def test_the_forward_command_waits_for_a_measured_pose(graph: Graph) -> None:
@@ -570,9 +578,11 @@ def test_the_forward_command_waits_for_a_measured_pose(graph: Graph) -> None:
         state.header.stamp = graph.node.get_clock().now().to_msg()
         pub.publish(state)
 
-    # one joint state, once configure waits for one (its names), while the controller does not exist yet
+    # one joint state, once configure waits for one (its names), stamped 1 s ago: should the input
+    # thread come to it only after the controller exists, it is too old to count as a measured pose
     assert graph.wait_until(lambda: pub.get_subscription_count() >= 2, timeout=30.0), "configure's wait, the input"
-    publish()
+    state.header.stamp = (graph.node.get_clock().now() - Duration(seconds=1.0)).to_msg()
+    pub.publish(state)
     assert graph.wait_for_log(policy, "configured"), graph.log(policy)
     assert graph.call(Trigger, "trot_policy/estop", Trigger.Request()).success
     assert graph.wait_until(lambda: len(graph.commands) >= 10), "damping commands on /joint_commands"
@@ -765,8 +775,8 @@ def test_the_robot_node_ignores_bad_commands_with_one_warning_a_second(graph: Gr
 
 
 def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: Graph) -> None:
-    """PD as a motor driver runs it: tau = kp (q* - q) + kd (qd* - qd) + tau_ff, each command term
-    within the motor's torque limit; a damping command (no positions) drops the feed-forward."""
+    """PD as a motor driver runs it: tau = kp (q* - q) + kd (qd* - qd) + tau_ff, the sum within the
+    motor's torque limit; a damping command (no positions) drops the feed-forward."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter as Param
 
@@ -786,21 +796,31 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         effort[0] = 1e4  # beyond any motor's limit
         command = JointState(name=names, position=list(contract.default_joint_pos)[::-1],
                              velocity=velocity.tolist(), effort=effort.tolist())  # fmt: skip
-        dofs = sim.index.dof_adr
+        dofs, ids, limit = sim.index.dof_adr, sim.index.actuator_ids, sim._torque_limit
 
         def applied() -> np.ndarray:
             return sim.data.qfrc_applied[dofs].copy()
 
+        def applied_and_pd() -> tuple[np.ndarray, np.ndarray]:
+            """The feed-forward and the actuators' PD torque of one and the same physics step."""
+            with sim._lock:
+                return sim.data.qfrc_applied[dofs].copy(), sim.data.actuator_force[ids].copy()
+
         pub.publish(command)
         assert graph.wait_until(lambda: applied().any(), timeout=10.0), "no feed-forward applied"
+        graph.spin(1.0)  # (standing again: the PD torques are no longer those of the first stand-up)
         order = [names.index(n) for n in sim.joint_names]
-        expected = np.clip(sim.kd * velocity[order] + effort[order], -sim._torque_limit, sim._torque_limit)
-        np.testing.assert_allclose(applied(), expected)
-        assert applied()[order.index(0)] == sim._torque_limit[order.index(0)] < 1e4
-        bad = JointState(name=names, position=command.position, effort=[float("nan")] * 12)
-        pub.publish(bad)
+        wanted = sim.kd * velocity[order] + effort[order]
+        feed_forward, pd = applied_and_pd()
+        np.testing.assert_allclose(feed_forward, np.clip(wanted, -limit - pd, limit - pd))
+        within = np.abs(wanted + pd) < limit
+        assert within.sum() == 11 and np.allclose(feed_forward[within], wanted[within]), "as commanded"
+        beyond = order.index(0)
+        assert feed_forward[beyond] + pd[beyond] == pytest.approx(limit[beyond]), "the motor's limit, PD included"
+        pub.publish(JointState(name=names, position=command.position, effort=[float("nan")] * 12))
         graph.spin(0.3)
-        np.testing.assert_allclose(applied(), expected, err_msg="a non-finite effort is ignored")
+        feed_forward, pd = applied_and_pd()  # (the last command's, still)
+        np.testing.assert_allclose(feed_forward, np.clip(wanted, -limit - pd, limit - pd), err_msg="NaN effort taken")
         pub.publish(JointState(name=names, velocity=[0.0] * 12, effort=[0.0] * 12))  # damping
         assert graph.wait_until(lambda: not applied().any(), timeout=10.0), "damping keeps a feed-forward"
     finally:
