@@ -13,6 +13,7 @@
 
     python bench/ros_timing.py [--seconds 20]
     python bench/ros_timing.py --soak 10   # one node at 500 Hz for 10 minutes: GC, stalls, trips
+    python bench/ros_timing.py --busy-wait-ab 4 --seconds 10   # 500 Hz with and without busy-waiting
 """
 
 from __future__ import annotations
@@ -440,6 +441,14 @@ def main() -> None:
         metavar="MINUTES",
         help="instead: one node at 500 Hz for this long, a line a minute (GC, stalls, trips)",
     )
+    parser.add_argument(
+        "--busy-wait-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: 500 Hz windows (--seconds each) with and without busy-waiting, at default and SCHED_FIFO "
+        "scheduling, interleaved in this many rounds (order rotated), then overruns per variant",
+    )
     args = parser.parse_args()
     # This process is the robot's driver: a driver that stops publishing trips the node's watchdog.
     # Its automatic full collections did, once the commands it keeps had piled up (43 ms, 7.5 s into
@@ -451,6 +460,8 @@ def main() -> None:
     print(f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, {os.cpu_count()} cores; policy {POLICY.name}")
     if args.soak > 0:
         soak(bench, args.soak)
+    elif args.busy_wait_ab > 0:
+        busy_wait_ab(bench, args.busy_wait_ab, args.seconds)
     else:
         if args.only != "latency":
             timers(bench, args.seconds)
@@ -486,6 +497,35 @@ def soak(bench: Bench, minutes: float, rate_hz: float = 500.0) -> None:
                 print(f"    {damping_reason(proc, d)}: ~/start again", flush=True)
     finally:
         stop(proc)
+
+
+def busy_wait_ab(bench: Bench, rounds: int, seconds: float) -> None:
+    """Does busy-waiting cost 500 Hz overruns? One window per variant per round, the order rotated
+    each round, so that a host's storm falls on every variant alike rather than on one."""
+    variants = {
+        "busy-wait 0.3 ms, default": (),
+        "no busy-wait, default": ("busy_wait_s:=0.0",),
+        "busy-wait 0.3 ms, SCHED_FIFO": ("realtime_priority:=50",),
+        "no busy-wait, SCHED_FIFO": ("realtime_priority:=50", "busy_wait_s:=0.0"),
+    }
+    names = list(variants)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    print(f"busy-wait A/B: 500 Hz, {rounds} rounds of {len(names)} windows of {seconds:g} s")
+    for k in range(rounds):
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            r = timer_run(bench, 500.0, seconds, *variants[name])
+            results[name].append(r)
+            print(f"  round {k + 1}, {name}: overruns {r['overruns']} in {r['ticks']} ticks, late ticks "
+                  f"{r['late_ticks']} ({r['late_ticks_at_host_stalls']} after a host stall), host stalls "
+                  f"{r['host_stalls']}, jitter p99 {r['jitter_p99_ms']:.3f} ms{running(r)}", flush=True)  # fmt: skip
+    print("per variant: overruns (windows without any) | late ticks not after a host stall | windows not all running")
+    for name in names:
+        runs = results[name]
+        overruns = [int(r["overruns"]) for r in runs]
+        unexplained = sum(int(r["late_ticks"] - r["late_ticks_at_host_stalls"]) for r in runs)
+        not_running = sum(1 for r in runs if running(r))
+        print(f"  {name}: {sum(overruns)} in {sum(int(r['ticks']) for r in runs)} ticks {overruns} "
+              f"({overruns.count(0)} of {len(runs)} without) | {unexplained} | {not_running}")  # fmt: skip
 
 
 def timers(bench: Bench, seconds: float) -> None:
