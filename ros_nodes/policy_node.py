@@ -376,13 +376,15 @@ class PolicyNode(LifecycleNode):
         """DAMPING with ``reason``, the control loop stopped, and one damping command sent on the way
         out (the driver must not be left holding the last target at full stiffness); a node still
         PASSIVE stays so, commanding nothing. Nothing when not active."""
-        if not self._active or self.controller is None:
+        if not self._active:
             return
         with self._tick_lock, self._lock:  # (after a tick in flight has published)
-            commanding = self.controller.mode is not Mode.PASSIVE
+            self._active = False  # before anything else: no tick after this, an auto start's neither
+            self._auto_start = False
+            controller = self.controller
+            commanding = controller is not None and controller.mode is not Mode.PASSIVE
             if commanding:
-                self.controller.stop(self.now(), reason=reason)
-        self._active = False
+                controller.stop(self.now(), reason=reason)
         if self._loop_thread is not None:
             self._loop_thread.join(timeout=1.0)  # (a loop still asleep ends on its own: generation)
         if commanding:
@@ -514,7 +516,12 @@ class PolicyNode(LifecycleNode):
                 self._last_event_tick = arrival
                 self._cycle_starts.append(self._cycle_start)
                 self._cycle_start = None
-                self._tick(self._pending_clock_ns)
+                try:
+                    self._tick(self._pending_clock_ns)
+                except Exception:
+                    if not self.context.ok():  # shut down under us (as in the control loop)
+                        return
+                    raise
                 if self._js_received_ns:
                     self._reaction_s.append((time.time_ns() - self._js_received_ns) * 1e-9)
 
@@ -616,7 +623,9 @@ class PolicyNode(LifecycleNode):
     def timing(self, last: int = 1000) -> dict[str, float]:
         """Over the last ticks: loop rate, period jitter (|period - nominal|) p50/p99, longest period,
         inference p99, joint-state delivery and (joint_states mode) reaction p50/p99."""
-        return timing_figures(self.controller.period, *(np.array(samples)[-last:] for samples in (
+        if (controller := self.controller) is None:  # (unconfigured)
+            return {}
+        return timing_figures(controller.period, *(np.array(samples)[-last:] for samples in (
             self._periods, self._infer_s, self._delivery_s, self._reaction_s)))  # fmt: skip
 
     def _diagnostics(self) -> None:

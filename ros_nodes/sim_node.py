@@ -103,13 +103,16 @@ class SimNode(Node):
             kd = np.asarray(p.kd, dtype=np.float64)
         if kp.shape != (len(names),) or kd.shape != (len(names),):
             raise ValueError(f"kp/kd must have {len(names)} entries (one per joint of {self.robot.name})")
-        self.kp, self.kd = kp, kd
-        if p.randomize:
+        if p.randomize:  # the gains too (kp_scale, kd_scale, motor_strength): scaled from the ones in use
+            set_joint_gains(self.model, self.index, kp, kd)
             cfg = RandomizationConfig()
             nominal = randomization.Nominal.read(self.model, self.index)
             params = randomization.sample(self.rng, cfg, 1)[0]
             randomization.apply(self.model, nominal, self.index, params)
+            ids = self.index.actuator_ids
+            kp, kd = self.model.actuator_gainprm[ids, 0].copy(), -self.model.actuator_biasprm[ids, 2].copy()
             self.get_logger().info(f"randomized: {dict(zip(randomization.PARAMS, params.round(3), strict=True))}")
+        self.kp, self.kd = kp, kd  # what "pd" mode sets (_apply_gains)
         self.joint_names = names
         self.publish_order = self.rng.permutation(len(names)) if p.shuffle_joint_order else np.arange(len(names))
         # 250 Hz x 3 messages from Python: joint states are written as CDR bytes straight from the

@@ -838,3 +838,34 @@ def test_the_robot_node_refuses_unsound_numbers_naming_each() -> None:
         "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
         "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"
     ), run.stderr
+
+
+def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Graph) -> None:
+    """randomize:=true draws kp_scale, kd_scale and motor_strength with the rest: the PD the robot
+    runs must be scaled by them (once, the nominal gains overwrote the drawn ones)."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.sim_node import SimNode
+    from training.envs import randomization
+    from training.envs.config import RandomizationConfig
+
+    seed = 3
+    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("randomize", value=True),
+                                       Param("seed", value=seed)])  # fmt: skip
+    try:
+        draw = randomization.sample(np.random.default_rng(seed), RandomizationConfig(), 1)[0]  # (the node's first)
+        drawn = dict(zip(randomization.PARAMS, draw, strict=True))
+        contract = PolicyRuntime(POLICY).contract
+        order = [contract.joint_names.index(n) for n in sim.joint_names]
+        strength = drawn["motor_strength"]
+        np.testing.assert_allclose(sim.kp, np.asarray(contract.kp)[order] * drawn["kp_scale"] * strength)
+        np.testing.assert_allclose(sim.kd, np.asarray(contract.kd)[order] * drawn["kd_scale"] * strength)
+        assert abs(drawn["kp_scale"] * strength - 1.0) > 1e-3, "a draw that changes nothing proves nothing"
+        ids = sim.index.actuator_ids
+        with sim._lock:  # (between physics steps)
+            sim._apply_gains("pd")  # (what the first position command does)
+            kp, kd = sim.model.actuator_gainprm[ids, 0].copy(), -sim.model.actuator_biasprm[ids, 2].copy()
+        np.testing.assert_allclose(kp, sim.kp)
+        np.testing.assert_allclose(kd, sim.kd)
+    finally:
+        sim.destroy_node()
