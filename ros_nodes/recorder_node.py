@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import importlib
+import math
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class RecorderNode(Node):
         self.params, unknown = declare(self, RecorderParams)
         if unknown:
             raise ValueError(f"unknown parameters {unknown} (check the parameter file)")
+        if not 0.0 < self.params.flush_period_s < math.inf:  # (NaN was rclpy's "cannot convert float NaN to integer")
+            raise ValueError(f"flush_period_s is {self.params.flush_period_s!r}: must be a finite number > 0")
         self.static_metadata = self._metadata(metadata or {})
         self.topics = [self.resolve_topic_name(t) for t in self.params.topics]
         self.types: dict[str, str] = {}

@@ -828,16 +828,23 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         sim.destroy_node()
 
 
-def test_the_robot_node_refuses_unsound_numbers_naming_each() -> None:
+@pytest.mark.parametrize(
+    ("module", "params", "error"),
+    [
+        ("ros_nodes.sim_node", ["damping_kd:=-1.0", "real_time_factor:=.nan", "kd:=[1.0, -2.0]"],
+         "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
+         "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"),
+        ("ros_nodes.recorder_node", ["flush_period_s:=.nan"],
+         "RecorderNode: flush_period_s is nan: must be a finite number > 0"),
+    ],
+    ids=["robot", "recorder"],
+)  # fmt: skip
+def test_the_robot_and_recorder_nodes_refuse_unsound_numbers_naming_each(module, params, error) -> None:
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    args = [sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", "damping_kd:=-1.0",
-            "-p", "real_time_factor:=.nan", "-p", "kd:=[1.0, -2.0]"]  # fmt: skip
+    args = [sys.executable, "-m", module, "--ros-args", *itertools.chain.from_iterable(("-p", p) for p in params)]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run
-    assert run.stderr.strip() == (
-        "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
-        "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"
-    ), run.stderr
+    assert run.stderr.strip() == error, run.stderr
 
 
 def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Graph) -> None:
