@@ -6,7 +6,7 @@ process is the robot side: it streams valid sensor data, injects the faults, and
 command the node publishes. Each scenario function returns rows of the printed table, and the
 test suite (tests/test_faults.py) runs the same functions with smaller counts.
 
-    python bench/faults.py [--fuzz-messages 10000] [--only fuzz,dropouts,recorder,training,artifacts]
+    python bench/faults.py [--fuzz-messages 10000] [--only fuzz,dropouts,driver,recorder,training,artifacts]
 """
 
 from __future__ import annotations
@@ -684,6 +684,61 @@ def dropouts(repeats: int = 3) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------------------- robot driver
+SILENCE = "no joint command for"
+
+
+def _last_transition(log: str) -> str:
+    """The policy node's newest mode change in its log ("running -> damping"), or ""."""
+    found = re.findall(r"\]: (\w+ -> \w+)", log)
+    return found[-1] if found else ""
+
+
+def driver_faults(repeats: int = 3) -> list[Row]:
+    """The controller dies without a last word (SIGKILL while RUNNING, no final damping command):
+    the robot's driver (the MuJoCo robot node, like a real driver's watchdog) must damp by itself
+    after its ``command_timeout_s`` (0.25 s). Timed from the kill to the stamp of the driver's own
+    warning (both wall clock); the robot must then sink, not stand stiff on the last target."""
+    from nav_msgs.msg import Odometry
+
+    timeout_s = 0.25
+    delays, drops = [], []
+    with rig() as r:
+        heights: list[float] = []
+        r.node.create_subscription(Odometry, "odom", lambda m: heights.append(m.pose.pose.position.z), 10)
+        sim = r.start_node("ros_nodes.sim_node", f"policy_path:={POLICY}", f"command_timeout_s:={timeout_s}")
+        for attempt in range(repeats):
+            policy = r.start_node("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
+                                  "standup_s:=1.0")  # fmt: skip
+            for _ in range(3):  # (a stall of this loaded machine may trip the watchdog: start again)
+                wait(lambda p=policy: _last_transition(r.log(p)).endswith("-> running"), timeout=30.0)
+                time.sleep(1.0)
+                if _last_transition(r.log(policy)).endswith("-> running"):
+                    break
+                r.call_trigger("trot_policy/start")
+            else:
+                raise RuntimeError(f"the policy node did not stay RUNNING:\n{r.log(policy)[-2000:]}")
+            if not wait(lambda: heights, timeout=30.0):
+                raise RuntimeError("no odometry from the robot node")
+            standing, killed = heights[-1], time.time()
+            r.procs[policy].kill()
+            r.procs[policy].wait()
+            if r.wait_for_log(sim, SILENCE, timeout=5.0, count=attempt + 1):
+                line = [x for x in r.log(sim).splitlines() if SILENCE in x][attempt]
+                delays.append(float(re.search(r"\[(\d+\.\d+)\]", line).group(1)) - killed)
+            else:
+                delays.append(math.inf)
+            time.sleep(2.0)
+            drops.append(standing - heights[-1])
+        log = r.log(sim)
+    d, drop = np.array(delays) * 1e3, np.array(drops) * 1e3
+    ok = d.max() <= timeout_s * 1e3 + 50.0 and drop.min() > 50.0 and "Traceback" not in log
+    return [Row("robot driver", f"controller SIGKILLed while RUNNING ({len(d)}x): the driver's command timeout "
+                f"({timeout_s} s)", f"damping {np.median(d):.0f} ms p50, {d.max():.0f} ms max after the kill; the "
+                f"base sank {drop.min():.0f}-{drop.max():.0f} mm in 2 s", f"<= {timeout_s * 1e3 + 50:.0f} ms; sinks",
+                ok, {"delays_ms": d.tolist(), "drops_mm": drop.tolist(), "log": log[-2000:]})]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------- recorder
 class SeqStream:
     """JointState messages carrying a sequence number (in frame_id) at ``rate`` Hz, reliable."""
@@ -1042,7 +1097,7 @@ def robot_config_refusals(workdir: Path) -> list[Row]:
 
 
 # ------------------------------------------------------------------------------------- main
-SCENARIOS = ("fuzz", "dropouts", "recorder", "training", "artifacts")
+SCENARIOS = ("fuzz", "dropouts", "driver", "recorder", "training", "artifacts")
 
 
 def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[Row]:
@@ -1055,6 +1110,8 @@ def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[
                 rows += fuzz_policy_node(messages=fuzz_messages)
             elif name == "dropouts":
                 rows += dropouts()
+            elif name == "driver":
+                rows += driver_faults()
             elif name == "recorder":
                 rows += recorder_faults(work / "recorder")
             elif name == "training":

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from policies.runtime import PolicyRuntime
+from ros_nodes.settings import POSITIVE_OR_INF, above, at_least, unsound
 
 
 class Mode(enum.Enum):
@@ -72,21 +73,13 @@ class SafetyConfig:
         """Each setting that would make a filter let a bad command through (a NaN step limit turns
         every target into NaN; a margin wider than half a joint's range puts the lower clip bound
         above the upper), named with its value and what it must be; [] when all are sound."""
-        rules = {  # name: (accepted, what it must be)
-            "stale_periods": (lambda v: 1.0 <= v < math.inf, "a finite number >= 1"),
-            "max_target_step": (lambda v: 0.0 < v < math.inf, "a finite number > 0 (rad per step)"),
-            "joint_limit_margin": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0 (rad)"),
-            "cmd_timeout_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
-            "cmd_decay_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
-            "joint_pos_tolerance": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0 (rad)"),
-            "max_joint_velocity": (lambda v: v > 0.0, "> 0 (inf: no check)"),
-            "max_angular_velocity": (lambda v: v > 0.0, "> 0 (inf: no check)"),
-            "max_cmd_rate_hz": (lambda v: v > 0.0, "> 0 (inf: no check)"),
-            "clock_jump_s": (lambda v: 0.0 < v < math.inf, "a finite number > 0"),
-            "standup_s": (lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
-        }  # (NaN fails every comparison)
-        return [f"{name} is {getattr(self, name)!r}: must be {must}" for name, (accepted, must) in rules.items()
-                if not accepted(float(getattr(self, name)))]  # fmt: skip
+        return unsound(self, {
+            "stale_periods": at_least(1), "max_target_step": above(0, "(rad per step)"),
+            "joint_limit_margin": at_least(0, "(rad)"), "cmd_timeout_s": at_least(0), "cmd_decay_s": at_least(0),
+            "joint_pos_tolerance": at_least(0, "(rad)"), "max_joint_velocity": POSITIVE_OR_INF,
+            "max_angular_velocity": POSITIVE_OR_INF, "max_cmd_rate_hz": POSITIVE_OR_INF, "clock_jump_s": above(0),
+            "standup_s": at_least(0),
+        })  # fmt: skip
 
 
 @dataclass

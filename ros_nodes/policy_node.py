@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import queue
 import sys
@@ -45,6 +44,7 @@ from ros_nodes import realtime
 from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
 from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
 from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
+from ros_nodes.settings import above, at_least, unsound
 
 
 @dataclass
@@ -107,16 +107,11 @@ class PolicyNodeParams:
 
     def problems(self) -> list[str]:
         """Each unsound number, named with its value and what it must be; [] when all are sound."""
-        finite = math.isfinite
-        rules = {  # name: (accepted, what it must be)
-            "control_rate": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = the artifact's)"),
-            "joint_state_timeout_s": (lambda v: v > 0 and finite(v), "a finite number > 0"),
-            "realtime_priority": (lambda v: 0 <= v <= 99, "0 (off) to 99"),
-            "prewarm_lead_s": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = off)"),
-            "busy_wait_s": (lambda v: v >= 0 and finite(v), "a finite number >= 0 (0 = off)"),
-        }
-        return [f"{name} is {getattr(self, name)!r}: must be {must}" for name, (accepted, must) in rules.items()
-                if not accepted(getattr(self, name))]  # fmt: skip
+        return unsound(self, {
+            "control_rate": at_least(0, "(0 = the artifact's)"), "joint_state_timeout_s": above(0),
+            "realtime_priority": ((lambda v: 0 <= v <= 99), "0 (off) to 99"),
+            "prewarm_lead_s": at_least(0, "(0 = off)"), "busy_wait_s": at_least(0, "(0 = off)"),
+        })  # fmt: skip
 
 
 def timing_figures(

@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import hashlib
 import importlib
-import math
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from std_srvs.srv import Trigger
 
 from ros_nodes.bag import EpisodeBag
 from ros_nodes.params import declare, doc, spin_node
+from ros_nodes.settings import above, unsound
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
 DEFAULT_TOPICS = [
@@ -66,8 +66,8 @@ class RecorderNode(Node):
         self.params, unknown = declare(self, RecorderParams)
         if unknown:
             raise ValueError(f"unknown parameters {unknown} (check the parameter file)")
-        if not 0.0 < self.params.flush_period_s < math.inf:  # (NaN was rclpy's "cannot convert float NaN to integer")
-            raise ValueError(f"flush_period_s is {self.params.flush_period_s!r}: must be a finite number > 0")
+        if problems := unsound(self.params, {"flush_period_s": above(0)}):  # (NaN: rclpy's "cannot convert
+            raise ValueError("; ".join(problems))  # float NaN to integer" from the flush timer)
         self.static_metadata = self._metadata(metadata or {})
         self.topics = [self.resolve_topic_name(t) for t in self.params.topics]
         self.types: dict[str, str] = {}

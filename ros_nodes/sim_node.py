@@ -29,6 +29,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from ros_nodes.cdr import JointStateWriter
 from ros_nodes.params import declare, doc, spin_node
+from ros_nodes.settings import at_least, unsound
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
 from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
@@ -42,6 +43,9 @@ class SimNodeParams:
     kp: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
     kd: list[float] = field(default_factory=list)
     damping_kd: float = field(default=DAMPING_KD, metadata=doc("gain for commands without positions"))
+    command_timeout_s: float = field(
+        default=0.25, metadata=doc("no joint command for this long (wall clock and sim time) -> damping; 0 = off")
+    )
     real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
     publish_clock: bool = field(default=False, metadata=doc("publish /clock and stamp with simulation time"))
     joint_noise: float = 0.0
@@ -63,16 +67,9 @@ class SimNodeParams:
         """Each unsound number, named with its value and what it must be (a NaN gain makes the
         physics diverge, a negative noise is an error deep inside numpy); [] when all are sound."""
 
-        def sound(v: float) -> bool:
-            return 0.0 <= v < math.inf  # (NaN fails it)
-
-        rules = ("damping_kd", "real_time_factor", "joint_noise", "gyro_noise", "push_interval_s", "push_velocity",
-                 "publish_rate")  # fmt: skip
-        found = [f"{name} is {getattr(self, name)!r}: must be a finite number >= 0" for name in rules
-                 if not sound(getattr(self, name))]  # fmt: skip
-        found += [f"{name} {getattr(self, name)} has an entry that is not a finite number >= 0"
-                  for name in ("kp", "kd") if not all(sound(v) for v in getattr(self, name))]  # fmt: skip
-        return found
+        names = ("damping_kd", "command_timeout_s", "real_time_factor", "joint_noise", "gyro_noise",
+                 "push_interval_s", "push_velocity", "publish_rate", "kp", "kd")  # fmt: skip
+        return unsound(self, dict.fromkeys(names, at_least(0)))
 
 
 class SimNode(Node):
@@ -128,6 +125,12 @@ class SimNode(Node):
         self._feed_forward = np.zeros(len(names))  # kd qd* + tau_ff of the newest command, N m (robot order)
         self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
         self._damping = False
+        self._command_at = (-math.inf, -math.inf)  # (monotonic s, sim s) of the newest command
+        self._timed_out = False
+        # what the physics loop has to say is logged by the executor's thread: a log line costs
+        # ~1 ms of Python, the first one in a process ~30 ms, and physics steps every 4 ms
+        self._news: list[bool] = []  # the physics loop's `stopped`, in order
+        self._news_ready = self.create_guard_condition(self._log_news)
         self._paused = False
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._gains_mode: str | None = None
@@ -140,6 +143,10 @@ class SimNode(Node):
         self.create_service(Trigger, "~/reset", self._srv_reset)
         self.create_service(SetBool, "~/pause", self._srv_pause)
         self.reset()
+        gains = "the artifact's contract" if p.policy_path else "the robot config"
+        timeout = f"{p.command_timeout_s} s" if p.command_timeout_s > 0 else "off"
+        self.get_logger().info(f"{self.robot.name}: physics at {1 / self.robot.sim.timestep:.0f} Hz, PD gains "
+                               f"from {gains}, command timeout {timeout}")  # fmt: skip
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -168,6 +175,7 @@ class SimNode(Node):
         if len(msg.position) == 0:
             with self._lock:
                 self._damping, self._target = True, None
+                self._command_at = (time.monotonic(), self.data.time)
             return
         if len(msg.position) != len(msg.name):
             self.get_logger().warn("command ignored: position and name lengths differ", throttle_duration_sec=1.0)
@@ -191,6 +199,7 @@ class SimNode(Node):
         with self._lock:
             self._damping, self._target = False, target
             self._feed_forward = feed_forward
+            self._command_at = (time.monotonic(), self.data.time)
 
     def _feed_forward_now(self) -> np.ndarray | float:
         """kd qd* + tau_ff for this physics step, cut so that the motor's whole torque (with the PD
@@ -204,6 +213,28 @@ class SimNode(Node):
               + m.actuator_biasprm[ids, 2] * d.qvel[idx.qvel_adr])  # fmt: skip
         pd = np.clip(pd, -self._torque_limit, self._torque_limit)
         return np.clip(self._feed_forward, -self._torque_limit - pd, self._torque_limit - pd)
+
+    def _command_timed_out(self) -> bool:
+        """Whether the newest position command has gone stale: older than ``command_timeout_s`` by
+        the wall clock *and* in simulated time, so that neither a simulator that stalls (sim time
+        stands still: its controller, waiting on /clock, rightly sends nothing) nor one that runs
+        far faster than real time (a sim-time timeout would pass in a few wall milliseconds) damps
+        a controller that is alive. Called with the lock held."""
+        timeout = self.params.command_timeout_s
+        if timeout <= 0 or self._target is None:
+            return False
+        wall_at, sim_at = self._command_at
+        return time.monotonic() - wall_at > timeout and self.data.time - sim_at > timeout
+
+    def _log_news(self) -> None:
+        with self._lock:
+            news, self._news = self._news, []
+        for stopped in news:  # (rclpy: one severity per call site)
+            if stopped:
+                timeout = self.params.command_timeout_s
+                self.get_logger().warn(f"no joint command for {timeout} s: damping until the next one")
+            else:
+                self.get_logger().info("joint commands again: PD on their targets")
 
     def _apply_gains(self, mode: str) -> None:
         if mode == self._gains_mode:
@@ -247,7 +278,15 @@ class SimNode(Node):
         step = 0
         while self._running:
             if not self._paused:
+                stopped = None  # True: the commands stopped; False: they came back
                 with self._lock:
+                    if self._command_timed_out():  # the next command, of any kind, takes over again
+                        self._damping, self._target, self._timed_out = True, None, True
+                        stopped = True
+                    elif self._timed_out and self._target is not None:
+                        self._timed_out, stopped = False, False
+                    if stopped is not None:
+                        self._news.append(stopped)
                     damping = self._damping or self._target is None
                     self._apply_gains("damping" if damping else "pd")
                     if not damping:  # (the actuators: kp (q* - q) - kd qd; the rest as a joint force)
@@ -263,6 +302,8 @@ class SimNode(Node):
                             if not self.context.ok():  # shutting down (SIGINT/SIGTERM): stop quietly
                                 return
                             raise
+                if stopped is not None:
+                    self._news_ready.trigger()
             if rtf > 0:
                 deadline += dt / rtf  # absolute deadlines: no drift
                 delay = deadline - time.perf_counter()

@@ -67,6 +67,17 @@ def test_dropouts_storms_and_clock_jumps_damp_within_three_periods_and_hold_unti
     assert find("dropouts: commands published outside limits").data["violations"] == []
 
 
+def test_a_sigkilled_controller_leaves_the_robot_driver_damping_after_its_command_timeout() -> None:
+    (row,) = faults.driver_faults(repeats=1)
+    print(row)
+    assert "Traceback" not in row.data["log"], row.data["log"]
+    (delay,) = row.data["delays_ms"]
+    # not before the kill (a live controller tripped it), and within the timeout, plus 0.5 s for this
+    # CI machine's stalls as above (it may come sooner than 0.25 s: the last command predates the kill)
+    assert 0.0 < delay <= 250.0 + 500.0, row
+    assert min(row.data["drops_mm"]) > 50.0, "the robot must sink under damping, not stand stiff"
+
+
 def test_recorder_loses_nothing_on_sigterm_a_second_at_most_on_sigkill_and_survives_a_full_disk(
     tmp_path: Path,
 ) -> None:

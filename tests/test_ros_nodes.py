@@ -429,6 +429,25 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
     graph.spin(0.5)
     assert len(graph.commands[-1][1].position) == 12, "running again after deactivate, activate, start"
 
+    # the controller dies without a last word (SIGKILL): the robot's driver damps on its own after
+    # command_timeout_s (0.25 s) instead of holding the last target at full stiffness
+    graph.spin(1.0, vx=0.0)
+    graph.running_after_any_stall()
+    standing = graph.odom[-1][2]
+    graph.procs[1].kill()
+    silence = "no joint command for 0.25 s: damping until the next one"
+    assert graph.wait_for_log(0, silence, timeout=10.0), graph.log(0)[-2000:]
+    graph.spin(2.0)
+    assert graph.odom[-1][2] < standing - 0.05, f"still standing: {standing:.3f} -> {graph.odom[-1][2]:.3f} m"
+    assert "[WARN]" in graph.log(0).split(silence)[0].splitlines()[-1], "logged as a warning"
+    # the next command takes over again, and it too times out
+    pub = graph.node.create_publisher(JointState, "joint_commands", 10)
+    contract = PolicyRuntime(POLICY).contract
+    assert graph.wait_until(lambda: pub.get_subscription_count() > 0, timeout=10.0)
+    pub.publish(JointState(name=list(contract.joint_names), position=list(contract.default_joint_pos)))
+    assert graph.wait_for_log(0, "joint commands again: PD on their targets", timeout=10.0), graph.log(0)[-2000:]
+    assert graph.wait_for_log(0, silence, timeout=10.0, count=2), graph.log(0)[-2000:]
+
 
 def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
     start_robot_and_policy(graph)
@@ -782,7 +801,8 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
 
     from ros_nodes.sim_node import SimNode
 
-    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0)])
+    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0),
+                                       Param("command_timeout_s", value=0.0)])  # (one command, held)  # fmt: skip
     executor = SingleThreadedExecutor()
     executor.add_node(sim)
     spinning = threading.Thread(target=executor.spin, daemon=True)
