@@ -29,6 +29,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy.duration import Duration
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -384,7 +385,18 @@ class PolicyNode(LifecycleNode):
             self._loop_thread.join(timeout=1.0)  # (a loop still asleep ends on its own: generation)
         if commanding:
             self._tick()
+            self._await_acknowledgment()
         self._destroy_diag_timer()
+
+    def _await_acknowledgment(self, timeout_s: float = 0.5) -> None:
+        """Until every reliable subscriber (the driver) has acknowledged what was sent, the last
+        damping command included, or ``timeout_s``. A shutdown destroys the publishers next, and a
+        reliable writer destroyed right after a write loses that sample if its first transmission
+        was dropped (a busy reader's full queue): seen once in the lifecycle test as a RUNNING command last."""
+        for pub in (self._cmd_pub, self._fwd_pub):
+            if pub is not None and not pub.wait_for_all_acked(Duration(seconds=timeout_s)):
+                self.get_logger().warn(f"{pub.topic_name}: the last damping command was not acknowledged by "
+                                       f"every subscriber within {timeout_s} s")  # fmt: skip
 
     def _destroy_diag_timer(self) -> None:
         if self._diag_timer is not None:
