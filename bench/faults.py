@@ -701,13 +701,15 @@ def driver_faults(repeats: int = 3) -> list[Row]:
     warning (both wall clock); the robot must then sink, not stand stiff on the last target."""
     from nav_msgs.msg import Odometry
 
-    timeout_s = 0.25
+    from ros_nodes.sim_node import SimNodeParams
+
+    timeout_s = SimNodeParams().command_timeout_s
     delays, drops = [], []
     with rig() as r:
         heights: list[float] = []
         r.node.create_subscription(Odometry, "odom", lambda m: heights.append(m.pose.pose.position.z), 10)
-        sim = r.start_node("ros_nodes.sim_node", f"policy_path:={POLICY}", f"command_timeout_s:={timeout_s}")
-        for attempt in range(repeats):
+        sim = r.start_node("ros_nodes.sim_node", f"policy_path:={POLICY}")
+        for _ in range(repeats):
             policy = r.start_node("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
                                   "standup_s:=1.0")  # fmt: skip
             for _ in range(3):  # (a stall of this loaded machine may trip the watchdog: start again)
@@ -720,11 +722,12 @@ def driver_faults(repeats: int = 3) -> list[Row]:
                 raise RuntimeError(f"the policy node did not stay RUNNING:\n{r.log(policy)[-2000:]}")
             if not wait(lambda: heights, timeout=30.0):
                 raise RuntimeError("no odometry from the robot node")
-            standing, killed = heights[-1], time.time()
+            # (a stall of this machine may have tripped the timeout before: count from here)
+            before, standing, killed = r.log(sim).count(SILENCE), heights[-1], time.time()
             r.procs[policy].kill()
             r.procs[policy].wait()
-            if r.wait_for_log(sim, SILENCE, timeout=5.0, count=attempt + 1):
-                line = [x for x in r.log(sim).splitlines() if SILENCE in x][attempt]
+            if r.wait_for_log(sim, SILENCE, timeout=5.0, count=before + 1):
+                line = [x for x in r.log(sim).splitlines() if SILENCE in x][before]
                 delays.append(float(re.search(r"\[(\d+\.\d+)\]", line).group(1)) - killed)
             else:
                 delays.append(math.inf)

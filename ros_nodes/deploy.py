@@ -110,7 +110,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
 
     from policies.artifact import read_artifact
     from ros_nodes.controller import Mode
-    from ros_nodes.params import realtime_friendly_gil
+    from ros_nodes.params import failed, realtime_friendly_gil
     from ros_nodes.policy_node import PolicyNode
     from ros_nodes.recorder_node import RecorderNode
     from ros_nodes.sim_node import SimNode
@@ -176,9 +176,15 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             )
             spinners[-1].start()
 
+        def check_nodes() -> None:
+            """A node whose loop raised (params.fail: its traceback is in the log above) ends the run."""
+            if broken := [f"{node.get_name()}: {failed(node)}" for node in nodes if failed(node)]:
+                raise RuntimeError(f"failed: {', '.join(broken)} (see the log above)")
+
         def wait_running(timeout: float) -> bool:
             end = time.monotonic() + timeout
             while time.monotonic() < end and not interrupted.is_set():
+                check_nodes()
                 if pol.controller is not None and pol.controller.mode is Mode.RUNNING:
                     return True
                 time.sleep(0.02)
@@ -195,6 +201,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             msg = Twist()
             msg.linear.x, msg.linear.y, msg.angular.z = cmd
             while time.time() < t0 + seconds and not interrupted.is_set():
+                check_nodes()
                 cmd_pub.publish(msg)
                 interrupted.wait(0.05)
             segments.append((name, t0, time.time(), cmd))

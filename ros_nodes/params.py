@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -77,9 +78,24 @@ def realtime_friendly_gil() -> None:
     sys.setswitchinterval(2e-4)
 
 
+def fail(node: Node, what: str) -> None:
+    """Call from ``except``: a thread the node cannot work without (a control or physics loop) raised.
+    Logged as an error with its traceback, and the node is marked failed, so that spin_node ends the
+    process with status 1: a node that looks alive while doing nothing hides the fault from the
+    operator and from launch's ``respawn``."""
+    node.get_logger().error(f"{what} failed, the node stops:\n{traceback.format_exc().rstrip()}")
+    node.failed = what  # type: ignore[attr-defined]
+
+
+def failed(node: Node) -> str | None:
+    """What failed in ``node`` (see :func:`fail`), or None."""
+    return getattr(node, "failed", None)
+
+
 def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_s: float = 0.0) -> int:
-    """Run one node until SIGINT/SIGTERM. Nodes keep their timing-critical loops in their own
-    threads: rclpy's multi-threaded executor starved them here.
+    """Run one node until SIGINT/SIGTERM (status 0) or until it is marked failed (:func:`fail`:
+    status 1). Nodes keep their timing-critical loops in their own threads: rclpy's multi-threaded
+    executor starved them here.
 
     The signals set an event that this loop checks between waits of at most 0.1 s, instead of
     rclpy's handlers shutting the context down under a waiting ``executor.spin()``: a CI run saw
@@ -96,7 +112,7 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not failed(node):
             executor.spin_once(timeout_sec=0.1)
         if drain_s > 0:
             _drain(executor, node, drain_s)
@@ -104,7 +120,7 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
         exit_if_teardown_hangs()
         node.destroy_node()
         rclpy.shutdown()
-    return 0
+    return 1 if failed(node) else 0
 
 
 def _drain(executor: SingleThreadedExecutor, node: Node, drain_s: float) -> None:

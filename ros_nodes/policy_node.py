@@ -44,7 +44,7 @@ from policies.runtime import PolicyRuntime
 from ros_nodes import realtime
 from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
 from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
-from ros_nodes.params import declare, doc, realtime_friendly_gil, spin_node
+from ros_nodes.params import declare, doc, fail, realtime_friendly_gil, spin_node
 from ros_nodes.settings import above, at_least, unsound
 
 
@@ -388,15 +388,37 @@ class PolicyNode(LifecycleNode):
             self._await_acknowledgment()
         self._destroy_diag_timer()
 
+    def _fail(self, what: str) -> None:
+        """A tick raised (a bug: every input is checked before it gets there): no tick after this, one
+        damping command written without the controller, whose state is now suspect, and the process
+        ends with status 1 (params.fail) instead of living on, silent, with the node still ACTIVE."""
+        try:
+            with self._tick_lock:  # (a tick in flight on the other thread publishes first)
+                self._active = False
+                if (write := self._write_command) is not None and (pub := self._cmd_pub) is not None:
+                    sec, nanosec = divmod(self.control_clock().now().nanoseconds, 1_000_000_000)
+                    zeros = np.zeros(write.count)
+                    pub.publish(write(sec, nanosec, None, zeros, zeros))
+            self._await_acknowledgment()
+        finally:
+            fail(self, what)
+
     def _await_acknowledgment(self, timeout_s: float = 0.5) -> None:
         """Until every reliable subscriber (the driver) has acknowledged what was sent, the last
-        damping command included, or ``timeout_s``. A shutdown destroys the publishers next, and a
-        reliable writer destroyed right after a write loses that sample if its first transmission
-        was dropped (a busy reader's full queue): seen once in the lifecycle test as a RUNNING command last."""
-        for pub in (self._cmd_pub, self._fwd_pub):
-            if pub is not None and not pub.wait_for_all_acked(Duration(seconds=timeout_s)):
-                self.get_logger().warn(f"{pub.topic_name}: the last damping command was not acknowledged by "
-                                       f"every subscriber within {timeout_s} s")  # fmt: skip
+        damping command included, or ``timeout_s`` for all publishers together. A shutdown destroys
+        the publishers next, and a reliable writer destroyed right after a write loses that sample
+        if its first transmission was dropped (a busy reader's full queue; `bench/dds_last_sample.py`;
+        seen once in the lifecycle test as a RUNNING command last). Polled: rclpy's wait holds the GIL."""
+        pending = [pub for pub in (self._cmd_pub, self._fwd_pub) if pub is not None]
+        end = time.monotonic() + timeout_s
+        while pending:
+            pending = [pub for pub in pending if not pub.wait_for_all_acked(Duration(seconds=0))]
+            if not pending or time.monotonic() > end:
+                break
+            time.sleep(0.001)
+        for pub in pending:
+            self.get_logger().warn(f"{pub.topic_name}: the last damping command was not acknowledged by "
+                                   f"every subscriber within {timeout_s} s")  # fmt: skip
 
     def _destroy_diag_timer(self) -> None:
         if self._diag_timer is not None:
@@ -477,9 +499,9 @@ class PolicyNode(LifecycleNode):
                 try:
                     self._tick()  # in joint_states mode only when the joint states stopped: the watchdog acts
                 except Exception:
-                    if not self.context.ok():  # SIGINT/SIGTERM shut the context down under us
-                        return
-                    raise
+                    if self.context.ok():  # (not SIGINT/SIGTERM shutting the context down under us)
+                        self._fail("the control loop")
+                    return
             behind = clock.now().nanoseconds - deadline
             if behind > period:  # overrun: skip the missed ticks instead of bursting
                 self.overruns += behind // period
@@ -526,9 +548,9 @@ class PolicyNode(LifecycleNode):
                 try:
                     self._tick(self._pending_clock_ns)
                 except Exception:
-                    if not self.context.ok():  # shut down under us (as in the control loop)
-                        return
-                    raise
+                    if self.context.ok():  # (not shut down under us, as in the control loop)
+                        self._fail("a control tick on a joint state")
+                    return
                 if self._js_received_ns:
                     self._reaction_s.append((time.time_ns() - self._js_received_ns) * 1e-9)
 

@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from ros_nodes.bag import EpisodeBag
-from ros_nodes.params import declare, doc, spin_node
+from ros_nodes.params import declare, doc, fail, spin_node
 from ros_nodes.settings import above, unsound
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
@@ -162,6 +162,13 @@ class RecorderNode(Node):
                 self._intake_wake.trigger()  # (the intake thread waits on the new one too)
 
     def _serve_intake(self) -> None:
+        try:
+            self._take_forever()
+        except Exception:  # (a bug) recording would stop in silence: end the process, bag closed
+            if self.context.ok():
+                fail(self, "the recorder's intake")
+
+    def _take_forever(self) -> None:
         """Wait on every recorded topic at once; at each wake-up take all that is in, in order per topic."""
         subscriptions: list = []
         wait_set = None

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
@@ -28,12 +29,24 @@ from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import SetBool, Trigger
 
 from ros_nodes.cdr import JointStateWriter
-from ros_nodes.params import declare, doc, spin_node
+from ros_nodes.params import declare, doc, fail, spin_node
 from ros_nodes.settings import at_least, unsound
 from training.envs import randomization
 from training.envs.config import RandomizationConfig
 from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
 from training.robot import load_robot
+
+
+class Command(NamedTuple):
+    """The newest joint command, swapped in whole by the subscription's thread (robot joint order)."""
+
+    target: np.ndarray | None  # None: damping only
+    feed_forward: np.ndarray  # kd qd* + tau_ff, N m
+    wall_s: float  # time.monotonic() at receipt
+    sim_s: float  # simulated time at receipt
+
+
+NO_COMMAND = Command(None, np.zeros(0), -math.inf, -math.inf)
 
 
 @dataclass
@@ -92,6 +105,10 @@ class SimNode(Node):
             from policies.artifact import read_artifact
 
             _, contract = read_artifact(p.policy_path)
+            if 0 < p.command_timeout_s < 2 * contract.control_dt:
+                raise ValueError(f"command_timeout_s is {p.command_timeout_s!r}: must be 0 (off) or at least two "
+                                 f"of the policy's control periods ({2 * contract.control_dt:g} s), or the robot "
+                                 "damps between its commands")  # fmt: skip
             order = [contract.joint_names.index(n) for n in names]
             kp, kd = np.asarray(contract.kp)[order], np.asarray(contract.kd)[order]
         if p.kp:
@@ -121,12 +138,12 @@ class SimNode(Node):
         self._odom.header.frame_id, self._odom.child_frame_id = "odom", "base"
         self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
         self._lock = threading.Lock()
-        self._target: np.ndarray | None = None
-        self._feed_forward = np.zeros(len(names))  # kd qd* + tau_ff of the newest command, N m (robot order)
+        # no lock for the command: the physics loop, running as fast as it can (real_time_factor 0),
+        # took the lock back each step before a waiting callback woke, and commands 20 ms apart
+        # reached it 0.25 s late; a reference swap needs only the GIL, which changes hands every few ms
+        self._command = NO_COMMAND
+        self._expired: Command | None = None  # the command the timeout damped (the physics loop's own)
         self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
-        self._damping = False
-        self._command_at = (-math.inf, -math.inf)  # (monotonic s, sim s) of the newest command
-        self._timed_out = False
         # what the physics loop has to say is logged by the executor's thread: a log line costs
         # ~1 ms of Python, the first one in a process ~30 ms, and physics steps every 4 ms
         self._news: list[bool] = []  # the physics loop's `stopped`, in order
@@ -173,9 +190,7 @@ class SimNode(Node):
                 return
             order = self._name_cache[key] = np.array([position[n] for n in self.joint_names], dtype=np.intp)
         if len(msg.position) == 0:
-            with self._lock:
-                self._damping, self._target = True, None
-                self._command_at = (time.monotonic(), self.data.time)
+            self._take(None, np.zeros(len(self.joint_names)))
             return
         if len(msg.position) != len(msg.name):
             self.get_logger().warn("command ignored: position and name lengths differ", throttle_duration_sec=1.0)
@@ -196,35 +211,36 @@ class SimNode(Node):
                 self.get_logger().warn(f"command ignored: non-finite {what}", throttle_duration_sec=1.0)
                 return
             feed_forward += gain * values
-        with self._lock:
-            self._damping, self._target = False, target
-            self._feed_forward = feed_forward
-            self._command_at = (time.monotonic(), self.data.time)
+        self._take(target, feed_forward)
 
-    def _feed_forward_now(self) -> np.ndarray | float:
+    def _take(self, target: np.ndarray | None, feed_forward: np.ndarray) -> None:
+        """The newest command for the physics loop: targets (robot order), or None for damping."""
+        self._command = Command(target, feed_forward, time.monotonic(), self.data.time)
+
+    def _feed_forward_now(self, feed_forward: np.ndarray) -> np.ndarray | float:
         """kd qd* + tau_ff for this physics step, cut so that the motor's whole torque (with the PD
         term its actuator applies this step, computed from the state as MuJoCo will) stays within
         its limit, as a driver's current limit does."""
-        if not self._feed_forward.any():
+        if not feed_forward.any():
             return 0.0
         m, d, idx = self.model, self.data, self.index
         ids = idx.actuator_ids
         pd = (m.actuator_gainprm[ids, 0] * d.ctrl[ids] + m.actuator_biasprm[ids, 1] * d.qpos[idx.qpos_adr]
               + m.actuator_biasprm[ids, 2] * d.qvel[idx.qvel_adr])  # fmt: skip
         pd = np.clip(pd, -self._torque_limit, self._torque_limit)
-        return np.clip(self._feed_forward, -self._torque_limit - pd, self._torque_limit - pd)
+        return np.clip(feed_forward, -self._torque_limit - pd, self._torque_limit - pd)
 
-    def _command_timed_out(self) -> bool:
-        """Whether the newest position command has gone stale: older than ``command_timeout_s`` by
-        the wall clock *and* in simulated time, so that neither a simulator that stalls (sim time
-        stands still: its controller, waiting on /clock, rightly sends nothing) nor one that runs
-        far faster than real time (a sim-time timeout would pass in a few wall milliseconds) damps
-        a controller that is alive. Called with the lock held."""
+    def _stale(self, command: Command) -> bool:
+        """Whether a position command has gone stale: older than ``command_timeout_s`` by the wall
+        clock *and* in simulated time, so that neither a simulator that stalls (sim time stands
+        still: its controller, waiting on /clock, rightly sends nothing) nor one that runs far
+        faster than real time (a sim-time timeout would pass in a few wall milliseconds) damps a
+        controller that is alive."""
         timeout = self.params.command_timeout_s
-        if timeout <= 0 or self._target is None:
+        if timeout <= 0 or command.target is None:
             return False
-        wall_at, sim_at = self._command_at
-        return time.monotonic() - wall_at > timeout and self.data.time - sim_at > timeout
+        sim_age = self.data.time - command.sim_s  # (< 0: received as a reset rewound the clock)
+        return time.monotonic() - command.wall_s > timeout and not 0 <= sim_age <= timeout
 
     def _log_news(self) -> None:
         with self._lock:
@@ -250,7 +266,7 @@ class SimNode(Node):
             mujoco.mj_resetData(self.model, self.data)
             self.data.qpos[:] = home_qpos(self.model, self.index, self.robot)
             self.data.ctrl[self.index.actuator_ids] = self.data.qpos[self.index.qpos_adr]
-            self._target, self._damping = None, True  # no command yet: the motors only damp
+            self._command, self._expired = NO_COMMAND, None  # no command yet: the motors only damp
             mujoco.mj_forward(self.model, self.data)
 
     def _srv_reset(self, request, response):
@@ -271,6 +287,13 @@ class SimNode(Node):
         return self.get_clock().now().to_msg()
 
     def _loop(self) -> None:
+        try:
+            self._step_forever()
+        except Exception:
+            if self._running and self.context.ok():  # (not a shutdown under us: SIGINT/SIGTERM)
+                fail(self, "the physics loop")
+
+    def _step_forever(self) -> None:
         dt = self.robot.sim.timestep
         every = max(1, round(1.0 / (self.params.publish_rate * dt))) if self.params.publish_rate > 0 else 1
         rtf = self.params.real_time_factor
@@ -280,28 +303,26 @@ class SimNode(Node):
             if not self._paused:
                 stopped = None  # True: the commands stopped; False: they came back
                 with self._lock:
-                    if self._command_timed_out():  # the next command, of any kind, takes over again
-                        self._damping, self._target, self._timed_out = True, None, True
-                        stopped = True
-                    elif self._timed_out and self._target is not None:
-                        self._timed_out, stopped = False, False
+                    command = self._command  # (one read: the callback may swap in the next one meanwhile)
+                    if command is not self._expired and self._stale(command):
+                        self._expired, stopped = command, True  # damping until the next command of any kind
+                    elif self._expired is not None and command is not self._expired:  # a new one took over
+                        self._expired = None
+                        if command.target is not None:
+                            stopped = False
                     if stopped is not None:
                         self._news.append(stopped)
-                    damping = self._damping or self._target is None
+                    damping = command.target is None or command is self._expired
                     self._apply_gains("damping" if damping else "pd")
                     if not damping:  # (the actuators: kp (q* - q) - kd qd; the rest as a joint force)
-                        self.data.ctrl[self.index.actuator_ids] = self._target
-                    self.data.qfrc_applied[self.index.dof_adr] = 0.0 if damping else self._feed_forward_now()
+                        self.data.ctrl[self.index.actuator_ids] = command.target
+                    dofs = self.index.dof_adr
+                    self.data.qfrc_applied[dofs] = 0.0 if damping else self._feed_forward_now(command.feed_forward)
                     self._maybe_push()
                     mujoco.mj_step(self.model, self.data)
                     step += 1
                     if step % every == 0:
-                        try:
-                            self._publish()
-                        except Exception:
-                            if not self.context.ok():  # shutting down (SIGINT/SIGTERM): stop quietly
-                                return
-                            raise
+                        self._publish()
                 if stopped is not None:
                     self._news_ready.trigger()
             if rtf > 0:

@@ -433,20 +433,23 @@ def test_pausing_the_robot_damps_within_three_periods_and_estop_damps(graph: Gra
     # command_timeout_s (0.25 s) instead of holding the last target at full stiffness
     graph.spin(1.0, vx=0.0)
     graph.running_after_any_stall()
-    standing = graph.odom[-1][2]
-    graph.procs[1].kill()
+    # (a stall of this loaded machine may have tripped the timeout before: count from here)
     silence = "no joint command for 0.25 s: damping until the next one"
-    assert graph.wait_for_log(0, silence, timeout=10.0), graph.log(0)[-2000:]
+    again = "joint commands again: PD on their targets"
+    silences, agains, standing = graph.log(0).count(silence), graph.log(0).count(again), graph.odom[-1][2]
+    graph.procs[1].kill()
+    assert graph.wait_for_log(0, silence, timeout=10.0, count=silences + 1), graph.log(0)[-2000:]
     graph.spin(2.0)
     assert graph.odom[-1][2] < standing - 0.05, f"still standing: {standing:.3f} -> {graph.odom[-1][2]:.3f} m"
-    assert "[WARN]" in graph.log(0).split(silence)[0].splitlines()[-1], "logged as a warning"
-    # the next command takes over again, and it too times out
+    assert "[WARN]" in graph.log(0).split(silence)[-2].splitlines()[-1], "logged as a warning"
+    # a new command takes over again (sent until the robot node, still discovering this publisher,
+    # takes one), and it too times out
     pub = graph.node.create_publisher(JointState, "joint_commands", 10)
     contract = PolicyRuntime(POLICY).contract
-    assert graph.wait_until(lambda: pub.get_subscription_count() > 0, timeout=10.0)
-    pub.publish(JointState(name=list(contract.joint_names), position=list(contract.default_joint_pos)))
-    assert graph.wait_for_log(0, "joint commands again: PD on their targets", timeout=10.0), graph.log(0)[-2000:]
-    assert graph.wait_for_log(0, silence, timeout=10.0, count=2), graph.log(0)[-2000:]
+    standing_pose = JointState(name=list(contract.joint_names), position=list(contract.default_joint_pos))
+    took = graph.wait_for_log(0, again, timeout=10.0, count=agains + 1, during=lambda: pub.publish(standing_pose))
+    assert took, graph.log(0)[-2000:]
+    assert graph.wait_for_log(0, silence, timeout=10.0, count=silences + 2), graph.log(0)[-2000:]
 
 
 def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
@@ -854,10 +857,13 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         ("ros_nodes.sim_node", ["damping_kd:=-1.0", "real_time_factor:=.nan", "kd:=[1.0, -2.0]"],
          "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
          "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"),
+        ("ros_nodes.sim_node", [f"policy_path:={POLICY}", "command_timeout_s:=0.01"],
+         "SimNode: command_timeout_s is 0.01: must be 0 (off) or at least two of the policy's control periods "
+         "(0.04 s), or the robot damps between its commands"),
         ("ros_nodes.recorder_node", ["flush_period_s:=.nan"],
          "RecorderNode: flush_period_s is nan: must be a finite number > 0"),
     ],
-    ids=["robot", "recorder"],
+    ids=["robot", "robot_timeout", "recorder"],
 )  # fmt: skip
 def test_the_robot_and_recorder_nodes_refuse_unsound_numbers_naming_each(module, params, error) -> None:
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
@@ -896,3 +902,101 @@ def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Gr
         np.testing.assert_allclose(kd, sim.kd)
     finally:
         sim.destroy_node()
+
+
+# A bug injected into a real node process (everything else real: DDS, MuJoCo, ONNX Runtime): its
+# loop raises once it has been commanding for 4 s (this test process needs seconds to discover it)
+FAILING_TICK = """
+import sys
+from ros_nodes import controller, policy_node
+tick, first = controller.PolicyController.tick, []
+def failing_tick(self, now):
+    if self.mode is not controller.Mode.PASSIVE:
+        first.append(now)
+        if now - first[0] >= 4.0:
+            raise RuntimeError("injected fault: a bug in a tick")
+    return tick(self, now)
+controller.PolicyController.tick = failing_tick
+sys.exit(policy_node.main())
+"""
+FAILING_PHYSICS = """
+import sys, time
+from ros_nodes import sim_node
+push, t0 = sim_node.SimNode._maybe_push, time.monotonic()
+def failing_push(self):
+    if time.monotonic() - t0 >= 3.0:
+        raise RuntimeError("injected fault: a bug in a physics step")
+    push(self)
+sim_node.SimNode._maybe_push = failing_push
+sys.exit(sim_node.main())
+"""
+
+
+def test_a_control_loop_that_raises_damps_and_ends_the_process_with_status_1(graph: Graph) -> None:
+    """Not a node that looks alive, ACTIVE and silent (the thread dead), but one damping command
+    (taken by the driver: its command timeout never fires), the traceback, and exit status 1."""
+    robot = graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    params = ("policy_path:=" + str(POLICY), "start_mode:=auto", "standup_s:=0.5", "stale_periods:=10.0")
+    policy = graph.start_args([sys.executable, "-c", FAILING_TICK, "--ros-args",
+                               *itertools.chain.from_iterable(("-p", p) for p in params)])  # fmt: skip
+    assert graph.wait_until(lambda: graph.procs[policy].poll() is not None, timeout=60.0), graph.log(policy)[-2000:]
+    graph.spin(0.5)
+    log = graph.log(policy)
+    assert graph.procs[policy].returncode == 1, log[-2000:]
+    assert "the control loop failed, the node stops:" in log and "RuntimeError: injected fault" in log, log[-2000:]
+    assert "[ERROR]" in log.split("the control loop failed")[0].splitlines()[-1], "logged as an error"
+    assert any(len(m.position) == 12 for _, m in graph.commands), f"it commanded before the fault\n{log[-2000:]}"
+    assert len(graph.commands[-1][1].position) == 0, "its last command damps"
+    graph.spin(0.5)
+    assert "no joint command for" not in graph.log(robot), "the driver took the damping command"
+
+
+def test_a_physics_loop_that_raises_ends_the_robot_node_with_status_1(graph: Graph) -> None:
+    robot = graph.start_args([sys.executable, "-c", FAILING_PHYSICS, "--ros-args", "-p", f"policy_path:={POLICY}"])
+    # (it steps for 3 s before the fault)
+    assert graph.wait_until(lambda: graph.procs[robot].poll() is not None, timeout=60.0), graph.log(robot)[-2000:]
+    log = graph.log(robot)
+    assert graph.procs[robot].returncode == 1, log[-2000:]
+    assert "the physics loop failed, the node stops:" in log and "RuntimeError: injected fault" in log, log[-2000:]
+
+
+COMMAND_SENDER = """
+import sys, time, rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from policies.runtime import PolicyRuntime
+contract = PolicyRuntime(sys.argv[1]).contract
+rclpy.init()
+node = Node("commands")
+pub = node.create_publisher(JointState, "joint_commands", 10)
+while pub.get_subscription_count() == 0:
+    time.sleep(0.01)
+time.sleep(float(sys.argv[3]))
+pose = JointState(name=list(contract.joint_names), position=list(contract.default_joint_pos))
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    pub.publish(pose)
+    time.sleep(0.02)
+print("published", flush=True)
+"""
+
+
+def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
+    """real_time_factor 0: the physics loop never sleeps. Commands 20 ms apart from another process
+    must still reach it in time (a lock it took back each step held them up past 0.25 s: its command
+    timeout damped a live controller 5-9 times in 8 s), and the timeout fires once, when they stop.
+    The commands begin 2 s in, with the robot lying: its steps, rich in contacts, are the slow ones."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    robot = subprocess.Popen([sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={POLICY}",
+                              "-p", "real_time_factor:=0.0", "-p", "publish_clock:=true"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        sender = subprocess.run([sys.executable, "-c", COMMAND_SENDER, str(POLICY), "6.0", "2.0"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert "published" in sender.stdout, sender
+        time.sleep(1.0)
+    finally:
+        stop_processes([robot])
+    log = robot.stdout.read()
+    assert log.count("no joint command for 0.25 s") == 1, log[-3000:]
+    assert "joint commands again" not in log, log[-3000:]
