@@ -208,6 +208,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             if interrupted.is_set():
                 pol.get_logger().warn(f"script: interrupted during {name}; closing the bag")
                 break
+        check_nodes()  # (a failure in the last moments of the script)
         c = pol.controller
         summary = {
             "policy": policy,
@@ -222,6 +223,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             },
         }
         join_spinners()
+        check_nodes()
         rec.close()
         summary["recorded"] = dict(rec.bag.counts)
         # tracking from the bag's /odom (a 250 Hz subscription here would be one more Python

@@ -160,6 +160,8 @@ class PolicyNode(LifecycleNode):
         self._cycle_start: float | None = None  # joint_states mode: the first sample's arrival since the last tick
         self._cycle_starts: deque[float] = deque(maxlen=4)  # ...and those of the last ticks (_warm_up_at)
         self._warmed_after = 0.0  # the cycle start the last warm-up followed
+        self._halted = False  # a tick raised (_fail): no tick after that
+        self._tearing_down = False  # destroy_node began
         self._tick_lock = threading.Lock()  # the loop thread and (joint_states mode) the input thread both tick
         self._periods: deque[float] = deque(maxlen=1000)  # for /diagnostics: the last 1000 ticks
         self._infer_s: deque[float] = deque(maxlen=1000)
@@ -389,19 +391,29 @@ class PolicyNode(LifecycleNode):
         self._destroy_diag_timer()
 
     def _fail(self, what: str) -> None:
-        """A tick raised (a bug: every input is checked before it gets there): no tick after this, one
-        damping command written without the controller, whose state is now suspect, and the process
-        ends with status 1 (params.fail) instead of living on, silent, with the node still ACTIVE."""
+        """A tick raised (a bug: every input is checked before it gets there): no tick after this, on
+        either thread; one damping command written without the controller, whose state is now
+        suspect (none from a node still PASSIVE); and the process ends with status 1 (params.fail)
+        instead of living on, silent, with the node still ACTIVE."""
         try:
             with self._tick_lock:  # (a tick in flight on the other thread publishes first)
+                self._halted = True
                 self._active = False
-                if (write := self._write_command) is not None and (pub := self._cmd_pub) is not None:
+                controller, write, pub = self.controller, self._write_command, self._cmd_pub
+                if controller is not None and controller.mode is not Mode.PASSIVE and write and pub:
                     sec, nanosec = divmod(self.control_clock().now().nanoseconds, 1_000_000_000)
                     zeros = np.zeros(write.count)
                     pub.publish(write(sec, nanosec, None, zeros, zeros))
             self._await_acknowledgment()
+        except Exception:  # (a publisher released under us: the fault below is what matters)
+            traceback.print_exc()
         finally:
             fail(self, what)
+
+    def _serving(self) -> bool:
+        """Not being torn down (destroy_node runs before the context shuts down, and may destroy a
+        publisher under a tick whose thread did not end in time: not a fault of the node)."""
+        return not self._tearing_down and self.context.ok()
 
     def _await_acknowledgment(self, timeout_s: float = 0.5) -> None:
         """Until every reliable subscriber (the driver) has acknowledged what was sent, the last
@@ -499,7 +511,7 @@ class PolicyNode(LifecycleNode):
                 try:
                     self._tick()  # in joint_states mode only when the joint states stopped: the watchdog acts
                 except Exception:
-                    if self.context.ok():  # (not SIGINT/SIGTERM shutting the context down under us)
+                    if self._serving():  # (not a teardown under us: SIGINT/SIGTERM)
                         self._fail("the control loop")
                     return
             behind = clock.now().nanoseconds - deadline
@@ -548,7 +560,7 @@ class PolicyNode(LifecycleNode):
                 try:
                     self._tick(self._pending_clock_ns)
                 except Exception:
-                    if self.context.ok():  # (not shut down under us, as in the control loop)
+                    if self._serving():  # (not a teardown under us, as in the control loop)
                         self._fail("a control tick on a joint state")
                     return
                 if self._js_received_ns:
@@ -613,7 +625,7 @@ class PolicyNode(LifecycleNode):
             self._tick_locked(now_ns)
 
     def _tick_locked(self, now_ns: int | None) -> None:
-        if self.controller is None or self._cmd_pub is None:
+        if self.controller is None or self._cmd_pub is None or self._halted:
             return
         if now_ns is None:  # the command is stamped with the instant its inputs were sampled
             now_ns = self.control_clock().now().nanoseconds
@@ -859,6 +871,7 @@ class PolicyNode(LifecycleNode):
         """Stop the control loop (one damping command on the way out: SIGINT/SIGTERM must not leave
         the driver holding the last target at full stiffness) and the input thread before the
         publishers go away."""
+        self._tearing_down = True
         try:
             self._stop_controlling("node shutdown requested")
         except Exception:  # (a context already shut down: nothing can be sent any more)

@@ -165,7 +165,7 @@ class RecorderNode(Node):
         try:
             self._take_forever()
         except Exception:  # (a bug) recording would stop in silence: end the process, bag closed
-            if self.context.ok():
+            if self._intake_serving and self.context.ok():  # (not a teardown under us)
                 fail(self, "the recorder's intake")
 
     def _take_forever(self) -> None:

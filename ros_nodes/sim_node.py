@@ -143,6 +143,7 @@ class SimNode(Node):
         # reached it 0.25 s late; a reference swap needs only the GIL, which changes hands every few ms
         self._command = NO_COMMAND
         self._expired: Command | None = None  # the command the timeout damped (the physics loop's own)
+        self._silenced = False  # since that timeout, no position command yet
         self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
         # what the physics loop has to say is logged by the executor's thread: a log line costs
         # ~1 ms of Python, the first one in a process ~30 ms, and physics steps every 4 ms
@@ -266,7 +267,7 @@ class SimNode(Node):
             mujoco.mj_resetData(self.model, self.data)
             self.data.qpos[:] = home_qpos(self.model, self.index, self.robot)
             self.data.ctrl[self.index.actuator_ids] = self.data.qpos[self.index.qpos_adr]
-            self._command, self._expired = NO_COMMAND, None  # no command yet: the motors only damp
+            self._command, self._expired, self._silenced = NO_COMMAND, None, False  # no command yet: damping
             mujoco.mj_forward(self.model, self.data)
 
     def _srv_reset(self, request, response):
@@ -306,10 +307,9 @@ class SimNode(Node):
                     command = self._command  # (one read: the callback may swap in the next one meanwhile)
                     if command is not self._expired and self._stale(command):
                         self._expired, stopped = command, True  # damping until the next command of any kind
-                    elif self._expired is not None and command is not self._expired:  # a new one took over
-                        self._expired = None
-                        if command.target is not None:
-                            stopped = False
+                        self._silenced = True
+                    elif self._silenced and command.target is not None and command is not self._expired:
+                        self._silenced, stopped = False, False  # positions again (after damping ones, maybe)
                     if stopped is not None:
                         self._news.append(stopped)
                     damping = command.target is None or command is self._expired

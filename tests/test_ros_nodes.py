@@ -948,7 +948,11 @@ def test_a_control_loop_that_raises_damps_and_ends_the_process_with_status_1(gra
     assert any(len(m.position) == 12 for _, m in graph.commands), f"it commanded before the fault\n{log[-2000:]}"
     assert len(graph.commands[-1][1].position) == 0, "its last command damps"
     graph.spin(0.5)
-    assert "no joint command for" not in graph.log(robot), "the driver took the damping command"
+    # (a stall of this machine may have tripped the robot node's timeout earlier: then commands came again)
+    robot_log = graph.log(robot)
+    assert robot_log.rfind("no joint command for") < robot_log.rfind("joint commands again") or (
+        "no joint command for" not in robot_log
+    ), f"the driver did not take the damping command\n{robot_log[-2000:]}"
 
 
 def test_a_physics_loop_that_raises_ends_the_robot_node_with_status_1(graph: Graph) -> None:
@@ -985,18 +989,23 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
     """real_time_factor 0: the physics loop never sleeps. Commands 20 ms apart from another process
     must still reach it in time (a lock it took back each step held them up past 0.25 s: its command
     timeout damped a live controller 5-9 times in 8 s), and the timeout fires once, when they stop.
-    The commands begin 2 s in, with the robot lying: its steps, rich in contacts, are the slow ones."""
+    The commands begin 4 s in, with the robot lying: its steps, rich in contacts, are the slow ones.
+    (The old code failed this test in 2 of 3 runs here: how long the lock held the commands up
+    varied from run to run.)"""
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     robot = subprocess.Popen([sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={POLICY}",
                               "-p", "real_time_factor:=0.0", "-p", "publish_clock:=true"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        sender = subprocess.run([sys.executable, "-c", COMMAND_SENDER, str(POLICY), "6.0", "2.0"], cwd=ROOT, env=env,
+        sender = subprocess.run([sys.executable, "-c", COMMAND_SENDER, str(POLICY), "8.0", "4.0"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert "published" in sender.stdout, sender
         time.sleep(1.0)
     finally:
         stop_processes([robot])
     log = robot.stdout.read()
-    assert log.count("no joint command for 0.25 s") == 1, log[-3000:]
-    assert "joint commands again" not in log, log[-3000:]
+    # one trip when they stopped; one more, with its "again", is allowed for a stall of this machine
+    # (the old code: 5-9 more)
+    trips, agains = log.count("no joint command for 0.25 s"), log.count("joint commands again")
+    assert 1 <= trips <= 2 and agains == trips - 1, log[-3000:]
+    assert log.rfind("joint commands again") < log.rfind("no joint command for"), "the last word: a timeout"
