@@ -13,6 +13,7 @@ dead driver).
 from __future__ import annotations
 
 import math
+import queue
 import sys
 import threading
 import time
@@ -147,7 +148,8 @@ class SimNode(Node):
         self._torque_limit = self.model.actuator_forcerange[self.index.actuator_ids, 1].copy()
         # what the physics loop has to say is logged by the executor's thread: a log line costs
         # ~1 ms of Python, the first one in a process ~30 ms, and physics steps every 4 ms
-        self._news: list[bool] = []  # the physics loop's `stopped`, in order
+        self._news: queue.SimpleQueue[bool] = queue.SimpleQueue()  # the physics loop's `stopped` (no lock:
+        # at real_time_factor 0 the loop holds its lock nearly always)
         self._news_ready = self.create_guard_condition(self._log_news)
         self._paused = False
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
@@ -244,10 +246,8 @@ class SimNode(Node):
         return time.monotonic() - command.wall_s > timeout and not 0 <= sim_age <= timeout
 
     def _log_news(self) -> None:
-        with self._lock:
-            news, self._news = self._news, []
-        for stopped in news:  # (rclpy: one severity per call site)
-            if stopped:
+        while not self._news.empty():
+            if self._news.get():  # (rclpy: one severity per call site)
                 timeout = self.params.command_timeout_s
                 self.get_logger().warn(f"no joint command for {timeout} s: damping until the next one")
             else:
@@ -310,8 +310,6 @@ class SimNode(Node):
                         self._silenced = True
                     elif self._silenced and command.target is not None and command is not self._expired:
                         self._silenced, stopped = False, False  # positions again (after damping ones, maybe)
-                    if stopped is not None:
-                        self._news.append(stopped)
                     damping = command.target is None or command is self._expired
                     self._apply_gains("damping" if damping else "pd")
                     if not damping:  # (the actuators: kp (q* - q) - kd qd; the rest as a joint force)
@@ -324,6 +322,7 @@ class SimNode(Node):
                     if step % every == 0:
                         self._publish()
                 if stopped is not None:
+                    self._news.put(stopped)
                     self._news_ready.trigger()
             if rtf > 0:
                 deadline += dt / rtf  # absolute deadlines: no drift
