@@ -1009,3 +1009,34 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
     trips, agains = log.count("no joint command for 0.25 s"), log.count("joint commands again")
     assert 1 <= trips <= 2 and agains == trips - 1, log[-3000:]
     assert log.rfind("joint commands again") < log.rfind("no joint command for"), "the last word: a timeout"
+
+
+FAILING_INTAKE = """
+import sys
+from ros_nodes import recorder_node
+on_message, taken = recorder_node.RecorderNode._on_message, []
+def failing_on_message(self, topic, raw, info=None):
+    taken.append(topic)
+    if len(taken) > 300:
+        raise RuntimeError("injected fault: a bug in the intake")
+    on_message(self, topic, raw, info)
+recorder_node.RecorderNode._on_message = failing_on_message
+sys.exit(recorder_node.main())
+"""
+
+
+def test_a_recorder_whose_intake_raises_closes_its_bag_and_ends_with_status_1(graph: Graph, tmp_path: Path) -> None:
+    """Recording would stop in silence: the process ends with status 1, and what it took is in a
+    bag closed and readable (no `trot bag recover` needed)."""
+    from ros_nodes.bag import read_messages
+
+    graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    recorder = graph.start_args([sys.executable, "-c", FAILING_INTAKE, "--ros-args", "-p", f"output_dir:={tmp_path}",
+                                 "-p", f"policy_path:={POLICY}"])  # fmt: skip
+    assert graph.wait_until(lambda: graph.procs[recorder].poll() is not None, timeout=60.0), graph.log(recorder)
+    log = graph.log(recorder)
+    assert graph.procs[recorder].returncode == 1, log[-2000:]
+    assert "the recorder's intake failed, the node stops:" in log and "injected fault" in log, log[-2000:]
+    (bag,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    recorded = [m.topic for m in read_messages(bag)]  # (readable as it is: closed, not recovered)
+    assert 100 <= len(recorded) <= 300 and "/joint_states" in recorded, (len(recorded), log[-2000:])
