@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,11 +85,17 @@ def test_installed_executables_start_and_reject_an_unknown_parameter(prefix: Pat
     cmd = [str(prefix / "lib" / "trot" / exe), "--ros-args", "-p", "policy_path:=go2_flat", "-p", "speling:=1.0"]
     proc = subprocess.Popen(cmd, env={**ament_env, "ROS_DOMAIN_ID": "180"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:  # the lifecycle policy node stays up (unconfigured) and says why
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    end = time.time() + 30.0
+    while proc.poll() is None and "'speling'" not in "".join(lines) and time.time() < end:
+        time.sleep(0.1)
+    if proc.poll() is None:  # the lifecycle policy node stays up (unconfigured), having said why
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+    proc.wait(timeout=10)
+    reader.join(timeout=5)
+    out = "".join(lines)
     assert "unknown parameters [" in out and "'speling'" in out, out
 
 

@@ -21,8 +21,7 @@ import tyro
 import yaml
 
 from training.envs.config import EnvConfig
-from training.ppo.algorithm import PPOConfig
-from training.ppo.runner import IncompatibleRun, PolicyConfig, Runner, RunnerConfig, TrainingDiverged, distributed
+from training.ppo.config import IncompatibleRun, PolicyConfig, PPOConfig, RunnerConfig
 from training.strict import ConfigError, from_mapping
 from training.tasks import TASKS, make_task_config
 
@@ -149,6 +148,8 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, c
     """Run (or resume) training; returns the run folder."""
     import torch.distributed as dist
 
+    from training.ppo.runner import Runner, distributed
+
     rank, world, local_world = 0, 1, 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not distributed():
         dist.init_process_group(backend="nccl" if cfg.device == "cuda" else "gloo")
@@ -237,13 +238,20 @@ def check_resume_overrides(saved: TrainConfig, new: TrainConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        cfg, resume = parse_args(argv)
+        cfg, resume = parse_args(argv)  # torch is not imported yet: a bad argument is refused at once
         if not is_gym_task(cfg.task):
             make_task_config(cfg.task)
-        train(cfg, resume, command=" ".join(["trot", "train", *argv]))
+        return _train_until_done_or_diverged(cfg, resume, command=" ".join(["trot", "train", *argv]))
     except (ConfigError, IncompatibleRun) as exc:
         print(f"trot train: {exc}", file=sys.stderr)
         return 2
+
+
+def _train_until_done_or_diverged(cfg: TrainConfig, resume: Path | None, command: str) -> int:
+    from training.ppo.runner import TrainingDiverged
+
+    try:
+        train(cfg, resume, command=command)
     except TrainingDiverged as exc:
         print(f"trot train: training diverged at {exc}", file=sys.stderr)
         return 3

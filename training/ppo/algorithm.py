@@ -6,8 +6,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -16,29 +15,9 @@ from torch.distributions import Normal
 from torch.func import functional_call, grad
 from torch.optim.adam import adam
 
+from training.ppo.config import PPOConfig
 from training.ppo.model import ActorCritic
 from training.ppo.storage import Batch, RolloutStorage
-
-
-@dataclass
-class PPOConfig:
-    """PPO hyper-parameters (defaults: rsl_rl's locomotion settings, sized for 2 CPU cores)."""
-
-    learning_rate: float = 1e-3
-    schedule: Literal["adaptive", "fixed", "linear"] = "adaptive"
-    """adaptive: scale the step size to keep KL near desired_kl; linear: anneal to 0 over the run."""
-    desired_kl: float = 0.01
-    num_epochs: int = 5
-    num_minibatches: int = 4
-    gamma: float = 0.99
-    lam: float = 0.95
-    """GAE lambda."""
-    clip_param: float = 0.2
-    clip_value_loss: bool = True
-    value_loss_coef: float = 1.0
-    entropy_coef: float = 0.01
-    max_grad_norm: float = 1.0
-    normalize_advantages: bool = True
 
 
 def surrogate_loss(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.distributions import Normal
 
+from training.ppo.config import Activation
 from training.ppo.normalizer import EmpiricalNormalizer
 
-Activation = Literal["elu", "tanh", "relu", "silu"]
 _ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
 
 

@@ -13,58 +13,19 @@ import shutil
 import signal
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.ppo.algorithm import PPO, PPOConfig, compiled
+from training.ppo.algorithm import PPO, compiled
+from training.ppo.config import IncompatibleRun, RunnerConfig
 from training.ppo.envs import Step
-from training.ppo.model import Activation, ActorCritic
+from training.ppo.model import ActorCritic
 from training.ppo.storage import RolloutStorage
-
-
-@dataclass
-class PolicyConfig:
-    """Network shapes. Small enough that the update costs no more than simulating on 2 cores."""
-
-    actor_hidden: tuple[int, ...] = (256, 128, 64)
-    critic_hidden: tuple[int, ...] = (256, 128, 64)
-    activation: Activation = "elu"
-    init_noise_std: float = 1.0
-    normalize_obs: bool = True
-    """Empirical observation normalization (frozen and baked into exported policies)."""
-
-
-@dataclass
-class RunnerConfig:
-    """How long and how a run goes."""
-
-    seed: int = 1
-    steps_per_env: int = 24
-    """Rollout length per environment and iteration."""
-    max_iterations: int = 400
-    max_minutes: float = 0.0
-    """Wall-clock budget (0: none). The run stops, checkpointed, when it is spent."""
-    save_interval: int = 25
-    """Checkpoint every this many iterations (and at the end, and on SIGINT/SIGTERM)."""
-    reward_normalization: bool = False
-    """Divide rewards by a running std of the discounted return (helps Gymnasium tasks)."""
-    device: Literal["cpu", "cuda"] = "cpu"
-    torch_threads: int = 0
-    """Threads for torch (0: all cores of this rank)."""
-    compile: bool = False
-    """torch.compile the rollout policy step and each PPO minibatch step: ~4x faster for small
-    networks, where Python and op dispatch dominate. Needs a C++ compiler and ~15-30 s once;
-    falls back to eager PyTorch with a warning if compilation fails."""
-    video_interval: int = 0
-    """Record an evaluation video every this many iterations (0: never; locomotion tasks)."""
-    video_seconds: float = 5.0
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 class TrainEnv(Protocol):
@@ -373,10 +334,6 @@ class Runner:
         self.recent_falls.extend(falls)
         if self.run_dir is not None and self.is_main:
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.iteration)
-
-
-class IncompatibleRun(ValueError):
-    """Resuming a run whose checkpoint does not fit the requested task/config."""
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:
