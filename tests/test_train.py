@@ -189,6 +189,15 @@ def test_bad_input_is_refused_with_the_field(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir()), "nothing may be written for refused runs"
 
 
+def test_a_refused_argument_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    """Checking the settings needs no torch, whose import costs seconds: a typo is answered at once."""
+    script = ("import sys; from training.train import main; "
+              f"rc = main(['--resume', {str(tmp_path / 'nope')!r}]); print(rc, 'torch' in sys.modules)")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "config.yaml not found" in r.stderr, r.stderr
+    assert r.stdout.split() == ["2", "False"], (r.stdout, r.stderr)
+
+
 def test_incompatible_resume_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     r = trot("train", "go2-flat", *SMALL, "--max-iterations", "1", "--log-dir", str(tmp_path), "--run-name", "r")
     assert r.returncode == 0, r.stderr[-2000:]
