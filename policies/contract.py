@@ -23,7 +23,7 @@ KNOWN_OBS_TERMS: dict[str, str] = {
     "command": "3",  # (vx m/s, vy m/s, yaw rate rad/s)
     "joint_pos": "J",  # joint position minus default, rad
     "joint_vel": "J",  # joint velocity, rad/s
-    "last_action": "J",  # previous raw policy action
+    "last_action": "J",  # previous policy action, clipped to +-action_clip (as mapped to targets)
 }
 
 COMMAND_AXES = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")

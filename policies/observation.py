@@ -114,9 +114,15 @@ class ActionMapper:
         self._clip = float(contract.action_clip)
         self.targets = np.zeros((batch_size, contract.num_joints), dtype=np.float64)
 
+    def clip(self, action: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The action as mapped: clipped to +-action_clip. This, not the network's raw output, is the
+        next observation's ``last_action``, in training and on the robot alike."""
+        out[...] = action  # (clipped in out's float64: the network's float32 would round the clip itself)
+        return np.clip(out, -self._clip, self._clip, out=out)
+
     def __call__(self, action: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         out = self.targets if out is None else out
-        np.clip(action, -self._clip, self._clip, out=out)
+        self.clip(action, out)
         np.multiply(out, self._scale, out=out)
         np.add(out, self._default, out=out)
         return out

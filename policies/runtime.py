@@ -135,9 +135,8 @@ class PolicyRuntime:
         The returned array is reused by the next call; copy it to keep it.
         """
         self.observe(joint_names, joint_pos, joint_vel, base_quat_wxyz, base_ang_vel, command)
-        action = self.infer()
-        self.last_action[:] = action
-        return self.mapper(action)[0]
+        self.mapper.clip(self.infer(), out=self.last_action)  # (the next observation's last_action)
+        return self.mapper(self.last_action)[0]
 
     def step_named(self, joint_pos: Mapping[str, float], joint_vel: Mapping[str, float], **state) -> dict[str, float]:
         """Convenience form of :meth:`step` with dicts keyed by joint name (allocates)."""

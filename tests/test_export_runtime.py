@@ -20,11 +20,12 @@ from training.ppo.runner import Runner
 from training.train import TrainConfig, build_env, run_meta
 
 
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("export")
+def train_and_export(root: Path, action_clip: float | None = None) -> Path:
+    """A 2-iteration run of go2-flat, exported."""
     cfg = TrainConfig(task="go2-flat", steps_per_env=8, max_iterations=2, save_interval=2, seed=3)
     cfg.env.num_envs = 32
+    if action_clip is not None:
+        cfg.env.observation.action_clip = action_clip
     cfg.log_dir, cfg.run_name = root, "run"
     env = build_env(cfg)
     run = root / "run"
@@ -35,6 +36,20 @@ def artifact(tmp_path_factory) -> Path:
     Runner(cfg, env, run, run_meta(cfg, env)).learn(progress=False)
     env.close()
     return export(ExportConfig(run=run, out=root / "policy"))
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    return train_and_export(tmp_path_factory.mktemp("export"))
+
+
+#: So small that the young policy's actions exceed it: the clip acts on most ticks.
+TIGHT_ACTION_CLIP = 0.005
+
+
+@pytest.fixture(scope="module")
+def tightly_clipped_artifact(tmp_path_factory) -> Path:
+    return train_and_export(tmp_path_factory.mktemp("export_clipped"), action_clip=TIGHT_ACTION_CLIP)
 
 
 def test_artifact_files_contract_and_parity(artifact: Path) -> None:
@@ -56,9 +71,19 @@ def test_artifact_files_contract_and_parity(artifact: Path) -> None:
     assert parity["samples"] >= 10_000 and parity["max_abs_diff"] <= 1e-5
 
 
-def test_runtime_observation_equals_the_env_observation_in_closed_loop(artifact: Path, quiet_cfg) -> None:
-    runtime = PolicyRuntime(artifact)
-    env = LocomotionEnv(quiet_cfg(num_envs=1), seed=0)
+@pytest.mark.parametrize("clipped", [False, True], ids=["default_clip", "tight_clip"])
+def test_runtime_observation_equals_the_env_observation_in_closed_loop(
+    artifact: Path, tightly_clipped_artifact: Path, quiet_cfg, clipped: bool
+) -> None:
+    """The robot's runtime builds, bit for bit, the observation training built; with a tight action
+    clip that includes the previous action as clipped (the network's raw output exceeds it)."""
+    runtime = PolicyRuntime(tightly_clipped_artifact if clipped else artifact)
+    env_cfg = quiet_cfg(num_envs=1)
+    if clipped:
+        env_cfg.observation.action_clip = TIGHT_ACTION_CLIP
+    env = LocomotionEnv(env_cfg, seed=0)
+    assert env.contract.action_clip == runtime.contract.action_clip
+    beyond_the_clip = 0
     obs, _ = env.reset()
     model = env.model
     names = [model.joint(j).name for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
@@ -77,9 +102,12 @@ def test_runtime_observation_equals_the_env_observation_in_closed_loop(artifact:
             command=env.commands[0],
         )
         np.testing.assert_array_equal(runtime.builder.out, obs)
+        beyond_the_clip += int(np.abs(runtime.action).max() > runtime.contract.action_clip)
         obs, *_ = env.step(runtime.action.copy())
         np.testing.assert_array_equal(env._last_targets[0], targets)
     env.close()
+    if clipped:  # the clip acted (on 40 ticks)
+        assert beyond_the_clip > 20, beyond_the_clip
 
 
 def test_runtime_reuses_buffers_and_allocates_nothing_per_step(artifact: Path) -> None:

@@ -177,8 +177,7 @@ class LocomotionEnv(VectorEnv):
         a = np.asarray(actions, dtype=np.float64).reshape(n, -1)
         if not np.all(np.isfinite(a)):
             raise ValueError("actions contain NaN or Inf")
-        clip = self.contract.action_clip
-        np.clip(a, -clip, clip, out=self.actions)
+        self.action_mapper.clip(a, out=self.actions)  # (the next observation's last_action, as on the robot)
 
         # Latency: whole control steps from a ring buffer, then sub-steps within the step.
         self._action_history = np.roll(self._action_history, 1, axis=0)
