@@ -52,7 +52,9 @@ NO_COMMAND = Command(None, np.zeros(0), -math.inf, -math.inf)
 
 @dataclass
 class SimNodeParams:
-    robot: str = field(default="go2", metadata=doc("shipped robot name or robot YAML path"))
+    robot: str = field(
+        default="", metadata=doc("shipped robot name or robot YAML path ('': the policy's robot, else go2)")
+    )
     policy_path: str = field(default="", metadata=doc("if set, PD gains come from this artifact's contract"))
     kp: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
     kd: list[float] = field(default_factory=list)
@@ -95,21 +97,20 @@ class SimNode(Node):
         if problems := self.params.problems():
             raise ValueError("; ".join(problems))
         p = self.params
-        self.robot = load_robot(p.robot)
+        contract = None
+        if p.policy_path:
+            from policies.artifact import read_artifact
+
+            _, contract = read_artifact(p.policy_path)
+        self.robot = load_robot(p.robot or (contract.robot if contract else "go2"))
         self.model, self.index = compile_model(self.robot)
         self.data = mujoco.MjData(self.model)
         self.rng = np.random.default_rng(p.seed)
         names = list(self.robot.joint_names)
         kp = np.array([j.kp for j in self.robot.joints.values()])
         kd = np.array([j.kd for j in self.robot.joints.values()])
-        if p.policy_path:
-            from policies.artifact import read_artifact
-
-            _, contract = read_artifact(p.policy_path)
-            if 0 < p.command_timeout_s < 2 * contract.control_dt:
-                raise ValueError(f"command_timeout_s is {p.command_timeout_s!r}: must be 0 (off) or at least two "
-                                 f"of the policy's control periods ({2 * contract.control_dt:g} s), or the robot "
-                                 "damps between its commands")  # fmt: skip
+        if contract is not None:
+            self._check_policy_fits(contract)
             order = [contract.joint_names.index(n) for n in names]
             kp, kd = np.asarray(contract.kp)[order], np.asarray(contract.kd)[order]
         if p.kp:
@@ -170,6 +171,21 @@ class SimNode(Node):
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    def _check_policy_fits(self, contract) -> None:
+        """The simulated robot is the one the policy was trained on (a Go1 policy on the Go2 model
+        would run, with the wrong body and torque limits, and prove nothing), and the timeout fits."""
+        p = self.params
+        if contract.robot != self.robot.name:
+            raise ValueError(f"robot is {p.robot!r} ({self.robot.name}), but policy_path {p.policy_path!r} was "
+                             f"trained on {contract.robot}: set robot:={contract.robot}, or leave robot empty to "
+                             "simulate the policy's robot")  # fmt: skip
+        if missing := [n for n in self.robot.joint_names if n not in contract.joint_names]:
+            raise ValueError(f"policy_path {p.policy_path!r} has no joints {missing} of the {self.robot.name}")
+        if 0 < p.command_timeout_s < 2 * contract.control_dt:
+            raise ValueError(f"command_timeout_s is {p.command_timeout_s!r}: must be 0 (off) or at least two "
+                             f"of the policy's control periods ({2 * contract.control_dt:g} s), or the robot "
+                             "damps between its commands")  # fmt: skip
 
     def _sensor_slice(self, name: str) -> slice | None:
         sid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, name)

@@ -17,12 +17,14 @@ from policies.runtime import PolicyRuntime
 from training.envs.locomotion import LocomotionEnv
 from training.export import ExportConfig, export
 from training.ppo.runner import Runner
+from training.tasks import make_task_config
 from training.train import TrainConfig, build_env, run_meta
 
 
-def train_and_export(root: Path, action_clip: float | None = None) -> Path:
-    """A 2-iteration run of go2-flat, exported."""
-    cfg = TrainConfig(task="go2-flat", steps_per_env=8, max_iterations=2, save_interval=2, seed=3)
+def train_and_export(root: Path, action_clip: float | None = None, task: str = "go2-flat") -> Path:
+    """A 2-iteration run of ``task``, exported."""
+    cfg = TrainConfig(task=task, steps_per_env=8, max_iterations=2, save_interval=2, seed=3)
+    cfg.env = make_task_config(task)
     cfg.env.num_envs = 32
     if action_clip is not None:
         cfg.env.observation.action_clip = action_clip

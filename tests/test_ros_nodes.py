@@ -860,10 +860,13 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         ("ros_nodes.sim_node", [f"policy_path:={POLICY}", "command_timeout_s:=0.01"],
          "SimNode: command_timeout_s is 0.01: must be 0 (off) or at least two of the policy's control periods "
          "(0.04 s), or the robot damps between its commands"),
+        ("ros_nodes.sim_node", [f"policy_path:={POLICY}", "robot:=go1"],
+         f"SimNode: robot is 'go1' (go1), but policy_path '{POLICY}' was trained on go2: set robot:=go2, or leave "
+         "robot empty to simulate the policy's robot"),
         ("ros_nodes.recorder_node", ["flush_period_s:=.nan"],
          "RecorderNode: flush_period_s is nan: must be a finite number > 0"),
     ],
-    ids=["robot", "robot_timeout", "recorder"],
+    ids=["robot", "robot_timeout", "robot_not_the_policys", "recorder"],
 )  # fmt: skip
 def test_the_robot_and_recorder_nodes_refuse_unsound_numbers_naming_each(module, params, error) -> None:
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
@@ -900,6 +903,28 @@ def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Gr
             kp, kd = sim.model.actuator_gainprm[ids, 0].copy(), -sim.model.actuator_biasprm[ids, 2].copy()
         np.testing.assert_allclose(kp, sim.kp)
         np.testing.assert_allclose(kd, sim.kd)
+    finally:
+        sim.destroy_node()
+
+
+def test_the_robot_node_simulates_the_policys_robot_unless_told_otherwise(graph: Graph, tmp_path: Path) -> None:
+    """robot '' (the default) follows policy_path: a Go1 policy runs on the Go1 model, with the Go1's
+    torque limits and gains (the node once simulated a Go2 whatever the policy; a robot named
+    against the policy is refused: test_the_robot_and_recorder_nodes_refuse_unsound_numbers...)."""
+    from rclpy.parameter import Parameter as Param
+    from test_export_runtime import train_and_export
+
+    from policies.artifact import read_artifact
+    from ros_nodes.sim_node import SimNode
+
+    go1 = train_and_export(tmp_path, task="go1-flat")
+    _, contract = read_artifact(go1)
+    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(go1))])
+    try:
+        assert sim.robot.name == contract.robot == "go1"
+        order = [contract.joint_names.index(n) for n in sim.joint_names]
+        np.testing.assert_array_equal(sim._torque_limit, np.asarray(contract.torque_limits)[order])
+        np.testing.assert_array_equal(sim.kp, np.asarray(contract.kp)[order])
     finally:
         sim.destroy_node()
 
