@@ -13,8 +13,10 @@ and :func:`recover` turns the killed bag back into a complete, indexed one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,22 +25,67 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rosbags.interfaces import Nodetype
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import McapReader
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 
 BAG_VERSION = 8
 EPISODE_FILE = "episode.yaml"  # written when the bag opens: the episode metadata survives a SIGKILL
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _typestore = None
+_register_lock = threading.Lock()
 
 
 def typestore():
-    """The ROS 2 Jazzy message definitions (a superset of what trot records)."""
+    """The ROS 2 Jazzy message definitions (a superset of what trot records), and any type
+    :func:`register_type` has taught it since."""
     global _typestore
     if _typestore is None:
         _typestore = get_typestore(Stores.ROS2_JAZZY)
     return _typestore
+
+
+def _share_dirs() -> list[Path]:
+    """Where ROS packages install their message files: each AMENT_PREFIX_PATH entry (a sourced ROS
+    install, a workspace), then this Python's prefix (the PyPI wheels)."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    return [Path(prefix) / "share" for prefix in prefixes]
+
+
+def _used_types(description: tuple) -> Iterator[str]:
+    """The message types a parsed field refers to (inside arrays and sequences too)."""
+    kind, detail = description
+    if kind is Nodetype.NAME:
+        yield detail
+    elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+        yield from _used_types(detail[0])
+
+
+def register_type(type_name: str) -> str | None:
+    """Teach the type store a message type it lacks (a robot vendor's, such as a Unitree LowState,
+    or one newer than the store) from its installed ``share/<package>/msg/<Name>.msg``, with every
+    type that one uses, as ``ros2 bag record`` does. Returns why it cannot, or None."""
+    store, found, pending = typestore(), {}, [type_name]
+    while pending:
+        name = pending.pop()
+        if name in store.fielddefs or name in found:
+            continue
+        package, kind, short = (name.split("/") + ["", "", ""])[:3]
+        files = [share / package / kind / f"{short}.msg" for share in _share_dirs()]
+        if not (file := next((f for f in files if f.is_file()), None)):
+            return (f"no definition of {name} to store in the bag (looked for {package}/{kind}/{short}.msg under "
+                    f"{', '.join(str(d) for d in _share_dirs())}; source the ROS setup that has it)")  # fmt: skip
+        try:
+            types = get_types_from_msg(file.read_text(), name)
+        except TypesysError as exc:
+            return f"cannot read the definition of {name} in {file}: {exc}"
+        found |= types
+        pending += [used for _, fields in types.values() for _, description in fields
+                    for used in _used_types(description)]  # fmt: skip
+    with _register_lock:
+        store.register(found)
+    return None
 
 
 class EpisodeBag:
@@ -146,11 +193,26 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(file.read_text()) if file.exists() else {}
 
 
-def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator[BagMessage]:
-    """Every message of a bag in time order, deserialized."""
+def _learn_types(connections: list) -> None:
+    """Types the store lacks, from the definitions a bag holds for its connections."""
+    store = typestore()
+    for conn in connections:
+        if conn.msgtype not in store.fielddefs and conn.msgdef.data:
+            types = get_types_from_msg(conn.msgdef.data, conn.msgtype)
+            with _register_lock:
+                store.register({name: t for name, t in types.items() if name not in store.fielddefs})
+
+
+def read_messages(
+    path: str | Path, topics: list[str] | None = None, msgtypes: set[str] | None = None
+) -> Iterator[BagMessage]:
+    """Every message of a bag (of these topics, of these types) in time order, deserialized. A robot's
+    bag may hold its vendor's messages, which the Jazzy store cannot read: ask only for what you read."""
     store = typestore()
     with Reader(Path(path)) as reader:
-        connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        connections = [c for c in reader.connections if (topics is None or c.topic in topics)
+                       and (msgtypes is None or c.msgtype in msgtypes)]  # fmt: skip
+        _learn_types(connections)
         for conn, timestamp, raw in reader.messages(connections=connections):
             yield BagMessage(conn.topic, conn.msgtype, timestamp, store.deserialize_cdr(raw, conn.msgtype))
 
@@ -180,8 +242,8 @@ def recover(path: str | Path) -> dict[str, int]:
     if (path / "metadata.yaml").exists():
         try:
             return topic_counts(path)
-        except Exception:
-            (path / "metadata.yaml").unlink()
+        except Exception:  # (the rebuilt bag replaces the whole folder, metadata.yaml included)
+            pass
     mcaps = sorted(path.glob("*.mcap"))
     if len(mcaps) != 1:
         raise FileNotFoundError(f"{path}: expected one .mcap file to recover, found {len(mcaps)}")
@@ -201,6 +263,7 @@ def recover(path: str | Path) -> dict[str, int]:
     try:
         bag = EpisodeBag(fixed, {**read_metadata(path), "recovered": "true"}, flush_period_s=1e9)
         connections = list(storage.connections)
+        _learn_types(connections)
         for conn in connections:
             bag.add_topic(conn.topic, conn.msgtype)
         for conn, timestamp, raw in storage.messages(connections=connections):

@@ -163,6 +163,8 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         meta = {"job": "trot deploy --sim", "config": json.dumps(dataclasses.asdict(cfg), default=str)}
         rec = RecorderNode(metadata=meta, parameter_overrides=params(output_dir=str(run_dir), policy_path=policy))
         nodes.append(rec)
+        if rec.bag is None:  # (the episode would go unrecorded)
+            raise RuntimeError(f"the recorder cannot open a bag in {run_dir} (see its error above)")
         script = Node("trot_deploy_script")
         nodes.append(script)
         cmd_pub = script.create_publisher(Twist, "cmd_vel", 10)

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import importlib
+import itertools
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
-from ros_nodes.bag import EpisodeBag
+from ros_nodes.bag import EpisodeBag, register_type
 from ros_nodes.params import declare, doc, fail, spin_node
 from ros_nodes.settings import above, unsound
 
@@ -54,6 +55,19 @@ class RecorderParams:
     metadata: list[str] = field(default_factory=list, metadata=doc("extra episode metadata, KEY=VALUE"))
 
 
+def unrecordable(type_name: str) -> str | None:
+    """Why a topic of this type cannot go into a bag, or None: the bag needs the type's definition
+    (the standard ones are known; others are read from their installed .msg files) and rclpy its
+    Python class."""
+    if problem := register_type(type_name):
+        return problem
+    try:
+        message_class(type_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        return f"its type {type_name} has no Python message class here ({exc})"
+    return None
+
+
 def message_class(type_name: str) -> type:
     """``sensor_msgs/msg/JointState`` -> the rclpy message class."""
     package, kind, name = type_name.split("/")
@@ -71,6 +85,7 @@ class RecorderNode(Node):
         self.static_metadata = self._metadata(metadata or {})
         self.topics = [self.resolve_topic_name(t) for t in self.params.topics]
         self.types: dict[str, str] = {}
+        self._unrecordable: set[str] = set()  # topics refused, named once in the log
         self.episode = 0
         self.received = 0  # messages taken (spin_node's drain watches it)
         self.bags: list[Path] = []
@@ -122,6 +137,10 @@ class RecorderNode(Node):
         ns = self.get_namespace().strip("/").replace("/", "_")  # two robots recording side by side
         prefix = f"{ns}_{self.params.bag_prefix}" if ns else self.params.bag_prefix
         path = Path(self.params.output_dir) / f"{prefix}_{stamp}_{self.episode:03d}"
+        for n in itertools.count(1):  # a recorder respawned within the second: a bag of its own
+            if not path.exists():
+                break
+            path = path.with_name(f"{prefix}_{stamp}_{self.episode:03d}_{n}")
         meta = {**self.static_metadata, "episode": str(self.episode), "started": datetime.datetime.now().isoformat()}
         try:
             bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s, on_error=self._write_failed)
@@ -148,8 +167,12 @@ class RecorderNode(Node):
             return
         known = dict(self.get_topic_names_and_types())
         for topic in missing:
-            if topic in known:
+            if topic in known and topic not in self._unrecordable:
                 type_name = known[topic][0]
+                if problem := unrecordable(type_name):
+                    self._unrecordable.add(topic)
+                    self.get_logger().error(f"not recording {topic}: {problem}; the other topics are recorded")
+                    continue
                 self.types[topic] = type_name
                 with self._lock:
                     if self.bag is not None:
@@ -234,10 +257,11 @@ class RecorderNode(Node):
             if self.bag is not None:
                 self.bag.flush()
 
-    def split(self) -> Path:
-        """End this episode's bag, start the next; returns the finished bag."""
+    def split(self) -> Path | None:
+        """End this episode's bag, start the next; returns the finished bag (None: none was open,
+        its opening failed, with an error logged then)."""
         with self._lock:
-            finished = self.bags[-1]
+            finished = self.bags[-1] if self.bag is not None else None
             if self.bag is not None:
                 self.bag.close()
             self.episode += 1
@@ -246,7 +270,8 @@ class RecorderNode(Node):
 
     def _srv_split(self, request, response):
         finished = self.split()
-        response.success, response.message = True, str(finished)
+        response.success = finished is not None
+        response.message = str(finished) if finished else "no bag was open (see the recorder's error)"
         return response
 
     def close(self) -> None:

@@ -81,12 +81,15 @@ def load_episode(path: str | Path, joint_names: list[str] | None = None) -> Epis
     notes: list[str] = []
     parameters = None
     try:
-        for m in read_messages(path):
+        for m in read_messages(path, msgtypes=set(TOPIC_TYPES.values())):
             kind = next((k for k, ty in TOPIC_TYPES.items() if m.msgtype == ty and m.topic.endswith(k)), None)
             if kind is not None:
                 rows[kind].append((m.timestamp_ns, m.msg))
             elif parameters is None and m.topic.endswith("trot_policy/parameters"):
-                parameters = json.loads(m.msg.data)
+                try:
+                    parameters = json.loads(m.msg.data)
+                except json.JSONDecodeError as exc:
+                    notes.append(f"{m.topic} is not JSON ({exc}): the policy node's parameters are unknown")
     except Exception as exc:  # rosbags raises several types for a damaged file
         if not any(rows.values()):
             raise ReplayError(f"{path}: unreadable bag: {exc} (try `trot bag recover {path}`)") from exc
@@ -286,6 +289,8 @@ def shadow(ep: Episode, policy_path: str, threshold: float = 0.2) -> ShadowResul
         ep.notes.append("no policy state topic: stand-up ticks are compared as if they were the policy's")
     # the command's header stamp is when its tick sampled the inputs; use the inputs received by then
     ticks = np.where(running)[0]
+    if not len(ticks):
+        raise ReplayError(f"{ep.path}: the policy never ran in this episode (no RUNNING command): nothing to shadow")
     t_in = cmds.values["stamp"][ticks]
     js = _latest(ep.joint_states, t_in)
     imu = _latest(ep.imu, t_in)
@@ -423,6 +428,8 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
     robot_name = ep.metadata.get("robot", "go2")
     model, index = compile_model(load_robot(robot_name))
     frame_t = np.arange(ep.joint_states.t[0], ep.joint_states.t[-1], 1.0 / fps)
+    if len(frame_t) < 2:
+        raise ReplayError(f"{ep.path}: the joint states span {np.ptp(ep.joint_states.t):.3f} s: too short for a video")
     qpos = np.zeros((len(frame_t), model.nq))
     qpos[:, 2], qpos[:, 3] = 0.3, 1.0
     qpos[:, index.qpos_adr] = _interp(ep.joint_states, "pos", frame_t)

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_nodes.bag import BAG_VERSION, EpisodeBag, read_messages, read_metadata, recover, topic_counts, typestore
+from ros_nodes.bag import (
+    BAG_VERSION,
+    EpisodeBag,
+    read_messages,
+    read_metadata,
+    recover,
+    register_type,
+    topic_counts,
+    typestore,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 JS = "sensor_msgs/msg/JointState"
@@ -91,3 +100,30 @@ def test_recover_names_what_is_wrong(tmp_path: Path) -> None:
     (tmp_path / "bad" / "bad.mcap").write_bytes(b"not an mcap")
     with pytest.raises(ValueError, match="not an MCAP file"):
         recover(tmp_path / "bad")
+
+
+def test_a_type_outside_the_store_goes_in_with_its_installed_definition_and_reads_back_anywhere(
+    tmp_path: Path,
+) -> None:
+    """A robot vendor's message (here nav_msgs/Goals: installed with the wheels, newer than rosbags'
+    Jazzy store) is learnt from share/<package>/msg/, with the types it uses, and the bag carries
+    its definition: a fresh process, which never learnt it, reads it back."""
+    assert register_type("nav_msgs/msg/Goals") is None
+    store = typestore()
+    t = store.types
+    header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="map")
+    point = t["geometry_msgs/msg/Point"](x=1.5, y=0.0, z=0.0)
+    upright = t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)
+    pose = t["geometry_msgs/msg/Pose"](position=point, orientation=upright)
+    goals = t["nav_msgs/msg/Goals"](header=header, goals=[t["geometry_msgs/msg/PoseStamped"](header=header, pose=pose)])
+    bag = EpisodeBag(tmp_path / "ep", {"robot": "go2"})
+    bag.add_topic("/goals", "nav_msgs/msg/Goals")
+    bag.write("/goals", 1_000, bytes(store.serialize_cdr(goals, "nav_msgs/msg/Goals")))
+    bag.close()
+    script = (f"from ros_nodes.bag import read_messages\nfor m in read_messages({str(tmp_path / 'ep')!r}):\n"
+              "    print(m.msgtype, m.msg.header.frame_id, m.msg.goals[0].pose.position.x)")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["nav_msgs/msg/Goals", "map", "1.5"], run.stderr
+    problem = register_type("vendor_msgs/msg/LowState")
+    assert problem is not None and "no definition of vendor_msgs/msg/LowState" in problem, problem
+    assert "vendor_msgs/msg/LowState.msg" in problem and "source the ROS setup" in problem

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from ros_nodes.bag import EpisodeBag, read_messages, recover
+from ros_nodes.bag import EpisodeBag, read_messages, read_metadata, recover
 from ros_nodes.replay import ReplayError, load_episode, resim, shadow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,10 @@ def test_a_sqlite3_bag_from_another_recorder_replays_too(bag: Path, tmp_path: Pa
     other = tmp_path / "sqlite_bag"
     store = typestore()
     with Writer(other, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        # first, a robot vendor's message, which replay does not read (it once ended the read as damage)
+        vendor = writer.add_connection("/lowstate", "unitree_go/msg/LowState", msgdef="uint32 tick\n",
+                                       rihs01="RIHS01_" + "0" * 64)  # fmt: skip
+        writer.write(vendor, next(read_messages(bag)).timestamp_ns - 1, b"\x00\x01\x00\x00" + (7).to_bytes(4, "little"))
         connections = {}
         for m in read_messages(bag):
             topic = f"/go2{m.topic}"
@@ -134,6 +138,41 @@ def test_a_sqlite3_bag_from_another_recorder_replays_too(bag: Path, tmp_path: Pa
             writer.write(connections[topic], m.timestamp_ns, bytes(store.serialize_cdr(m.msg, m.msgtype)))
     assert next(other.glob("*.db3"))
     ep = load_episode(other)
-    assert ep.metadata == {} and ep.odom is not None and ep.state is not None
+    assert ep.metadata == {} and ep.odom is not None and ep.state is not None and not ep.notes, ep.notes
     r = resim(ep, str(POLICY))
     assert r.joint_rms.mean() < 0.02
+
+
+def test_an_episode_where_the_policy_never_ran_is_a_clear_error_for_shadow(bag: Path, tmp_path: Path) -> None:
+    """The stand-up only (the bag cut before RUNNING): nothing to shadow, said so (it was a numpy
+    ValueError from an empty array, a traceback at the command line)."""
+    from ros_nodes.bag import typestore
+
+    store = typestore()
+    messages = list(read_messages(bag))
+    running = min(m.timestamp_ns for m in messages if m.topic.endswith("trot_policy/state") and m.msg.data == "running")
+    short = EpisodeBag(tmp_path / "standup_only", read_metadata(bag))
+    for m in messages:
+        if m.timestamp_ns < running:
+            short.add_topic(m.topic, m.msgtype)
+            short.write(m.topic, m.timestamp_ns, bytes(store.serialize_cdr(m.msg, m.msgtype)))
+    short.close()
+    ep = load_episode(tmp_path / "standup_only")
+    assert ep.joint_commands is not None and len(ep.joint_commands.t) > 10  # the stand-up's commands
+    with pytest.raises(ReplayError, match="the policy never ran in this episode"):
+        shadow(ep, str(POLICY))
+
+
+def test_recover_leaves_a_bag_it_cannot_rebuild_as_it_found_it(bag: Path, tmp_path: Path) -> None:
+    """A truncated bag split over two files (`ros2 bag record --max-bag-size`): refused, and its
+    metadata.yaml is still there (recover deleted it first, then found it could not go on)."""
+    split = tmp_path / bag.name
+    shutil.copytree(bag, split)
+    (mcap,) = split.glob("*.mcap")
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])
+    (split / "second_1.mcap").write_bytes(data[: len(data) // 2])
+    before = {p.name: p.read_bytes() for p in split.iterdir()}
+    with pytest.raises(FileNotFoundError, match=r"expected one \.mcap file to recover, found 2"):
+        recover(split)
+    assert {p.name: p.read_bytes() for p in split.iterdir()} == before

@@ -689,6 +689,33 @@ def test_a_killed_recorder_loses_at_most_a_second_and_trot_bag_recovers_it(graph
     assert (killed_ns - stamps[-1]) * 1e-9 <= 1.0, f"lost {(killed_ns - stamps[-1]) * 1e-9:.2f} s"
 
 
+def test_the_recorder_records_a_type_outside_the_store_from_its_installed_definition(
+    graph: Graph, tmp_path: Path
+) -> None:
+    """A topic of a type rosbags' Jazzy store lacks (nav_msgs/Goals here; a robot vendor's LowState on
+    a robot) is recorded with its definition from share/<package>/msg/ (it crashed the recorder)."""
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Goals
+
+    from ros_nodes.bag import read_messages
+
+    recorder = graph.start("ros_nodes.recorder_node", f"output_dir:={tmp_path}", "topics:=['/goals','/joint_states']")
+    assert graph.wait_for_log(recorder, "recording episode 0")
+    pub = graph.node.create_publisher(Goals, "goals", 10)
+    msg = Goals(goals=[PoseStamped()])
+    msg.header.frame_id = "map"
+    msg.goals[0].pose.position.x = 1.5
+    for _ in range(60):  # 6 s: discovery takes seconds here
+        pub.publish(msg)
+        graph.spin(0.1)
+    graph.close()
+    assert graph.procs[recorder].returncode == 0, graph.log(recorder)
+    assert "not recording" not in graph.log(recorder) and "Traceback" not in graph.log(recorder)
+    (bag,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    goals = [m.msg for m in read_messages(bag, topics=["/goals"])]
+    assert goals and all(g.header.frame_id == "map" and g.goals[0].pose.position.x == 1.5 for g in goals)
+
+
 def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survives(graph: Graph) -> None:
     """Each bad message while RUNNING: DAMPING within a few periods, its reason logged, restartable."""
     from rclpy.serialization import serialize_message
