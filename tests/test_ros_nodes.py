@@ -716,6 +716,26 @@ def test_the_recorder_records_a_type_outside_the_store_from_its_installed_defini
     assert goals and all(g.header.frame_id == "map" and g.goals[0].pose.position.x == 1.5 for g in goals)
 
 
+def test_two_recorders_started_within_one_second_write_two_bags(graph: Graph, tmp_path: Path) -> None:
+    """A recorder respawned at once (or two in one namespace) names its bag after the same second:
+    it gets a bag of its own (rosbags refused the existing folder, and the recorder died)."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.recorder_node import RecorderNode
+
+    for attempt in range(5):  # (again if the two fell either side of a second's turn)
+        out = tmp_path / str(attempt)
+        nodes = [RecorderNode(parameter_overrides=[Param("output_dir", value=str(out))]) for _ in range(2)]
+        bags = [node.bags[-1] for node in nodes]
+        for node in nodes:
+            node.destroy_node()
+        assert sorted(p.name for p in out.iterdir()) == sorted(b.name for b in bags)
+        if bags[1].name.startswith(bags[0].name):
+            assert bags[1].name == f"{bags[0].name}_1"
+            return
+    raise AssertionError(f"never two recorders within one second: {bags}")
+
+
 def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survives(graph: Graph) -> None:
     """Each bad message while RUNNING: DAMPING within a few periods, its reason logged, restartable."""
     from rclpy.serialization import serialize_message
