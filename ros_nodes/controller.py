@@ -362,6 +362,13 @@ class PolicyController:
         self._transition(Mode.DAMPING, "emergency stop", now)
         return True, "damping (emergency stop)"
 
+    def take_over(self, last_target: np.ndarray, now: float) -> None:
+        """Replay (shadow): RUNNING from here on, where a logged controller ran, with its last target
+        (contract order) as the rate limit's start and the policy's memory reset, as at a start."""
+        self.runtime.reset()
+        self._last_target[:] = last_target
+        self._transition(Mode.RUNNING, "replay: taking over from the logged controller", now)
+
     # ------------------------------------------------------------------ control step
     def fresh(self, now: float) -> bool:
         """Both a joint state and an IMU sample newer than stale_periods control periods."""

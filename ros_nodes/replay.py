@@ -8,6 +8,7 @@ in seconds from the first message; joint arrays are in the robot config's joint 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -275,8 +276,12 @@ class ShadowResult:
 
 
 def shadow(ep: Episode, policy_path: str, threshold: float = 0.2) -> ShadowResult:
-    """Run ``policy_path`` on the logged observations at each logged RUNNING command and compare."""
+    """Run ``policy_path`` on the logged inputs at each logged RUNNING tick and compare. The inputs go
+    through the policy node's own controller (ros_nodes.controller), with the safety settings the
+    node logged: the same command clipping and decay, quaternion normalization, joint-limit margin
+    and target rate limit, so that a difference is the policy's, not the replay's."""
     from policies.runtime import PolicyRuntime
+    from ros_nodes.controller import Mode, PolicyController, SafetyConfig
 
     ep.require("joint_states", "imu", "joint_commands", purpose="shadow actions (observation inputs)")
     runtime = PolicyRuntime(policy_path)
@@ -297,17 +302,30 @@ def shadow(ep: Episode, policy_path: str, threshold: float = 0.2) -> ShadowResul
     cv = _latest(ep.cmd_vel, t_in) if ep.cmd_vel is not None else None
     if ep.cmd_vel is None:
         ep.notes.append("no cmd_vel: the shadow policy sees a zero command")
-    lo, hi = np.asarray(runtime.contract.joint_pos_lower), np.asarray(runtime.contract.joint_pos_upper)
-    order = [ep.joint_names.index(n) for n in runtime.joint_names]
+    if (params := ep.policy_parameters) is not None:
+        known = {f.name for f in dataclasses.fields(SafetyConfig)}  # (a bag from another version of trot)
+        safety = SafetyConfig(**{k: v for k, v in params["safety"].items() if k in known})
+        period = params["control_period_s"]
+    else:
+        safety, period = SafetyConfig(), None
+        ep.notes.append("no trot_policy/parameters: the shadow's controller has the default safety settings")
+    faults: list[str] = []
+    controller = PolicyController(runtime, safety, period, log=lambda line: None, warn=faults.append)
+    order = [ep.joint_names.index(n) for n in runtime.joint_names]  # contract joint -> column of the logs
+    state = ep.joint_states.values
     out = np.zeros((len(ticks), len(ep.joint_names)))
-    runtime.reset()
-    for i in range(len(ticks)):
-        sent = cv is not None and ep.cmd_vel.t[cv[i]] <= t_in[i]
-        command = ep.cmd_vel.values["cmd"][cv[i]] if sent else np.zeros(3)
-        state = ep.joint_states.values
-        targets = runtime.step(ep.joint_names, state["pos"][js[i]], state["vel"][js[i]],
-                               ep.imu.values["quat"][imu[i]], ep.imu.values["gyro"][imu[i]], command)  # fmt: skip
-        out[i, order] = np.clip(targets, lo, hi)
+    for i, (k, now) in enumerate(zip(ticks, t_in, strict=True)):
+        j, u = js[i], imu[i]
+        controller.set_joint_state(ep.joint_names, state["pos"][j], state["vel"][j], ep.joint_states.t[j], now)
+        controller.set_imu(ep.imu.values["quat"][u], ep.imu.values["gyro"][u], ep.imu.t[u], now)
+        if cv is not None and ep.cmd_vel.t[cv[i]] <= now:
+            controller.set_command(*ep.cmd_vel.values["cmd"][cv[i]], now=ep.cmd_vel.t[cv[i]])
+        if i == 0 or ticks[i - 1] != k - 1 or controller.mode is not Mode.RUNNING:  # a RUNNING stretch begins
+            before = cmds.values["target"][k - 1][order] if k > 0 else np.full(len(order), np.nan)
+            controller.take_over(before if np.isfinite(before).all() else controller.joint_pos, now)
+        out[i, order] = controller.tick(now).position
+    if faults:
+        ep.notes.append(f"the shadow's controller reported {len(faults)} faults (it damps at each), first: {faults[0]}")
     logged = cmds.values["target"][ticks]
     diff = np.abs(out - logged)
     over = np.where(diff.max(axis=1) > threshold)[0]

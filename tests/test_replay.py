@@ -81,6 +81,34 @@ def test_shadow_of_the_same_policy_agrees_and_a_perturbed_one_diverges(bag: Path
     assert (tmp_path / "report" / "shadow.png").is_file()
 
 
+def test_shadow_commands_what_the_policy_node_would_have_sent(bag: Path, tmp_path: Path) -> None:
+    """The shadow runs through the node's own controller: a wild policy (last layer x10) is held to
+    the logged safety settings, the joint-limit margin and the per-tick target change, as on the
+    robot (the shadow once clipped to the bare limits only, and jumped)."""
+    from policies.runtime import PolicyRuntime
+    from ros_nodes.controller import SafetyConfig
+
+    model = onnx.load(POLICY / "policy.onnx")
+    last = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2][-1]
+    last.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(last) * 10.0, last.name))
+    wild = tmp_path / "wild"
+    wild.mkdir()
+    onnx.save(model, wild / "policy.onnx")
+    ep = load_episode(bag)
+    r = shadow(ep, str(wild))
+    safety = SafetyConfig(**ep.policy_parameters["safety"])
+    contract = PolicyRuntime(POLICY).contract
+    order = [ep.joint_names.index(n) for n in contract.joint_names]
+    lower = np.asarray(contract.joint_pos_lower) + safety.joint_limit_margin
+    upper = np.asarray(contract.joint_pos_upper) - safety.joint_limit_margin
+    shadowed = r.shadow[:, order]
+    assert (shadowed >= lower - 1e-12).all() and (shadowed <= upper + 1e-12).all()
+    consecutive = np.diff(r.t) < 1.5 * ep.policy_parameters["control_period_s"]
+    steps = np.abs(np.diff(shadowed, axis=0))[consecutive]
+    assert steps.max() <= safety.max_target_step + 1e-9, steps.max()
+    assert steps.max() > 0.5 * safety.max_target_step  # (the limit acted: the wild policy pushes it)
+
+
 def test_a_bag_without_commands_renders_what_it_can_and_says_what_it_cannot(bag: Path, tmp_path: Path) -> None:
     partial = tmp_path / "partial"
     out = EpisodeBag(partial, {"robot": "go2"})
