@@ -328,7 +328,11 @@ class PolicyNode(LifecycleNode):
         self._parameters_pub.publish(String(data=json.dumps({
             "node": dataclasses.asdict(p), "safety": dataclasses.asdict(self.safety), "use_sim_time": sim_time,
             "control_period_s": period, "policy_sha256": runtime.onnx_sha256,
-            "robot": runtime.contract.robot, "joint_names": list(runtime.joint_names)})))  # fmt: skip
+            "robot": runtime.contract.robot, "joint_names": list(runtime.joint_names),
+            # the gains the targets are meant for (contract order): a driver bridge can take them from here
+            # rather than keep a second copy, and the bag records what the robot should have run
+            "kp": list(runtime.contract.kp), "kd": list(runtime.contract.kd),
+            "torque_limits": list(runtime.contract.torque_limits)})))  # fmt: skip
         log.info(f"configured: {p.policy_path} ({runtime.contract.robot}, {1 / period:.0f} Hz)")
         trained_hz = 1.0 / runtime.contract.control_dt
         if abs(period - runtime.contract.control_dt) > 1e-9:  # (allowed: a benchmark, a deliberate test)

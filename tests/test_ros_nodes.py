@@ -654,6 +654,9 @@ def test_recorder_writes_one_complete_bag_per_episode_and_closes_cleanly_on_sigt
         (config,) = [json.loads(m.msg.data) for m in messages if m.topic == "/trot_policy/parameters"]
         assert config["policy_sha256"] == meta["policy_sha256"] and config["node"]["start_mode"] == "auto"
         assert config["safety"]["standup_s"] == 1.5 and config["control_period_s"] == 0.02, config
+        contract = PolicyRuntime(POLICY).contract  # the gains a driver needs, from the one contract
+        assert config["joint_names"] == list(contract.joint_names) and config["kp"] == list(contract.kp)
+        assert config["kd"] == list(contract.kd) and config["torque_limits"] == list(contract.torque_limits)
         stamps = np.array([m.timestamp_ns for m in messages if m.topic == "/joint_states"]) * 1e-9
         # 250 Hz stream: no hole in it. 1 s, not a few periods: a busy 2-core CI machine stalled the
         # publisher or the recorder for 0.33 s once; a recorder losing data loses far more
