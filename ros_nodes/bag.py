@@ -194,11 +194,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def _learn_types(connections: list) -> None:
-    """Types the store lacks, from the definitions a bag holds for its connections."""
+    """Types the store lacks, from the definitions a bag holds for its connections (one it cannot
+    parse stays unknown: reading that topic then fails, naming its type, and no other)."""
     store = typestore()
     for conn in connections:
         if conn.msgtype not in store.fielddefs and conn.msgdef.data:
-            types = get_types_from_msg(conn.msgdef.data, conn.msgtype)
+            try:
+                types = get_types_from_msg(conn.msgdef.data, conn.msgtype)
+            except TypesysError:
+                continue
             with _register_lock:
                 store.register({name: t for name, t in types.items() if name not in store.fielddefs})
 
