@@ -12,6 +12,7 @@ and :func:`recover` turns the killed bag back into a complete, indexed one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,9 +108,14 @@ class EpisodeBag:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
-        (self.path / EPISODE_FILE).write_text(yaml.safe_dump(metadata, sort_keys=False))
-        for key, value in metadata.items():  # also inside metadata.yaml, where `ros2 bag info` shows it
-            self._writer.set_custom_data(key, value if isinstance(value, str) else json.dumps(value))
+        try:
+            (self.path / EPISODE_FILE).write_text(yaml.safe_dump(metadata, sort_keys=False))
+            for key, value in metadata.items():  # also inside metadata.yaml, where `ros2 bag info` shows it
+                self._writer.set_custom_data(key, value if isinstance(value, str) else json.dumps(value))
+        except BaseException:  # (a full disk: the caller is told, and no writer is left open)
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            raise
         self._connections: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._flush_period = flush_period_s
@@ -264,6 +270,7 @@ def recover(path: str | Path) -> dict[str, int]:
     fixed = scratch / path.name  # same folder name: the new .mcap is named after it
     storage = McapReader(scratch / "closed.mcap")
     storage.open()
+    bag = None
     try:
         bag = EpisodeBag(fixed, {**read_metadata(path), "recovered": "true"}, flush_period_s=1e9)
         connections = list(storage.connections)
@@ -273,6 +280,11 @@ def recover(path: str | Path) -> dict[str, int]:
         for conn, timestamp, raw in storage.messages(connections=connections):
             bag.write(conn.topic, timestamp, bytes(raw))
         bag.close()
+    except BaseException:  # the killed bag stays as it was; the scratch copy goes
+        if bag is not None:
+            bag.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     finally:
         storage.close()
     path.rename(scratch / f"{path.name}.killed")

@@ -406,7 +406,9 @@ def plot_episode(ep: Episode, out: Path) -> list[Path]:
         axes[1].set_title("command stamp -> recorded (transport latency), ms")
         written.append(_save(fig, out / "timing.png"))
     else:
-        ep.notes.append("no joint_commands: no control-loop timing")
+        n = 0 if ep.joint_commands is None else len(ep.joint_commands)
+        ep.notes.append(f"{n} joint_commands: too few for control-loop timing" if n else "no joint_commands: no "
+                        "control-loop timing")  # fmt: skip
     return written
 
 
