@@ -42,7 +42,7 @@ def test_deploy_leaves_a_replay_report_with_video_plots_and_resim(bag: Path) -> 
     assert frames > 15 * 30 and abs(frames / seconds - 30.0) < 1.0  # ~18 s at 30 fps
     assert "Re-simulation" in report
     # what the policy node ran with, from its latched trot_policy/parameters in the bag
-    assert "- policy node: 50 Hz (timer), watchdog 2.0 periods, max_target_step 0.25 rad" in report, report
+    assert "- policy node: 50 Hz (timer), watchdog 25.0 periods, max_target_step 0.25 rad" in report, report
 
 
 def test_a_sim_bag_resimulates_with_near_zero_divergence(bag: Path) -> None:
