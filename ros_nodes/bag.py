@@ -35,15 +35,17 @@ BAG_VERSION = 8
 EPISODE_FILE = "episode.yaml"  # written when the bag opens: the episode metadata survives a SIGKILL
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _typestore = None
+_jazzy_types: frozenset[str] = frozenset()  # the store's own types (typestore())
 _register_lock = threading.Lock()
 
 
 def typestore():
     """The ROS 2 Jazzy message definitions (a superset of what trot records), and any type
     :func:`register_type` has taught it since."""
-    global _typestore
+    global _typestore, _jazzy_types
     if _typestore is None:
         _typestore = get_typestore(Stores.ROS2_JAZZY)
+        _jazzy_types = frozenset(_typestore.fielddefs)
     return _typestore
 
 
@@ -79,7 +81,7 @@ def register_type(type_name: str) -> str | None:
                     f"{', '.join(str(d) for d in _share_dirs())}; source the ROS setup that has it)")  # fmt: skip
         try:
             types = get_types_from_msg(file.read_text(), name)
-        except TypesysError as exc:
+        except (TypesysError, OSError, UnicodeDecodeError) as exc:
             return f"cannot read the definition of {name} in {file}: {exc}"
         found |= types
         pending += [used for _, fields in types.values() for _, description in fields
@@ -199,10 +201,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(file.read_text()) if file.exists() else {}
 
 
-def _learn_types(connections: list) -> None:
-    """Types the store lacks, from the definitions a bag holds for its connections (one it cannot
+def _learn_types(connections: list, store) -> None:
+    """Types ``store`` lacks, from the definitions a bag holds for its connections (one it cannot
     parse stays unknown: reading that topic then fails, naming its type, and no other)."""
-    store = typestore()
     for conn in connections:
         if conn.msgtype not in store.fielddefs and conn.msgdef.data:
             try:
@@ -222,7 +223,9 @@ def read_messages(
     with Reader(Path(path)) as reader:
         connections = [c for c in reader.connections if (topics is None or c.topic in topics)
                        and (msgtypes is None or c.msgtype in msgtypes)]  # fmt: skip
-        _learn_types(connections)
+        if any(c.msgtype not in _jazzy_types for c in connections):  # this bag's own definitions, not
+            store = get_typestore(Stores.ROS2_JAZZY)  # another's of the same name (an SDK update)
+            _learn_types(connections, store)
         for conn, timestamp, raw in reader.messages(connections=connections):
             yield BagMessage(conn.topic, conn.msgtype, timestamp, store.deserialize_cdr(raw, conn.msgtype))
 
@@ -245,6 +248,28 @@ def _complete_records_end(data: bytes) -> int:
     return offset
 
 
+def _rebuild(source: Path, out: Path, metadata: dict[str, Any]) -> None:
+    """Copy every message of a closed MCAP file into a new, complete bag; raises if any is lost
+    (a full disk: EpisodeBag keeps the error rather than raising it)."""
+    storage = McapReader(source)
+    storage.open()
+    bag = None
+    try:
+        bag = EpisodeBag(out, metadata, flush_period_s=1e9)
+        connections = list(storage.connections)
+        _learn_types(connections, typestore())
+        for conn in connections:
+            bag.add_topic(conn.topic, conn.msgtype)
+        for conn, timestamp, raw in storage.messages(connections=connections):
+            bag.write(conn.topic, timestamp, bytes(raw))
+    finally:
+        if bag is not None:
+            bag.close()
+        storage.close()
+    if bag.error is not None:
+        raise OSError(f"cannot write the rebuilt bag {out}: {bag.error}") from bag.error
+
+
 def recover(path: str | Path) -> dict[str, int]:
     """Make a bag whose recorder was killed readable again: keep every complete chunk, rewrite the
     bag with an index and metadata.yaml (like ``ros2 bag reindex``). Returns the per-topic counts."""
@@ -265,28 +290,14 @@ def recover(path: str | Path) -> dict[str, int]:
     footer = b"\x0f" + struct.pack("<QI", 4, 0) + b"\x02" + struct.pack("<QQQI", 20, 0, 0, 0) + MCAP_MAGIC
     scratch = path.parent / f".{path.name}.recovering"
     shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    (scratch / "closed.mcap").write_bytes(data[:end] + footer)
-    fixed = scratch / path.name  # same folder name: the new .mcap is named after it
-    storage = McapReader(scratch / "closed.mcap")
-    storage.open()
-    bag = None
-    try:
-        bag = EpisodeBag(fixed, {**read_metadata(path), "recovered": "true"}, flush_period_s=1e9)
-        connections = list(storage.connections)
-        _learn_types(connections)
-        for conn in connections:
-            bag.add_topic(conn.topic, conn.msgtype)
-        for conn, timestamp, raw in storage.messages(connections=connections):
-            bag.write(conn.topic, timestamp, bytes(raw))
-        bag.close()
-    except BaseException:  # the killed bag stays as it was; the scratch copy goes
-        if bag is not None:
-            bag.close()
+    try:  # the killed bag stays as it was until its rebuilt copy is complete; a failure leaves no scratch
+        scratch.mkdir()
+        (scratch / "closed.mcap").write_bytes(data[:end] + footer)
+        fixed = scratch / path.name  # same folder name: the new .mcap is named after it
+        _rebuild(scratch / "closed.mcap", fixed, {**read_metadata(path), "recovered": "true"})
+    except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    finally:
-        storage.close()
     path.rename(scratch / f"{path.name}.killed")
     fixed.rename(path)
     shutil.rmtree(scratch)

@@ -25,6 +25,7 @@ from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import WriterError
 from std_srvs.srv import Trigger
 
 from ros_nodes.bag import EpisodeBag, register_type
@@ -144,7 +145,7 @@ class RecorderNode(Node):
         meta = {**self.static_metadata, "episode": str(self.episode), "started": datetime.datetime.now().isoformat()}
         try:
             bag = EpisodeBag(path, meta, flush_period_s=self.params.flush_period_s, on_error=self._write_failed)
-        except OSError as exc:
+        except (OSError, WriterError) as exc:  # WriterError: another recorder took the name since (a race)
             self.bag = None
             self.get_logger().error(f"cannot open bag {path}: {exc}; not recording episode {self.episode}")
             return

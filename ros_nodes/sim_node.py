@@ -36,6 +36,7 @@ from training.envs import randomization
 from training.envs.config import RandomizationConfig
 from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
 from training.robot import load_robot
+from training.strict import ConfigError
 
 
 class Command(NamedTuple):
@@ -102,7 +103,13 @@ class SimNode(Node):
             from policies.artifact import read_artifact
 
             _, contract = read_artifact(p.policy_path)
-        self.robot = load_robot(p.robot or (contract.robot if contract else "go2"))
+        try:
+            self.robot = load_robot(p.robot or (contract.robot if contract else "go2"))
+        except ConfigError as exc:
+            if p.robot or contract is None:
+                raise
+            raise ValueError(f"{exc}: it is the robot policy_path {p.policy_path!r} was trained on; if that "
+                             "robot is not shipped, give its YAML with robot:=PATH") from exc  # fmt: skip
         self.model, self.index = compile_model(self.robot)
         self.data = mujoco.MjData(self.model)
         self.rng = np.random.default_rng(p.seed)

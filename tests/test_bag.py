@@ -127,3 +127,20 @@ def test_a_type_outside_the_store_goes_in_with_its_installed_definition_and_read
     problem = register_type("vendor_msgs/msg/LowState")
     assert problem is not None and "no definition of vendor_msgs/msg/LowState" in problem, problem
     assert "vendor_msgs/msg/LowState.msg" in problem and "source the ROS setup" in problem
+
+
+def test_each_bag_is_read_with_its_own_definition_of_a_vendor_type(tmp_path: Path) -> None:
+    """Two bags hold different definitions of one vendor type (an SDK update): each reads with its own
+    (a definition learnt from the first bag once served the second too)."""
+    import struct
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    for name, msgdef, payload in (("old", "uint32 tick\n", (7).to_bytes(4, "little")),
+                                  ("new", "float64 tick\n", struct.pack("<d", 2.5))):  # fmt: skip
+        with Writer(tmp_path / name, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP) as writer:
+            conn = writer.add_connection("/tick", "vendor_msgs/msg/Tick", msgdef=msgdef, rihs01="RIHS01_" + "0" * 64)
+            writer.write(conn, 1_000, b"\x00\x01\x00\x00" + payload)
+    assert [m.msg.tick for m in read_messages(tmp_path / "old")] == [7]
+    assert [m.msg.tick for m in read_messages(tmp_path / "new")] == [2.5]
+    assert "vendor_msgs/msg/Tick" not in typestore().fielddefs  # (reading taught the shared store nothing)
