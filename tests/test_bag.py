@@ -1,5 +1,6 @@
 """Episode bags with rosbags (no ROS needed): complete read-back, metadata, recovery after SIGKILL."""
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -144,3 +145,53 @@ def test_each_bag_is_read_with_its_own_definition_of_a_vendor_type(tmp_path: Pat
     assert [m.msg.tick for m in read_messages(tmp_path / "old")] == [7]
     assert [m.msg.tick for m in read_messages(tmp_path / "new")] == [2.5]
     assert "vendor_msgs/msg/Tick" not in typestore().fielddefs  # (reading taught the shared store nothing)
+
+
+def test_recover_on_a_full_disk_raises_and_leaves_the_killed_bag_as_it_was(tmp_path: Path) -> None:
+    """A file-size limit (RLIMIT_FSIZE: writes fail with EFBIG, the path of ENOSPC) that fits the
+    killed file but not its rebuilt copy: recover must not put a partial copy in the bag's place."""
+    bag = EpisodeBag(tmp_path / "writing", {"robot": "go2"}, flush_period_s=1e9)
+    bag.add_topic("/joint_states", JS)
+    for i in range(2000):
+        bag.write("/joint_states", 1_000_000 * (i + 1), joint_state_cdr(i))
+    bag.flush()  # complete chunks on disk, no summary, no metadata.yaml: what SIGKILL leaves
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "writing", killed)
+    bag.close()
+    before = {p.name: p.read_bytes() for p in killed.iterdir()}
+    limit = max(len(data) for data in before.values()) + 64
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))  # Python ignores SIGXFSZ
+        sys.path.insert(0, {str(ROOT)!r})
+        from ros_nodes.bag import recover
+        recover({str(killed)!r})
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0, run.stdout
+    assert "OSError: cannot write the rebuilt bag" in run.stderr and "File too large" in run.stderr, run.stderr
+    assert {p.name: p.read_bytes() for p in killed.iterdir()} == before, "the killed bag must stay as it was"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "writing"], "no scratch copy left behind"
+    assert recover(killed) == {"/joint_states": 2000}  # with room, the same bag recovers whole
+
+
+def test_a_broken_or_incomplete_vendor_definition_is_named_not_raised(tmp_path: Path, monkeypatch) -> None:
+    """The recorder logs these and records its other topics; a definition that does not parse, or
+    uses a type defined nowhere, must not raise into it."""
+    msg_dir = tmp_path / "share" / "vendor_msgs" / "msg"
+    msg_dir.mkdir(parents=True)
+    (msg_dir / "Broken.msg").write_text("float64[ position\n")
+    (msg_dir / "Motor.msg").write_text("float64 q\nvendor_msgs/Encoder encoder\n")  # Encoder.msg: none
+    (msg_dir / "Binary.msg").write_bytes(b"\xff\xfe float64 q\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    broken = register_type("vendor_msgs/msg/Broken")
+    assert broken is not None and broken.startswith(
+        f"cannot read the definition of vendor_msgs/msg/Broken in {msg_dir}"
+    ), broken
+    incomplete = register_type("vendor_msgs/msg/Motor")
+    assert incomplete is not None and incomplete.startswith("no definition of vendor_msgs/msg/Encoder"), incomplete
+    binary = register_type("vendor_msgs/msg/Binary")
+    assert binary is not None and "cannot read the definition of vendor_msgs/msg/Binary" in binary, binary
+    assert not {"vendor_msgs/msg/Motor", "vendor_msgs/msg/Broken"} & set(typestore().fielddefs)

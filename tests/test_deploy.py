@@ -46,6 +46,14 @@ def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> N
     bad = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--policy", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "not a valid ONNX model" in bad.stderr
+    blocker = tmp_path / "a_file"  # --out under a file: no bag can be opened (even by root)
+    blocker.write_text("")
+    unrecorded = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(blocker),
+                                 "--domain-id", "197", "--no-replay"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+    assert unrecorded.returncode == 2, unrecorded.stdout + unrecorded.stderr
+    assert f"the recorder cannot open a bag in {blocker}/" in unrecorded.stderr, unrecorded.stderr
+    assert "Traceback" not in unrecorded.stdout + unrecorded.stderr, unrecorded.stderr
 
 
 def test_ctrl_c_ends_the_script_and_closes_the_bag_cleanly(tmp_path: Path) -> None:

@@ -204,3 +204,21 @@ def test_recover_leaves_a_bag_it_cannot_rebuild_as_it_found_it(bag: Path, tmp_pa
     with pytest.raises(FileNotFoundError, match=r"expected one \.mcap file to recover, found 2"):
         recover(split)
     assert {p.name: p.read_bytes() for p in split.iterdir()} == before
+
+
+def test_an_episode_too_short_for_one_frame_is_a_clear_error_for_the_video(bag: Path, tmp_path: Path) -> None:
+    """Joint states spanning less than a frame (a bag cut at once): said so, not an empty mp4 or an
+    ffmpeg traceback."""
+    from ros_nodes.bag import typestore
+    from ros_nodes.replay import render_video
+
+    store = typestore()
+    joint_states = list(read_messages(bag, topics=["/joint_states"]))[:3]  # 250 Hz: 8 ms
+    short = EpisodeBag(tmp_path / "short", read_metadata(bag))
+    short.add_topic("/joint_states", joint_states[0].msgtype)
+    for m in joint_states:
+        short.write(m.topic, m.timestamp_ns, bytes(store.serialize_cdr(m.msg, m.msgtype)))
+    short.close()
+    with pytest.raises(ReplayError, match=r"the joint states span 0\.00\d s: too short for a video"):
+        render_video(load_episode(tmp_path / "short"), tmp_path / "short.mp4")
+    assert not (tmp_path / "short.mp4").exists()
