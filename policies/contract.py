@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
@@ -180,34 +181,44 @@ class Contract:
         missing = sorted(required - set(data))
         if missing:
             raise ContractError(f"contract: missing field(s) {missing}")
-        try:
+
+        def parse(key: str, convert: Callable[[Any], Any]) -> Any:
+            """data[key] converted, or a ContractError naming the field and what is wrong with it."""
+            try:
+                return convert(data[key])
+            except ContractError:
+                raise
+            except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+                raise ContractError(f"contract.{key}: malformed ({type(exc).__name__}: {exc})") from exc
+
+        def obs_terms(value: Any) -> tuple[ObsTerm, ...]:
             terms = []
-            for i, t in enumerate(data["obs_terms"]):
+            for i, t in enumerate(value):
                 extra = sorted(set(t) - {"name", "size", "scale"})
                 if extra:
                     raise ContractError(f"contract.obs_terms[{i}]: unknown field(s) {extra}")
                 terms.append(ObsTerm(name=str(t["name"]), size=int(t["size"]), scale=float(t.get("scale", 1.0))))
-            return cls(
-                robot=str(data["robot"]),
-                joint_names=tuple(str(j) for j in data["joint_names"]),
-                default_joint_pos=_floats(data, "default_joint_pos"),
-                action_scale=float(data["action_scale"]),
-                action_clip=float(data["action_clip"]),
-                kp=_floats(data, "kp"),
-                kd=_floats(data, "kd"),
-                torque_limits=_floats(data, "torque_limits"),
-                joint_pos_lower=_floats(data, "joint_pos_lower"),
-                joint_pos_upper=_floats(data, "joint_pos_upper"),
-                control_dt=float(data["control_dt"]),
-                obs_terms=tuple(terms),
-                command_ranges={str(k): (float(v[0]), float(v[1])) for k, v in data["command_ranges"].items()},
-                version=int(data["version"]),
-                provenance=dict(data.get("provenance") or {}),
-            )
-        except ContractError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ContractError(f"contract: malformed field ({type(exc).__name__}: {exc})") from exc
+            return tuple(terms)
+
+        return cls(
+            robot=parse("robot", str),
+            joint_names=parse("joint_names", lambda v: tuple(str(j) for j in v)),
+            default_joint_pos=_floats(data, "default_joint_pos"),
+            action_scale=parse("action_scale", float),
+            action_clip=parse("action_clip", float),
+            kp=_floats(data, "kp"),
+            kd=_floats(data, "kd"),
+            torque_limits=_floats(data, "torque_limits"),
+            joint_pos_lower=_floats(data, "joint_pos_lower"),
+            joint_pos_upper=_floats(data, "joint_pos_upper"),
+            control_dt=parse("control_dt", float),
+            obs_terms=parse("obs_terms", obs_terms),
+            command_ranges=parse(
+                "command_ranges", lambda v: {str(k): (float(lo), float(hi)) for k, (lo, hi) in v.items()}
+            ),
+            version=parse("version", int),
+            provenance=parse("provenance", lambda v: dict(v or {})) if "provenance" in data else {},
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Contract:

@@ -8,6 +8,8 @@ only writes into them.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from policies.contract import Contract
@@ -140,8 +142,10 @@ def joint_index(source_names: list[str] | tuple[str, ...], contract: Contract) -
     """
     position = {name: i for i, name in enumerate(source_names)}
     if len(position) != len(source_names):
-        twice = sorted({n for n in source_names if list(source_names).count(n) > 1})
-        raise ValueError(f"joint names {twice} more than once")
+        twice = sorted(name for name, count in Counter(source_names).items() if count > 1)  # (linear: a
+        # message may carry thousands of names, and this runs under the controller's lock)
+        more = f" and {len(twice) - 8} more" if len(twice) > 8 else ""
+        raise ValueError(f"joint names {twice[:8]}{more} more than once")
     missing = [name for name in contract.joint_names if name not in position]
     if missing:
         raise KeyError(f"joints required by the policy contract are missing: {missing}")

@@ -159,6 +159,9 @@ class PolicyController:
         tolerance = self.safety.joint_pos_tolerance
         self.plausible_lower = np.asarray(c.joint_pos_lower) - tolerance
         self.plausible_upper = np.asarray(c.joint_pos_upper) + tolerance
+        # the fast path's speed bound: finite even for max_joint_velocity inf ("no check"), so that an
+        # Inf velocity still fails it and set_joint_state names it as non-finite
+        self._speed_bound = min(self.safety.max_joint_velocity, float(np.finfo(np.float64).max))
         keys = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
         self.cmd_lo = np.array([c.command_ranges[k][0] for k in keys])
         self.cmd_hi = np.array([c.command_ranges[k][1] for k in keys])
@@ -170,6 +173,7 @@ class PolicyController:
         self.gyro = np.zeros(3)
         self.cmd = np.zeros(3)
         self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
+        self._pose_measured = False
         self._last_drop_log = -math.inf
         self._flooded_ticks = 0
         self._standup_from = self.default.copy()
@@ -179,8 +183,9 @@ class PolicyController:
 
     @property
     def has_joint_state(self) -> bool:
-        """A joint state was accepted: ``joint_pos`` is measured, not the zeros it starts as."""
-        return self._joints.ok
+        """A joint state was accepted: ``joint_pos`` is measured, not the zeros it starts as (also after
+        a clock jump, which makes samples stale, not unmeasured)."""
+        return self._pose_measured
 
     # ------------------------------------------------------------------ inputs
     def set_joint_state(
@@ -223,7 +228,7 @@ class PolicyController:
         return bool(
             (self.plausible_lower <= pos).all()
             and (pos <= self.plausible_upper).all()
-            and (np.abs(vel) <= self.safety.max_joint_velocity).all()
+            and (np.abs(vel) <= self._speed_bound).all()
         )
 
     def _accept_joint_state(self, pos: np.ndarray, vel: np.ndarray, stamp: float, now: float) -> bool:
@@ -231,6 +236,7 @@ class PolicyController:
             return False
         self.joint_pos[:], self.joint_vel[:] = pos, vel
         self._joints = _Sample(min(stamp, now), True)  # (see _stamp_ok)
+        self._pose_measured = True
         return True
 
     def set_imu(
@@ -283,7 +289,7 @@ class PolicyController:
         span = publish_times[-1] - publish_times[0] if n >= 3 else 0.0
         rate = (n - 1) / span if span > 0 else (math.inf if n >= 3 else 0.0)
         self._flooded_ticks = self._flooded_ticks + 1 if rate > self.safety.max_cmd_rate_hz else 0
-        if self._flooded_ticks == 2:
+        if self._flooded_ticks >= 2:  # (every period it lasts: a restart during it damps again; logged once a second)
             self._bad_input(f"/cmd_vel flood: published at {rate:.0f} Hz, above max_cmd_rate_hz "
                             f"{self.safety.max_cmd_rate_hz:g}", now)  # fmt: skip
 
@@ -307,6 +313,11 @@ class PolicyController:
         """The control loop saw its clock jump by ``delta_s``: sample ages are meaningless now."""
         self.stats.clock_jumps += 1
         self.log(f"clock jumped by {delta_s:+.3f} s")
+        # samples stamped before the jump are no evidence of a live sensor after it (backwards, they
+        # would even look fresh for as long as the jump): a start waits for new ones; the velocity
+        # command is dropped too (it would be held, undecayed, for as long)
+        self._joints, self._imu, self._cmd = _Sample(), _Sample(), _Sample()
+        self.cmd[:] = 0.0
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             self._transition(Mode.DAMPING, f"clock jumped by {delta_s:+.3f} s", now)
 
@@ -348,6 +359,8 @@ class PolicyController:
             return False, f"already {self.mode.value}"
         if not self.fresh(now):
             return False, "no fresh joint state and IMU: refusing to start"
+        if self._flooded_ticks >= 2:
+            return False, "/cmd_vel is flooded: refusing to start (see the log)"
         self._standup_start = None  # the first stand-up tick takes the pose and the time (see tick)
         self.runtime.reset()
         self._transition(Mode.STANDUP, "start requested", now)
@@ -394,10 +407,13 @@ class PolicyController:
             return False
         if joint_state:
             names, position, velocity = joint_state
-            with contextlib.suppress(KeyError, ValueError):  # (bad names: set_joint_state said so already)
+            # a malformed one (lengths, names) is set_joint_state's to judge: it may not have yet (the
+            # input thread keeps the message before it takes the lock)
+            with contextlib.suppress(KeyError, ValueError):
                 order = self.runtime.joint_order(names)
                 pos, vel = np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)
-                self._plausible(pos[order], vel[order])
+                if len(pos) == len(vel) == len(names):
+                    self._plausible(pos[order], vel[order])
         target = self.runtime.warm_up(self.names, self.joint_pos, self.joint_vel, self.quat, self.gyro,
                                       self.command_now(now))  # fmt: skip
         np.isfinite(target).all()

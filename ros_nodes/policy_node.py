@@ -849,13 +849,18 @@ class PolicyNode(LifecycleNode):
     def _warm_up(self) -> None:
         """The next tick's path through the caches: the last joint state's decoding and checks, the
         policy step and the filters (PolicyController.warm_up), with nothing kept."""
-        joint_state = ()
-        if (data := self._last_joint_state) is not None:
-            msg = self._warm_reader(data)  # (it decoded once already)
-            joint_state = (msg.names, msg.position, msg.velocity if len(msg.velocity) else np.zeros(len(msg.names)))
-        with self._tick_lock, self._lock:
-            if self.controller is not None:  # (cleanup may have released it since the wait began)
-                self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
+        try:  # (either thread may run it: one that raised here would stop ticking or reading, unseen)
+            joint_state = ()
+            if (data := self._last_joint_state) is not None:
+                msg = self._warm_reader(data)  # (it decoded once already)
+                velocity = msg.velocity if len(msg.velocity) else np.zeros(len(msg.names))
+                joint_state = (msg.names, msg.position, velocity)
+            with self._tick_lock, self._lock:
+                if self.controller is not None:  # (cleanup may have released it since the wait began)
+                    self.warm_ups += self.controller.warm_up(self._input_now(), joint_state)
+        except Exception:
+            if self._serving():
+                self._fail("a cache warm-up")
 
     def _write_log_lines(self) -> None:
         """The log thread: writes the controller's lines, in order, until None."""

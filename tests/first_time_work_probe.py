@@ -54,7 +54,8 @@ def main() -> None:
                 imu_pub.publish(imu)
             time.sleep(0.005)
 
-    threading.Thread(target=feed, daemon=True).start()
+    feeding_thread = threading.Thread(target=feed, daemon=True)
+    feeding_thread.start()
     diagnosed: list[str] = []  # the state in each /diagnostics: one must come while RUNNING
     feeder.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnosed.extend(
         kv.value for status in m.status for kv in status.values if kv.key == "state"), 10)  # fmt: skip
@@ -65,7 +66,13 @@ def main() -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(feeder)
-    threading.Thread(target=executor.spin, daemon=True).start()
+
+    def spin() -> None:  # (until stop: an executor shut down under its spin() can abort the process at exit)
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinning = threading.Thread(target=spin, daemon=True)
+    spinning.start()
     modes: list[str] = []
 
     def wait_for(mode: Mode, timeout: float = 10.0) -> None:
@@ -96,8 +103,10 @@ def main() -> None:
     imported = sorted(set(sys.modules) - before)
     print(json.dumps({"imported": imported, "modes": modes, "diagnostics": diagnosed,
                       "watchdog_trips": node.controller.stats.watchdog_trips}))  # fmt: skip
-    stop.set()
     node.trigger_deactivate()
+    stop.set()
+    for thread in (spinning, feeding_thread):
+        thread.join(timeout=5.0)
     executor.shutdown()
     node.destroy_node()
     feeder.destroy_node()

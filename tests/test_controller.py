@@ -331,6 +331,83 @@ def test_a_cmd_vel_flood_damps_after_two_periods_and_teleop_rates_do_not() -> No
     assert c.mode is Mode.RUNNING, "one period at a high rate is not yet a flood"
     c.commands_received(flood, now + 4 * T)
     assert c.mode is Mode.DAMPING and any("/cmd_vel flood: published at 50000 Hz" in line for line in lines)
+    # the flood goes on: a restart is refused (it used to be taken, and the flood was never seen again)
+    now += 5 * T
+    feed(c, now)
+    c.commands_received(flood, now)
+    ok, why = c.start(now)
+    assert not ok and "/cmd_vel is flooded" in why and c.mode is Mode.DAMPING
+    for _ in range(3):  # it ends: a start is taken, and a flood that comes back damps again
+        now += T
+        feed(c, now)
+        c.commands_received([now - T + i / 300 for i in range(6)], now)
+    assert c.start(now)[0]
+    for k in range(3):
+        now += T
+        feed(c, now)
+        c.commands_received([now + i * 2e-5 for i in range(10)], now)
+        c.tick(now)
+        assert c.mode is (Mode.STANDUP if k == 0 else Mode.DAMPING), k
+
+
+def test_after_the_clock_jumps_back_a_start_waits_for_a_sample_taken_since() -> None:
+    """Samples stamped before a backward jump lie in the clock's future: they must not count as
+    fresh (a start was taken, and the watchdog stayed blind for as long as the jump)."""
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0))
+    now = run_to(c, Mode.RUNNING)
+    c.set_command(0.5, 0.0, 0.3, now)
+    now -= 20.0
+    c.clock_jumped(-20.0, now)
+    assert c.mode is Mode.DAMPING
+    ok, why = c.start(now + T)
+    assert not ok and "no fresh joint state and IMU" in why
+    out = c.tick(now + 2 * T)
+    assert out.mode is Mode.DAMPING and np.isfinite(out.position).all()
+    assert c.has_joint_state, "the pose was measured: a position interface still gets it when damping"
+    feed(c, now + 3 * T)
+    assert c.start(now + 3 * T)[0]
+    assert not c.command_now(now + 3 * T).any(), "the command from before the jump is not held"
+    assert c.tick(now + 4 * T).mode is Mode.STANDUP
+    for k in range(5, 8):  # and with the sensors silent again the watchdog acts as usual
+        out = c.tick(now + k * T)
+    assert out.mode is Mode.DAMPING and c.stats.watchdog_trips == 1
+
+
+def test_an_infinite_joint_speed_is_refused_even_with_the_speed_check_off() -> None:
+    """max_joint_velocity inf means "no speed check", not "Inf is a speed"."""
+    warnings: list[str] = []
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0, max_joint_velocity=np.inf),
+                         warn=warnings.append)  # fmt: skip
+    now = run_to(c, Mode.RUNNING) + T
+    velocity = np.zeros(12)
+    velocity[3] = -np.inf
+    assert not c.set_joint_state(list(c.names), list(c.default), velocity, stamp=now, now=now)
+    assert c.tick(now).mode is Mode.DAMPING and not np.isinf(c.joint_vel).any()
+    assert warnings[0] == f"bad input: joint state {c.names[3]} velocity is -inf (NaN or Inf; 1 of 12 joints)"
+
+
+def test_thousands_of_joint_names_with_duplicates_are_refused_in_one_bounded_line() -> None:
+    """A message may carry 4,096 names: finding the duplicates must be linear (it was quadratic, 0.4 s
+    under the controller's lock) and the log line must not list them all."""
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0))
+    now = run_to(c, Mode.RUNNING) + T
+    names = list(c.names) + [f"extra_{i}" for i in range(2042)] * 2
+    zeros = np.zeros(len(names))
+    assert not c.set_joint_state(names, zeros, zeros, stamp=now, now=now)
+    assert c.mode is Mode.DAMPING
+    with pytest.raises(ValueError, match=r"joint names \['extra_0', 'extra_1', .*\] and 2034 more more than once"):
+        c.runtime.joint_order(names)
+
+
+def test_warm_up_takes_a_joint_state_whose_arrays_disagree_with_its_names() -> None:
+    """The input thread keeps the last message before the controller has judged it; a cache warm-up
+    on a malformed one ran into an IndexError that ended the control thread."""
+    c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0))
+    now = run_to(c, Mode.RUNNING)
+    names = list(c.names)
+    assert c.warm_up(now + 0.5 * T, (names, list(c.default[:6]), [0.0] * 6))
+    assert c.warm_up(now + 0.5 * T, (names, list(c.default), [0.0] * 3))
+    assert c.mode is Mode.RUNNING and c.stats.bad_inputs == 0
 
 
 def test_warm_up_between_ticks_leaves_every_command_unchanged() -> None:
