@@ -57,6 +57,7 @@ def _declare_one(node: Node, spec: type) -> dict[str, Any]:
         # read-only: every node reads its parameters once, at start-up, so a `ros2 param set` that
         # "succeeded" would change nothing; rclpy refuses it instead, naming the parameter
         descriptor = ParameterDescriptor(type=_TYPES[key], description=f.metadata.get("doc", ""), read_only=True)
+        _whole_numbers_as_floats(node, f.name, key)
         if isinstance(default, list) and not default:  # an empty list would be typed BYTE_ARRAY
             default = Parameter.Type.STRING_ARRAY if key == "list[str]" else Parameter.Type.DOUBLE_ARRAY
         value = node.declare_parameter(f.name, default, descriptor).value
@@ -66,6 +67,18 @@ def _declare_one(node: Node, spec: type) -> dict[str, Any]:
             value = list(value or [])
         values[f.name] = value
     return values
+
+
+def _whole_numbers_as_floats(node: Node, name: str, key: str) -> None:
+    """``rate:=2`` or ``damping_kd: 2`` for a float parameter: rclpy types it INTEGER and refuses it
+    with a traceback; the number is meant, and taken as 2.0 (a list too)."""
+    override = node._parameter_overrides.get(name)
+    if override is None:
+        return
+    if key == "float" and override.type_ is Parameter.Type.INTEGER:
+        node._parameter_overrides[name] = Parameter(name, value=float(override.value))
+    elif key == "list[float]" and override.type_ is Parameter.Type.INTEGER_ARRAY:
+        node._parameter_overrides[name] = Parameter(name, value=[float(v) for v in override.value])
 
 
 def doc(text: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Messages go out as the recorded CDR bytes (no deserialization) on their recorded topic names (or
 remapped), paced by the bag's receive timestamps scaled by ``rate``, from ``start_offset_s``,
-optionally looping. With ``clock:=true`` /clock follows the bag's time, so nodes with
+optionally looping. Recorded names are absolute: a bag recorded in namespace robot1 plays on
+/robot1/..., so the nodes it feeds run there. With ``clock:=true`` /clock follows the bag's time, so nodes with
 use_sim_time see the recorded stamps as fresh: the policy node can then run on logged sensor data
 (replay.launch.xml: policy in shadow mode, its commands on a topic nothing drives).
 """
@@ -29,8 +30,10 @@ class PlayParams:
     bag: str = field(default="", metadata=doc("bag folder"))
     rate: float = field(default=1.0, metadata=doc("playback speed factor; 0 = as fast as possible"))
     loop: bool = field(default=False, metadata=doc("start over at the end"))
-    topics: list[str] = field(default_factory=list, metadata=doc("topics to play; [] = all"))
-    exclude: list[str] = field(default_factory=list, metadata=doc("topics not to play (e.g. /joint_commands)"))
+    topics: list[str] = field(default_factory=list, metadata=doc("topics to play; [] = all (relative names: in "
+                                                                   "this node's namespace)"))
+    exclude: list[str] = field(default_factory=list, metadata=doc("topics not to play (e.g. joint_commands: "
+                                                                    "relative names in this node's namespace)"))
     start_offset_s: float = field(default=0.0, metadata=doc("skip this much of the bag"))
     clock: bool = field(default=True, metadata=doc("publish /clock with the bag's time"))
     shutdown_at_end: bool = field(default=True, metadata=doc("exit when done (unless loop)"))
@@ -52,8 +55,11 @@ class PlayNode(Node):
             self.reader.open()
         except Exception as exc:
             raise ValueError(f"bag: {p.bag}: cannot read it ({exc}); a killed recording: trot bag recover") from exc
+        # a bag holds absolute names (/robot1/joint_states: recorded in a namespace); a relative name
+        # here means the topic in this node's namespace, so one exclude list serves every namespace
+        topics, exclude = ({self.resolve_topic_name(t) for t in names} for names in (p.topics, p.exclude))
         self.connections = [c for c in self.reader.connections
-                            if (not p.topics or c.topic in p.topics) and c.topic not in p.exclude]  # fmt: skip
+                            if (not topics or c.topic in topics) and c.topic not in exclude]  # fmt: skip
         self.publishers_ = {c.topic: self.create_publisher(message_class(c.msgtype), c.topic, QoSProfile(depth=100))
                             for c in self.connections}  # fmt: skip
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p.clock else None

@@ -49,6 +49,9 @@ class Command(NamedTuple):
 
 
 NO_COMMAND = Command(None, np.zeros(0), -math.inf, -math.inf)
+# beyond 1e10, MuJoCo zeroes every control (mjWARN_BADCTRL), as if each motor got a target of 0 rad; far
+# below that, any PD saturates long before: a target clipped here drives its motor as the original would
+MAX_TARGET_RAD = 1e6
 
 
 @dataclass
@@ -162,7 +165,7 @@ class SimNode(Node):
         self._paused = False
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._gains_mode: str | None = None
-        self._next_push = p.push_interval_s
+        self.pushes = 0
         self.pub_js = self.create_publisher(JointState, p.joint_states_topic, 10)
         self.pub_imu = self.create_publisher(Imu, p.imu_topic, 10)
         self.pub_odom = self.create_publisher(Odometry, p.odom_topic, 10)
@@ -225,6 +228,10 @@ class SimNode(Node):
         if not np.isfinite(target).all():
             self.get_logger().warn("command ignored: non-finite position", throttle_duration_sec=1.0)
             return
+        if (np.abs(target) > MAX_TARGET_RAD).any():  # (a motor saturates towards it, as it would towards 1e11)
+            self.get_logger().warn(f"position target beyond ±{MAX_TARGET_RAD:g} rad: clipped",
+                                   throttle_duration_sec=1.0)  # fmt: skip
+            target = np.clip(target, -MAX_TARGET_RAD, MAX_TARGET_RAD)
         feed_forward = np.zeros(len(target))
         for what, values, gain in (("velocity", msg.velocity, self.kd), ("effort", msg.effort, 1.0)):
             if len(values) == 0:  # (optional, as in sensor_msgs/JointState)
@@ -244,17 +251,18 @@ class SimNode(Node):
         self._command = Command(target, feed_forward, time.monotonic(), self.data.time)
 
     def _feed_forward_now(self, feed_forward: np.ndarray) -> np.ndarray | float:
-        """kd qd* + tau_ff for this physics step, cut so that the motor's whole torque (with the PD
-        term its actuator applies this step, computed from the state as MuJoCo will) stays within
-        its limit, as a driver's current limit does."""
+        """The joint force that, added to what the actuator applies this step, makes the motor's
+        torque clip(kp (q* - q) - kd qd + kd qd* + tau_ff) as a driver's current limit does: the
+        actuator clips its PD term on its own (its force range), so with that term saturated an
+        opposing feed-forward must not pull the sum below the limit. The PD term is computed from
+        the state as MuJoCo will."""
         if not feed_forward.any():
             return 0.0
-        m, d, idx = self.model, self.data, self.index
+        m, d, idx, limit = self.model, self.data, self.index, self._torque_limit
         ids = idx.actuator_ids
         pd = (m.actuator_gainprm[ids, 0] * d.ctrl[ids] + m.actuator_biasprm[ids, 1] * d.qpos[idx.qpos_adr]
               + m.actuator_biasprm[ids, 2] * d.qvel[idx.qvel_adr])  # fmt: skip
-        pd = np.clip(pd, -self._torque_limit, self._torque_limit)
-        return np.clip(feed_forward, -self._torque_limit - pd, self._torque_limit - pd)
+        return np.clip(pd + feed_forward, -limit, limit) - np.clip(pd, -limit, limit)
 
     def _stale(self, command: Command) -> bool:
         """Whether a position command has gone stale: older than ``command_timeout_s`` by the wall
@@ -291,6 +299,7 @@ class SimNode(Node):
             self.data.qpos[:] = home_qpos(self.model, self.index, self.robot)
             self.data.ctrl[self.index.actuator_ids] = self.data.qpos[self.index.qpos_adr]
             self._command, self._expired, self._silenced = NO_COMMAND, None, False  # no command yet: damping
+            self._next_push = self.params.push_interval_s  # (sim time starts again at 0)
             mujoco.mj_forward(self.model, self.data)
 
     def _srv_reset(self, request, response):
@@ -361,6 +370,7 @@ class SimNode(Node):
             angle = self.rng.uniform(0, 2 * np.pi)
             self.data.qvel[0:2] += p.push_velocity * np.array([np.cos(angle), np.sin(angle)])
             self._next_push += p.push_interval_s
+            self.pushes += 1
 
     def _publish(self) -> None:
         d, idx, p = self.data, self.index, self.params

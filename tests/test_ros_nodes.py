@@ -739,6 +739,56 @@ def test_two_recorders_started_within_one_second_write_two_bags(graph: Graph, tm
     raise AssertionError(f"never two recorders within one second: {bags}")
 
 
+def test_the_player_excludes_relative_names_in_its_namespace(graph: Graph, tmp_path: Path) -> None:
+    """A bag recorded in namespace robot1 holds /robot1/joint_commands: replay.launch.xml's exclude list
+    (relative names) must keep it out when replayed there (the absolute list matched no namespace)."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.bag import EpisodeBag
+    from ros_nodes.play_node import PlayNode
+
+    bag = EpisodeBag(tmp_path / "ns_bag", {"robot": "go2"})
+    types = {
+        "/robot1/joint_states": "sensor_msgs/msg/JointState",
+        "/robot1/joint_commands": "sensor_msgs/msg/JointState",
+        "/robot1/trot_policy/state": "std_msgs/msg/String",
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+    }
+    for topic, msgtype in types.items():
+        bag.add_topic(topic, msgtype)
+    bag.close()
+    exclude = ["joint_commands", "trot_policy/state", "/diagnostics"]
+    outside = ["/robot1/joint_commands", "/robot1/joint_states", "/robot1/trot_policy/state"]  # (not in /robot1)
+    for namespace, played in (("robot1", ["/robot1/joint_states"]), ("", outside)):
+        node = PlayNode(namespace=namespace, parameter_overrides=[
+            Param("bag", value=str(tmp_path / "ns_bag")), Param("exclude", value=exclude),
+            Param("shutdown_at_end", value=False)])  # fmt: skip
+        try:
+            assert sorted(c.topic for c in node.connections) == played, namespace
+        finally:
+            node.destroy_node()
+
+
+def test_a_recorder_that_cannot_open_its_bag_says_where_and_split_answers_false(graph: Graph, tmp_path: Path) -> None:
+    """output_dir under a file (or a read-only disk): an error naming the bag, no crash, and ~/split
+    answers success=false (both raised IndexError before)."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.recorder_node import RecorderNode
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    node = RecorderNode(parameter_overrides=[Param("output_dir", value=str(blocker / "bags"))])
+    try:
+        assert node.bag is None and node.bags == []
+        assert node.split() is None and node.episode == 1  # the next episode is tried, and fails as well
+        response = node._srv_split(Trigger.Request(), Trigger.Response())
+        assert not response.success and "no bag was open" in response.message, response
+        node.close()
+    finally:
+        node.destroy_node()
+
+
 def test_malformed_inputs_over_dds_damp_with_a_clear_log_line_and_the_node_survives(graph: Graph) -> None:
     """Each bad message while RUNNING: DAMPING within a few periods, its reason logged, restartable."""
     from rclpy.serialization import serialize_message
@@ -901,6 +951,86 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         sim.destroy_node()
 
 
+def test_the_robot_node_limits_the_motors_whole_torque_also_when_its_pd_saturates(graph: Graph) -> None:
+    """A driver clips kp (q* - q) + kd (qd* - qd) + tau_ff as a sum. The actuator clips its PD term on
+    its own, so the feed-forward must make up the rest: with the PD saturated and an opposing
+    feed-forward the motor gave 18.7 N m where the sum, clipped, is 23.7. And a target of 1e11 rad
+    (MuJoCo zeroes every control beyond 1e10) must act on its own joint only."""
+    import mujoco
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.sim_node import SimNode
+
+    sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0),
+                                       Param("command_timeout_s", value=0.0)])  # fmt: skip
+    try:
+        idx, lim, names = sim.index, sim._torque_limit, list(sim.joint_names)
+        with sim._lock:  # (the physics thread waits)
+            m, d = sim.model, sim.data
+            sim._apply_gains("pd")
+            q = d.qpos[idx.qpos_adr].copy()
+            d.qvel[:] = 0.0
+            offsets = np.zeros(12)
+            offsets[[1, 2, 4]] = 1.0, 0.1, -1.0  # thigh saturated, calf not, thigh saturated the other way
+            d.ctrl[idx.actuator_ids] = q + offsets
+            feed_forward = np.zeros(12)
+            feed_forward[[1, 2, 4]] = -5.0, 30.0, -5.0
+            d.qfrc_applied[idx.dof_adr] = sim._feed_forward_now(feed_forward)
+            mujoco.mj_forward(m, d)
+            motor = d.actuator_force[idx.actuator_ids] + d.qfrc_applied[idx.dof_adr]
+            wanted = np.clip(sim.kp * offsets + feed_forward, -lim, lim)
+        np.testing.assert_allclose(motor, wanted, atol=1e-9)
+        assert motor[1] == pytest.approx(lim[1]) and motor[4] == pytest.approx(-lim[4] + 0.0)
+        command = JointState(name=names, position=list(q), velocity=[0.0] * 12, effort=[0.0] * 12)
+        command.position[3] = 1e11
+        sim._on_command(command)
+        time.sleep(0.2)
+        with sim._lock:
+            ctrl = d.ctrl[idx.actuator_ids].copy()
+            bad_ctrl_warnings = d.warning[mujoco.mjtWarning.mjWARN_BADCTRL].number
+        assert bad_ctrl_warnings == 0 and np.allclose(np.delete(ctrl, 3), np.delete(q, 3)) and 1e3 <= ctrl[3] <= 1e10
+    finally:
+        sim.destroy_node()
+
+
+def test_a_whole_number_for_a_float_parameter_is_taken_as_that_number(graph: Graph) -> None:
+    """``damping_kd:=2`` (or ``damping_kd: 2`` in a parameter file) is an INTEGER to rclpy, which
+    refused it for a float parameter with a traceback."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.sim_node import SimNode
+
+    sim = SimNode(parameter_overrides=[Param("damping_kd", value=2), Param("kd", value=[1] * 12),
+                                       Param("real_time_factor", value=1)])  # fmt: skip
+    try:
+        assert sim.params.damping_kd == 2.0 and sim.params.real_time_factor == 1.0
+        assert sim.params.kd == [1.0] * 12 and np.array_equal(sim.kd, np.ones(12))
+        assert sim.get_parameter("damping_kd").type_ is Param.Type.DOUBLE
+    finally:
+        sim.destroy_node()
+
+
+def test_a_reset_restarts_the_push_schedule(graph: Graph) -> None:
+    """Pushes every push_interval_s of sim time: after ~/reset rewinds the clock to 0, the next comes
+    one interval later (it waited for the old schedule: minutes, after a long run)."""
+    from rclpy.parameter import Parameter as Param
+
+    from ros_nodes.sim_node import SimNode
+
+    sim = SimNode(parameter_overrides=[Param("push_interval_s", value=0.5), Param("real_time_factor", value=0.0),
+                                       Param("publish_rate", value=50.0)])  # fmt: skip
+    try:
+        assert graph.wait_until(lambda: sim.data.time > 10.0, timeout=60.0)
+        sim.reset()
+        pushes = sim.pushes
+        assert graph.wait_until(lambda: sim.data.time > 2.1, timeout=60.0)
+        with sim._lock:
+            after, t = sim.pushes - pushes, sim.data.time
+        assert after >= int(t / 0.5) - 1 >= 3, f"{after} pushes in the first {t:.1f} s after the reset"
+    finally:
+        sim.destroy_node()
+
+
 @pytest.mark.parametrize(
     ("module", "params", "error"),
     [
@@ -924,6 +1054,39 @@ def test_the_robot_and_recorder_nodes_refuse_unsound_numbers_naming_each(module,
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run
     assert run.stderr.strip() == error, run.stderr
+
+
+def test_a_policy_for_an_unshipped_robot_is_refused_with_the_hint_that_starts_it(tmp_path: Path) -> None:
+    """A policy trained on a robot trot does not ship (a robot YAML of the user's): the robot node
+    says to pass its YAML, and with robot:=PATH it simulates that robot."""
+    import dataclasses
+
+    import onnx
+    import yaml
+
+    from policies.artifact import contract_metadata, read_artifact
+
+    _, contract = read_artifact(POLICY)
+    model = onnx.load(str(POLICY / "policy.onnx"))
+    meta = contract_metadata(dataclasses.replace(contract, robot="my_go2"))
+    for entry in model.metadata_props:
+        entry.value = meta.get(entry.key, entry.value)
+    (tmp_path / "policy").mkdir()
+    onnx.save(model, str(tmp_path / "policy" / "policy.onnx"))
+    robot_yaml = yaml.safe_load((ROOT / "training" / "robots" / "go2.yaml").read_text()) | {"name": "my_go2"}
+    (tmp_path / "my_go2.yaml").write_text(yaml.safe_dump(robot_yaml))
+    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    node = [sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={tmp_path / 'policy'}"]
+    run = subprocess.run(node, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run
+    assert "unknown robot 'my_go2'" in run.stderr and "give its YAML with robot:=PATH" in run.stderr, run.stderr
+    proc = subprocess.Popen([*node, "-p", f"robot:={tmp_path / 'my_go2.yaml'}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        started = proc.stdout.readline()  # its first line: what it simulates, or why not
+    finally:
+        stop_processes([proc])
+    assert "my_go2: physics at 250 Hz, PD gains from the artifact's contract" in started, started
 
 
 def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Graph) -> None:
