@@ -3,9 +3,10 @@
 Messages go out as the recorded CDR bytes (no deserialization) on their recorded topic names (or
 remapped), paced by the bag's receive timestamps scaled by ``rate``, from ``start_offset_s``,
 optionally looping. Recorded names are absolute: a bag recorded in namespace robot1 plays on
-/robot1/..., so the nodes it feeds run there. With ``clock:=true`` /clock follows the bag's time, so nodes with
-use_sim_time see the recorded stamps as fresh: the policy node can then run on logged sensor data
-(replay.launch.xml: policy in shadow mode, its commands on a topic nothing drives).
+/robot1/..., so the nodes it feeds run there. With ``clock:=true`` /clock follows the bag's time,
+so nodes with use_sim_time see the recorded stamps as fresh: the policy node can then run on
+logged sensor data (replay.launch.xml: policy in shadow mode, its commands on a topic nothing
+drives).
 """
 
 from __future__ import annotations
