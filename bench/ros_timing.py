@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import signal
 import subprocess
@@ -331,9 +332,12 @@ def timer_run(bench: Bench, rate_hz: float, seconds: float, *extra: str) -> dict
         stop(proc)
 
 
+REPLY_WAIT_S = 0.1  # a round trip unanswered this long counts as this long (a lower bound), and is said
+
+
 @dataclass
 class RoundTrips:
-    ms: np.ndarray  # each round trip, ms
+    ms: np.ndarray  # each round trip, ms (REPLY_WAIT_S for one unanswered)
     started: np.ndarray  # wall-clock time each one started
     outbound_ms: np.ndarray  # of each, the part until the node published (DDS's source timestamp)
     stalls: np.ndarray  # (begin, end) of the host stalls seen meanwhile (StallProbes)
@@ -351,11 +355,13 @@ class RoundTrips:
         slow, at_stall = self.ms > limit_ms, self.at_stalls()
         if not slow.any():
             return f"none over {limit_ms:g} ms"
-        out, total = float(np.median(self.outbound_ms[slow])), float(np.median(self.ms[slow]))
+        answered = slow & np.isfinite(self.outbound_ms)
+        out = float(np.median(self.outbound_ms[answered])) if answered.any() else math.nan
+        total = float(np.median(self.ms[answered])) if answered.any() else math.nan
         return (
             f"over {limit_ms:g} ms: {slow.sum()}, {(slow & at_stall).sum()} of them overlapped by a host stall "
             f"(of all round trips: {at_stall.mean():.1%}); their median: {out:.2f} ms until the node published, "
-            f"{total - out:.2f} ms back"
+            f"{total - out:.2f} ms back{unanswered(self.ms)}"
         )
 
     def p99_away_from_stalls(self) -> str:
@@ -376,6 +382,12 @@ class RoundTrips:
             f"p99 {d['joint_state_delivery_ms_p99']} ms, reaction (reception to publication) p50 "
             f"{d['reaction_ms_p50']} p99 {d['reaction_ms_p99']} ms"
         )
+
+
+def unanswered(ms: np.ndarray) -> str:
+    """'' or how many round trips got no reply (each counted as REPLY_WAIT_S in the figures)."""
+    n = int(np.sum(ms >= REPLY_WAIT_S * 1e3))
+    return f"; {n} UNANSWERED within {REPLY_WAIT_S * 1e3:g} ms, counted as {REPLY_WAIT_S * 1e3:g} ms" if n else ""
 
 
 def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: float = 0.02) -> RoundTrips:
@@ -412,15 +424,18 @@ def ping_pong(bench: Bench, proc: subprocess.Popen, samples: int, interval: floa
             started.append(time.time())
             t0, sent_ns = time.perf_counter(), time.time_ns()
             bench.js_pub.publish(js_bytes)
-            while (waited := time.perf_counter() - t0) < 0.1:
+            while (waited := time.perf_counter() - t0) < REPLY_WAIT_S:
                 wait_set.clear_entities()
                 wait_set.add_subscription(sub)
-                wait_set.wait(int((0.1 - waited) * 1e9))
+                wait_set.wait(int((REPLY_WAIT_S - waited) * 1e9))
                 if (taken := sub.take_message(JointState, True)) is not None:
                     out.append(time.perf_counter() - t0)
                     outbound.append((taken[1]["source_timestamp"] - sent_ns) * 1e-6)
                     without_targets += len(read_command(taken[0]).position) == 0
                     break
+            else:  # no reply: a round trip of at least the wait, counted as that (dropped, it flattered p99)
+                out.append(REPLY_WAIT_S)
+                outbound.append(math.nan)
         if without_targets:  # a damping command skips the policy: its latency would flatter the figure
             raise RuntimeError(f"{without_targets} of {len(out)} commands carried no position targets (DAMPING)")
         stalls = probes.stalls(started[0], started[-1] + 0.1)
@@ -604,19 +619,20 @@ def latency(bench: Bench, seconds: float) -> None:
     print(
         f"  the same at SCHED_FIFO without busy-waiting for the samples (busy_wait_s:=0): p50 "
         f"{pct(lat_sleep, 50):.3f} ms p99 {pct(lat_sleep, 99):.3f} ms max {lat_sleep.max():.3f} ms"
+        f"{unanswered(lat_sleep)}"
     )
     print(
         f"  the same without the cache warm-up (prewarm_lead_s:=0): p50 {pct(lat_cold, 50):.3f} ms "
-        f"p99 {pct(lat_cold, 99):.3f} ms"
+        f"p99 {pct(lat_cold, 99):.3f} ms{unanswered(lat_cold)}"
     )
     print(
         f"DDS floor, rclpy echo of the serialized bytes from a wait set ({len(floor)} samples): p50 "
         f"{pct(floor, 50):.3f} ms p99 {pct(floor, 99):.3f} ms; the policy node adds p50 "
-        f"{pct(lat, 50) - pct(floor, 50):.3f} ms"
+        f"{pct(lat, 50) - pct(floor, 50):.3f} ms{unanswered(floor)}"
     )
     print(
         f"  an rclpy.spin echo node (executor + message conversion): p50 {pct(floor_spin, 50):.3f} ms "
-        f"p99 {pct(floor_spin, 99):.3f} ms"
+        f"p99 {pct(floor_spin, 99):.3f} ms{unanswered(floor_spin)}"
     )
 
 

@@ -25,3 +25,21 @@ def test_ppo_peers_combines_runs_into_means_per_environment() -> None:
     assert rows["Hopper-v5"][1:3] == ["1,2,3", "2650"], out
     assert rows["Hopper-v5"][-1] == f"{(292.37 + 246.83 + 273.12) / (869.25 + 894.98 + 953.19):.2f}", out
     assert rows["HalfCheetah-v5"][1] == "1,2,3", out
+
+
+def test_ros_timing_counts_an_unanswered_round_trip_and_says_so() -> None:
+    """A joint state the node never answered is a round trip of at least the wait, in the figures
+    and named (it used to vanish from them, and the sample count still looked complete)."""
+    import math
+
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    from bench import ros_timing
+
+    ms = np.array([1.0] * 98 + [ros_timing.REPLY_WAIT_S * 1e3] * 2)
+    trips = ros_timing.RoundTrips(ms, np.arange(100) * 0.02, np.array([0.5] * 98 + [math.nan] * 2),
+                                  np.zeros((0, 2)), {}, 0.0)  # fmt: skip
+    assert "2 UNANSWERED within 100 ms, counted as 100 ms" in trips.slow()
+    assert ros_timing.pct(ms, 99) == 100.0 and ros_timing.unanswered(ms[:98]) == ""
