@@ -17,22 +17,22 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: venv
-	MUJOCO_GL=egl $(BIN)/trot deploy --sim
+	$(BIN)/trot deploy --sim
 
 train-demo: venv
-	MUJOCO_GL=egl $(BIN)/trot demo
+	$(BIN)/trot demo
 
 lint: venv
 	$(BIN)/ruff check .
 
 test: venv lint
-	MUJOCO_GL=egl $(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q
 
 bench: venv
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/runtime_latency.py policies/go2_flat
 	$(BIN)/python bench/ros_timing.py
-	MUJOCO_GL=egl $(BIN)/python bench/replay_speed.py
+	$(BIN)/python bench/replay_speed.py
 
 clean:
 	rm -rf $(VENV) out runs

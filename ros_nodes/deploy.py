@@ -47,7 +47,8 @@ class DeployConfig:
     out: Path = Path("out/deploy")
     """The episode's bag and summary.json go here."""
     real_time_factor: float = 1.0
-    """1 = real time (the policy node runs on wall-clock deadlines, as on a robot)."""
+    """1 = real time (the policy node runs on wall-clock deadlines, as on a robot); otherwise the
+    simulator publishes /clock and every node, the script included, runs on that simulated time."""
     randomize: bool = False
     """Draw the training domain randomization once for the simulated robot."""
     shuffle_joint_order: bool = True
@@ -65,6 +66,21 @@ class DeployConfig:
     """ROS_DOMAIN_ID for this run (default: the environment's)."""
     replay: bool = True
     """Afterwards, `trot replay render` + `resim` of the episode (video, plots, re-simulation divergence)."""
+
+    def problems(self) -> list[str]:
+        """Each unsound setting, named as its command-line flag with what it must be ([] if none):
+        checked before anything starts (the nodes would refuse some of them only in their logs)."""
+        from ros_nodes.settings import above, at_least, unsound
+
+        found = unsound(self, {"real_time_factor": above(0, "(1 = real time)"), "standup_s": at_least(0),
+                               "stale_periods": at_least(1, "(control periods)"), "settle_s": at_least(0)})  # fmt: skip
+        shortest = min(seconds for _, seconds, _ in SCRIPT)
+        if self.settle_s >= shortest:
+            found.append(f"settle_s is {self.settle_s!r}: must be below the shortest segment ({shortest:g} s), "
+                         "or that segment measures nothing")  # fmt: skip
+        if self.domain_id is not None and not 0 <= self.domain_id <= 232:
+            found.append(f"domain_id is {self.domain_id}: must be 0-232 (ROS 2's domain IDs)")
+        return [f"--{p.split(' ', 1)[0].replace('_', '-')} {p.split(' ', 1)[1]}" for p in found]
 
 
 def segment_tracking(odom: np.ndarray, segments: list[tuple[str, float, float, tuple]], settle_s: float) -> list[dict]:
@@ -104,6 +120,8 @@ def odometry(bag: Path) -> np.ndarray:
 def deploy(cfg: DeployConfig) -> dict[str, Any]:
     if not cfg.sim:
         raise ValueError("sim: only `trot deploy --sim` runs here; on a robot use launch/real.launch.xml")
+    if problems := cfg.problems():
+        raise ValueError("; ".join(problems))
     if cfg.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(cfg.domain_id)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -159,21 +177,31 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             executor.shutdown(timeout_sec=1.0)
         executors.clear()
 
+    # not real time: the simulator's /clock is every node's time (a policy on wall-clock deadlines would
+    # tick every 20 ms of wall time, 20 x real_time_factor ms of the robot's), the script's too
+    sim_time = cfg.real_time_factor != 1.0
     try:
         sim = SimNode(parameter_overrides=params(policy_path=policy, real_time_factor=cfg.real_time_factor,
-                                                 randomize=cfg.randomize,
+                                                 randomize=cfg.randomize, publish_clock=sim_time,
                                                  shuffle_joint_order=cfg.shuffle_joint_order))  # fmt: skip
         nodes.append(sim)
-        pol = PolicyNode(parameter_overrides=params(policy_path=policy, start_mode="auto", standup_s=cfg.standup_s,
-                                                    stale_periods=cfg.stale_periods))  # fmt: skip
+        pol = PolicyNode(parameter_overrides=params(
+            policy_path=policy, start_mode="auto", use_sim_time=sim_time, standup_s=cfg.standup_s,
+            stale_periods=cfg.stale_periods))  # fmt: skip
         nodes.append(pol)
         meta = {"job": "trot deploy --sim", "config": json.dumps(dataclasses.asdict(cfg), default=str)}
-        rec = RecorderNode(metadata=meta, parameter_overrides=params(output_dir=str(run_dir), policy_path=policy))
+        rec = RecorderNode(metadata=meta, parameter_overrides=params(output_dir=str(run_dir), policy_path=policy,
+                                                                     use_sim_time=sim_time))  # fmt: skip
         nodes.append(rec)
         if rec.bag is None:  # (the episode would go unrecorded)
             raise RuntimeError(f"the recorder cannot open a bag in {run_dir} (see its error above)")
-        script = Node("trot_deploy_script")
+        script = Node("trot_deploy_script", parameter_overrides=params(use_sim_time=sim_time))
         nodes.append(script)
+
+        def now() -> float:
+            """The script's time, the one /odom is stamped with: the wall clock, or the simulator's."""
+            return script.get_clock().now().nanoseconds * 1e-9
+
         cmd_pub = script.create_publisher(Twist, "cmd_vel", 10)
         for node in nodes:  # one single-threaded executor per node, each in its own thread
             executor = SingleThreadedExecutor()
@@ -199,21 +227,23 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
                 time.sleep(0.02)
             return False
 
-        if not wait_running(20.0 + cfg.standup_s):
+        timeout = 20.0 + cfg.standup_s / cfg.real_time_factor
+        if not wait_running(timeout):
             if interrupted.is_set():
                 raise DeployInterrupted(f"interrupted before the policy ran; bag: {rec.bags[-1]}")
-            raise RuntimeError("the policy node did not reach RUNNING within 20 s (see its log above)")
-        segments = []
+            raise RuntimeError(f"the policy node did not reach RUNNING within {timeout:g} s (see its log above)")
+        resend = min(0.05, 0.05 / cfg.real_time_factor)  # s of wall time: /cmd_vel every 0.05 s of the robot's at most
+        segments, script_began, wall_began = [], now(), time.perf_counter()
         for name, seconds, cmd in SCRIPT:
             pol.get_logger().info(f"script: {name} {cmd} for {seconds:g} s")
-            t0 = time.time()  # (the wall clock: what the simulator stamps /odom with)
+            t0 = now()
             msg = Twist()
             msg.linear.x, msg.linear.y, msg.angular.z = cmd
-            while time.time() < t0 + seconds and not interrupted.is_set():
+            while now() < t0 + seconds and not interrupted.is_set():
                 check_nodes()
                 cmd_pub.publish(msg)
-                interrupted.wait(0.05)
-            segments.append((name, t0, time.time(), cmd))
+                interrupted.wait(resend)
+            segments.append((name, t0, now(), cmd))
             if interrupted.is_set():
                 pol.get_logger().warn(f"script: interrupted during {name}; closing the bag")
                 break
@@ -223,6 +253,10 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             "policy": policy,
             "bag": str(rec.bags[-1]),
             "interrupted": interrupted.is_set(),
+            "real_time_factor": {  # (what a machine too slow for the one asked for managed)
+                "asked": cfg.real_time_factor,
+                "achieved": (now() - script_began) / max(time.perf_counter() - wall_began, 1e-9),
+            },
             "control": {
                 **pol.timing(),
                 "overruns": int(pol.overruns),
@@ -246,22 +280,41 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             rclpy.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    summary_file = run_dir / "summary.json"
+    summary_file.write_text(json.dumps(summary, indent=2))  # (now: a replay that fails or is stopped loses nothing)
     if cfg.replay and not summary["interrupted"]:
-        from ros_nodes.replay import render_cmd, resim_cmd
+        summary |= _replay(Path(summary["bag"]))
+        summary_file.write_text(json.dumps(summary, indent=2))
+    return summary
 
-        bag = Path(summary["bag"])
-        out = bag.with_name(bag.name + "_replay")
+
+def _replay(bag: Path) -> dict[str, Any]:
+    """`trot replay render` + `resim` of the episode: {"replay": figures}, or {"replay_error": why}
+    (with "replay_interrupted" after Ctrl-C or SIGTERM, which end it, the workers too)."""
+    from ros_nodes.replay import ReplayError, render_cmd, resim_cmd
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    out = bag.with_name(bag.name + "_replay")
+    try:
         render = render_cmd(bag, out)
         resimulated = resim_cmd(bag, out)
-        summary["replay"] = {
-            "report": render["report"],
-            "render_s": render["seconds"],
-            "resim_real_time_factor": resimulated["real_time_factor"],
-            "resim_joint_rms_rad": resimulated["joint_rms_mean_rad"],
-            "resim_base_vel_error_mps": resimulated["base_vel_error_mean_mps"],
-        }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    except KeyboardInterrupt:
+        return {"replay_error": "interrupted", "replay_interrupted": True}
+    except (ReplayError, OSError, RuntimeError, ValueError, ImportError) as exc:
+        return {"replay_error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return {"replay": {
+        "report": render["report"],
+        "render_s": render["seconds"],
+        "video_error": render["video_error"],
+        "resim_real_time_factor": resimulated["real_time_factor"],
+        "resim_joint_rms_rad": resimulated["joint_rms_mean_rad"],
+        "resim_base_vel_error_mps": resimulated["base_vel_error_mean_mps"],
+    }}  # fmt: skip
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -281,6 +334,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
     console = Console()
     console.print(table)
+    rtf = summary["real_time_factor"]
+    if rtf["asked"] != 1.0:
+        console.print(f"simulated at {rtf['achieved']:.2f}x real time (asked {rtf['asked']:g}x); the policy node and "
+                      "the script on its /clock")  # fmt: skip
     c = summary["control"]
     console.print(
         f"control loop {c['loop_rate_hz']:.1f} Hz, period jitter p50 {c['period_jitter_p50_ms']:.3f} ms "
@@ -299,4 +356,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{r['resim_joint_rms_rad']:.4f} rad, base velocity divergence {r['resim_base_vel_error_mps']:.4f} m/s; "
             f"video + plots in {r['render_s']:.0f} s"
         )
+        if r.get("video_error"):
+            console.print(f"[yellow]{r['video_error']}[/yellow]")
         console.print(f"report: {r['report']}")
+    if "replay_error" in summary:
+        console.print(f"[red]replay: {summary['replay_error']}[/red] (the episode's bag and summary.json are complete)")

@@ -31,10 +31,13 @@ class PlayParams:
     bag: str = field(default="", metadata=doc("bag folder"))
     rate: float = field(default=1.0, metadata=doc("playback speed factor; 0 = as fast as possible"))
     loop: bool = field(default=False, metadata=doc("start over at the end"))
-    topics: list[str] = field(default_factory=list, metadata=doc("topics to play; [] = all (relative names: in "
-                                                                   "this node's namespace)"))
-    exclude: list[str] = field(default_factory=list, metadata=doc("topics not to play (e.g. joint_commands: "
-                                                                    "relative names in this node's namespace)"))
+    topics: list[str] = field(
+        default_factory=list, metadata=doc("topics to play; [] = all (relative names: in this node's namespace)")
+    )
+    exclude: list[str] = field(
+        default_factory=list,
+        metadata=doc("topics not to play (e.g. joint_commands: relative names in this node's namespace)"),
+    )
     start_offset_s: float = field(default=0.0, metadata=doc("skip this much of the bag"))
     clock: bool = field(default=True, metadata=doc("publish /clock with the bag's time"))
     shutdown_at_end: bool = field(default=True, metadata=doc("exit when done (unless loop)"))

@@ -180,6 +180,7 @@ class PolicyNode(LifecycleNode):
         self._log_thread = threading.Thread(target=self._write_log_lines, name="trot_policy_log", daemon=True)
         self._log_thread.start()
         self._last_tick: float | None = None
+        self._periods_in_sim_time = False
         self._cmd_pub = self._fwd_pub = self._diag_pub = None
         p = self.params
         # Sensor input goes through a minimal companion node served by its own thread from one
@@ -318,6 +319,7 @@ class PolicyNode(LifecycleNode):
         # process, and the watchdog damped). tests/first_time_work_probe.py finds any others.
         timing_figures(period, *(np.ones(2),) * 4)
         sim_time = self.get_parameter("use_sim_time").value
+        self._periods_in_sim_time = sim_time  # (the loop's periods: of the robot's time, not the wall's)
         self._busy_wait_s = 0.0 if sim_time else min(self.params.busy_wait_s, 0.25 * period)
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)
         self._write_command = JointStateWriter(runtime.joint_names)
@@ -634,10 +636,12 @@ class PolicyNode(LifecycleNode):
         if now_ns is None:  # the command is stamped with the instant its inputs were sampled
             now_ns = self.control_clock().now().nanoseconds
         now = now_ns * 1e-9
-        wall = time.perf_counter()
+        # the period on the robot's clock: simulated with use_sim_time (a sim faster or slower than real
+        # time keeps 20 ms of its own time, not of the wall's), else the monotonic wall clock
+        tick_at = now if self._periods_in_sim_time else time.perf_counter()
         if self._last_tick is not None:
-            self._periods.append(wall - self._last_tick)
-        self._last_tick = wall
+            self._periods.append(tick_at - self._last_tick)
+        self._last_tick = tick_at
         with self._lock:
             if self._auto_start and self.controller.mode is Mode.PASSIVE:
                 ok, _ = self.controller.start(now)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; must precede the mujoco import
-
+# isort: off
+import training  # noqa: F401  (chooses the offscreen GL, MUJOCO_GL, before mujoco is imported)
 import mujoco
+
+# isort: on
 import numpy as np
 
 from ros_nodes.bag import read_messages, read_metadata
@@ -423,9 +426,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _ignore_sigint() -> None:
+    """A render worker leaves Ctrl-C to its parent, which ends the pool (no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_segment(robot: str, qpos: np.ndarray, path: str, fps: float) -> str:
     """One worker's share of the video (a process of its own: software GL renders on one core)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from training.render import Renderer, write_mp4
     from training.robot import load_robot
 
@@ -438,7 +445,6 @@ def _render_segment(robot: str, qpos: np.ndarray, path: str, fps: float) -> str:
 def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None = None) -> Path:
     """Kinematic replay: logged joint positions and (from odom) base pose, at ``fps``. Frames are
     rendered by one process per core in segments, then joined without re-encoding."""
-    import concurrent.futures
     import multiprocessing
     import subprocess
 
@@ -448,6 +454,9 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
     from training.robot import load_robot
 
     ep.require("joint_states", purpose="a video (joint positions)")
+    if not os.environ.get("MUJOCO_GL") and not os.environ.get("DISPLAY"):  # (training.choose_offscreen_gl)
+        raise ReplayError("no video: no OpenGL to render with (libEGL and OSMesa cannot be loaded, and no DISPLAY); "
+                          "install libEGL (Debian/Ubuntu: libegl1) or OSMesa (libosmesa6)")  # fmt: skip
     robot_name = ep.metadata.get("robot", "go2")
     model, index = compile_model(load_robot(robot_name))
     frame_t = np.arange(ep.joint_states.t[0], ep.joint_states.t[-1], 1.0 / fps)
@@ -466,8 +475,19 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
     path.parent.mkdir(parents=True, exist_ok=True)
     segments = [str(path.with_name(f".{path.stem}_{i}.mp4")) for i in range(len(chunks))]
     context = multiprocessing.get_context("spawn")  # a fresh GL context per worker
-    with concurrent.futures.ProcessPoolExecutor(len(chunks), mp_context=context) as pool:
-        list(pool.map(_render_segment, [robot_name] * len(chunks), chunks, segments, [fps] * len(chunks)))
+    try:  # (leaving the block, by Ctrl-C too, terminates the workers)
+        with context.Pool(len(chunks), initializer=_ignore_sigint) as pool:
+            pool.starmap(
+                _render_segment, [(robot_name, chunk, seg, fps) for chunk, seg in zip(chunks, segments, strict=True)]
+            )
+    except Exception as exc:  # (raised in a worker: no GL, a GL driver error)
+        for segment in segments:
+            Path(segment).unlink(missing_ok=True)
+        gl = os.environ.get("MUJOCO_GL") or "none found"
+        raise ReplayError(
+            f"cannot render the video ({type(exc).__name__}: {exc}); offscreen OpenGL (MUJOCO_GL: {gl}) "
+            "needs libEGL (Debian/Ubuntu: libegl1) or OSMesa (libosmesa6, MUJOCO_GL=osmesa)"
+        ) from exc
     listing = path.with_name(f".{path.stem}_segments.txt")
     listing.write_text("".join(f"file '{Path(s).resolve()}'\n" for s in segments))
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
@@ -532,17 +552,18 @@ def render_cmd(bag: Path, out: Path, fps: float = 30.0, video: bool = True) -> d
     ep = load_episode(bag)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sections = {}
+    sections, video_error = {}, None
     if video:
         try:
             sections["Video"] = f"![video]({render_video(ep, out / 'replay.mp4', fps).name})"
         except ReplayError as exc:
-            ep.notes.append(str(exc))
+            video_error = str(exc)
+            ep.notes.append(video_error)
     plots = plot_episode(ep, out)
     sections["Plots"] = "\n\n".join(f"![{p.stem}]({p.name})" for p in plots)
     report = write_report(ep, out, sections)
     return {"report": str(report), "plots": [str(p) for p in plots], "seconds": time.perf_counter() - t0,
-            "notes": ep.notes}  # fmt: skip
+            "notes": ep.notes, "video_error": video_error}  # fmt: skip
 
 
 def resim_cmd(bag: Path, out: Path, policy: str | None = None) -> dict:

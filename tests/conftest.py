@@ -1,9 +1,6 @@
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest
 

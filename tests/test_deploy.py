@@ -46,6 +46,15 @@ def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> N
     bad = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--policy", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "not a valid ONNX model" in bad.stderr
+    # every unsound number named as its flag, before anything starts (the node refused some only in its
+    # log, after a 20 s wait; --standup-s inf waited forever; --settle-s 2 wrote NaN into summary.json)
+    unsound = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--standup-s", "inf",
+                              "--stale-periods", "0.5", "--settle-s", "2", "--real-time-factor", "0",
+                              "--domain-id", "-1"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert unsound.returncode == 2, unsound.stdout + unsound.stderr
+    for flag in ("--standup-s is inf", "--stale-periods is 0.5", "--settle-s is 2.0", "--real-time-factor is 0.0",
+                 "--domain-id is -1"):  # fmt: skip
+        assert flag in unsound.stderr, unsound.stderr
     blocker = tmp_path / "a_file"  # --out under a file: no bag can be opened (even by root)
     blocker.write_text("")
     unrecorded = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(blocker),
@@ -82,3 +91,25 @@ def test_ctrl_c_ends_the_script_and_closes_the_bag_cleanly(tmp_path: Path) -> No
     counts = topic_counts(bag)
     assert counts["/joint_states"] > 250 and counts["/joint_commands"] > 50, counts
     assert len(list(read_messages(bag, topics=["/joint_commands"]))) == counts["/joint_commands"]
+
+
+def test_deploy_slower_than_real_time_keeps_the_control_period_of_simulated_time(tmp_path: Path) -> None:
+    """--real-time-factor other than 1: the nodes and the script run on the simulator's /clock. The
+    policy node ran on wall-clock deadlines, 20 ms of wall time each, so 25 ms of the robot's at 0.8."""
+    run = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(tmp_path),
+                          "--domain-id", "196", "--real-time-factor", "0.8", "--no-replay"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (summary_file,) = tmp_path.glob("*/summary.json")
+    summary = json.loads(summary_file.read_text())
+    assert summary["real_time_factor"]["asked"] == 0.8 and 0.5 < summary["real_time_factor"]["achieved"] <= 0.85
+    bag = Path(summary["bag"])
+    odom = [m.msg.header.stamp.sec + 1e-9 * m.msg.header.stamp.nanosec for m in read_messages(bag, topics=["/odom"])]
+    commands = [m.msg for m in read_messages(bag, topics=["/joint_commands"]) if len(m.msg.position)]
+    stamps = np.array([c.header.stamp.sec + 1e-9 * c.header.stamp.nanosec for c in commands])
+    assert odom[0] < 30.0, "stamped with the simulator's time (from 0), not the wall clock"
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 45.0 <= rate <= 51.0, f"{rate:.1f} commands per simulated second (the contract's 50)"
+    assert stamps[0] >= odom[0] and stamps[-1] <= odom[-1] + 0.1, "the commands run on the same simulated clock"
+    forward = next(row for row in summary["segments"] if row["segment"] == "forward")
+    assert forward["error"] <= 0.15, forward

@@ -2,7 +2,9 @@
 bags that lack topics or are damaged."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +224,64 @@ def test_an_episode_too_short_for_one_frame_is_a_clear_error_for_the_video(bag: 
     with pytest.raises(ReplayError, match=r"the joint states span 0\.00\d s: too short for a video"):
         render_video(load_episode(tmp_path / "short"), tmp_path / "short.mp4")
     assert not (tmp_path / "short.mp4").exists()
+
+
+def test_without_offscreen_gl_replay_skips_the_video_says_why_and_does_the_rest(bag: Path, tmp_path: Path) -> None:
+    """A machine without libEGL (the Makefile set MUJOCO_GL=egl): `import mujoco` itself failed, so
+    neither the simulator nor any replay ran. libEGL is hidden here in a mount namespace of its own."""
+    import ctypes.util
+    import os
+
+    libraries = {os.path.realpath(path) for name in ("EGL", "OSMesa") if (found := ctypes.util.find_library(name))
+                 for path in (f"/lib/x86_64-linux-gnu/{found}", f"/usr/lib/x86_64-linux-gnu/{found}")
+                 if os.path.exists(path)}  # fmt: skip
+    assert libraries, "this machine renders with libEGL: there must be one to hide"
+    hide = "; ".join(f'mount --bind /dev/null "{library}" || exit 97' for library in sorted(libraries))
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    env.pop("DISPLAY", None)
+    outputs = {}
+    for action in ("render", "resim"):
+        run = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f'{hide}; exec "$@"', "sh",
+                              sys.executable, "-m", "training.cli", "replay", action, str(bag), "--out",
+                              str(tmp_path / "report")], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        if run.returncode == 97:
+            pytest.skip(f"no private mount namespace here: {run.stderr[-300:]}")
+        assert run.returncode == 0, run.stdout + run.stderr
+        outputs[action] = run.stdout + run.stderr
+    assert "MUJOCO_GL=egl, but its library (libEGL.so.1) cannot be loaded" in outputs["render"], outputs["render"]
+    assert "no video: no OpenGL to render with" in outputs["render"] and "Traceback" not in outputs["render"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "install libEGL (Debian/Ubuntu: libegl1)" in report and "## Re-simulation" in report
+    assert not (tmp_path / "report" / "replay.mp4").exists() and (tmp_path / "report" / "joints.png").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_the_demos_replay_stopped_midway_says_so_and_leaves_no_worker(bag: Path, tmp_path: Path, signum) -> None:
+    """`make demo` ends with the replay (~30 s of rendering): Ctrl-C or SIGTERM there used to end in a
+    traceback from each render worker, and lose summary.json (written only after the replay)."""
+    import time
+
+    copy = tmp_path / bag.name  # (its report goes next to it)
+    shutil.copytree(bag, copy)
+    script = f"from pathlib import Path; from ros_nodes.deploy import _replay; print(_replay(Path({str(copy)!r})))"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+    def group() -> list[str]:
+        return subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+
+    deadline = time.time() + 60
+    while time.time() < deadline and len(group()) < 3:  # the render workers have started
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signum)  # (Ctrl-C reaches the whole process group, the workers too)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "{'replay_error': 'interrupted', 'replay_interrupted': True}" in out, out + err
+    assert "Traceback" not in err, err
+    deadline = time.time() + 10  # (multiprocessing's resource tracker ends once it sees its parent gone)
+    while group() and time.time() < deadline:
+        time.sleep(0.1)
+    assert group() == [], subprocess.run(["ps", "-o", "pid,etime,args", "-g", str(proc.pid)], capture_output=True,
+                                         text=True).stdout  # fmt: skip

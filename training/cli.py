@@ -159,7 +159,9 @@ def deploy_cmd(argv: list[str]) -> int:
         print(f"trot deploy: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)
-    return 130 if summary["interrupted"] else 0
+    if summary["interrupted"] or summary.get("replay_interrupted"):
+        return 130
+    return 1 if "replay_error" in summary else 0
 
 
 def bag_cmd(argv: list[str]) -> int:
