@@ -155,7 +155,7 @@ def deploy_cmd(argv: list[str]) -> int:
     except DeployInterrupted as exc:
         print(f"trot deploy: {exc}", file=sys.stderr)
         return 130
-    except (ArtifactError, ValueError, RuntimeError) as exc:
+    except (ArtifactError, ValueError, RuntimeError, OSError) as exc:  # (OSError: an unreadable policy, --out)
         print(f"trot deploy: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)
