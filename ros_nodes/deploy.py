@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import threading
@@ -72,8 +73,12 @@ class DeployConfig:
         checked before anything starts (the nodes would refuse some of them only in their logs)."""
         from ros_nodes.settings import above, at_least, unsound
 
-        found = unsound(self, {"real_time_factor": above(0, "(1 = real time)"), "standup_s": at_least(0),
+        found = unsound(self, {"real_time_factor": above(0, "(1 = real time) and at most 10"), "standup_s": at_least(0),
                                "stale_periods": at_least(1, "(control periods)"), "settle_s": at_least(0)})  # fmt: skip
+        if 10.0 < self.real_time_factor < math.inf:  # (the script's /cmd_vel, at most 200 a second so as not
+            # to be a flood, would come 0.05 s or more of simulated time apart, and start to decay)
+            found.append(f"real_time_factor is {self.real_time_factor!r}: must be a finite number > 0 (1 = real time) "
+                         "and at most 10")  # fmt: skip
         shortest = min(seconds for _, seconds, _ in SCRIPT)
         if self.settle_s >= shortest:
             found.append(f"settle_s is {self.settle_s!r}: must be below the shortest segment ({shortest:g} s), "
@@ -232,7 +237,8 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
             if interrupted.is_set():
                 raise DeployInterrupted(f"interrupted before the policy ran; bag: {rec.bags[-1]}")
             raise RuntimeError(f"the policy node did not reach RUNNING within {timeout:g} s (see its log above)")
-        resend = min(0.05, 0.05 / cfg.real_time_factor)  # s of wall time: /cmd_vel every 0.05 s of the robot's at most
+        # /cmd_vel every 0.05 s of the robot's time at most, and at most 200 a second (1000 is a flood)
+        resend = max(0.005, min(0.05, 0.05 / cfg.real_time_factor))
         segments, script_began, wall_began = [], now(), time.perf_counter()
         for name, seconds, cmd in SCRIPT:
             pol.get_logger().info(f"script: {name} {cmd} for {seconds:g} s")

@@ -61,7 +61,8 @@ class PlayNode(Node):
             raise ValueError(f"bag: {p.bag}: cannot read it ({exc}); a killed recording: trot bag recover") from exc
         # a bag holds absolute names (/robot1/joint_states: recorded in a namespace); a relative name
         # here means the topic in this node's namespace, so one exclude list serves every namespace
-        topics, exclude = ({self.resolve_topic_name(t) for t in names} for names in (p.topics, p.exclude))
+        topics, exclude = ({self.resolve_topic_name(t, only_expand=True) for t in names}  # (not remapped: the
+                           for names in (p.topics, p.exclude))  # bag's names are as recorded)  # fmt: skip
         self.connections = [c for c in self.reader.connections
                             if (not topics or c.topic in topics) and c.topic not in exclude]  # fmt: skip
         self.publishers_ = {c.topic: self.create_publisher(message_class(c.msgtype), c.topic, QoSProfile(depth=100))

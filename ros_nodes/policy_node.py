@@ -503,6 +503,7 @@ class PolicyNode(LifecycleNode):
                 if last:
                     with self._lock:
                         controller.clock_jumped((now - last) * 1e-9, now * 1e-9)
+                    self._last_tick = None  # (a period across the jump is none of the loop's)
                 deadline = now
             last = now
             if sim_time:  # /clock can outrun samples still in flight (a player catching up replays 0.1 s
@@ -639,7 +640,7 @@ class PolicyNode(LifecycleNode):
         # the period on the robot's clock: simulated with use_sim_time (a sim faster or slower than real
         # time keeps 20 ms of its own time, not of the wall's), else the monotonic wall clock
         tick_at = now if self._periods_in_sim_time else time.perf_counter()
-        if self._last_tick is not None:
+        if self._last_tick is not None and tick_at > self._last_tick:  # (not across a jump of simulated time)
             self._periods.append(tick_at - self._last_tick)
         self._last_tick = tick_at
         with self._lock:

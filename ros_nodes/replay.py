@@ -426,11 +426,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _ignore_sigint() -> None:
-    """A render worker leaves Ctrl-C to its parent, which ends the pool (no traceback per worker)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _render_segment(robot: str, qpos: np.ndarray, path: str, fps: float) -> str:
     """One worker's share of the video (a process of its own: software GL renders on one core)."""
     from training.render import Renderer, write_mp4
@@ -445,8 +440,10 @@ def _render_segment(robot: str, qpos: np.ndarray, path: str, fps: float) -> str:
 def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None = None) -> Path:
     """Kinematic replay: logged joint positions and (from odom) base pose, at ``fps``. Frames are
     rendered by one process per core in segments, then joined without re-encoding."""
+    import concurrent.futures
     import multiprocessing
     import subprocess
+    import threading
 
     import imageio_ffmpeg
 
@@ -475,19 +472,34 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
     path.parent.mkdir(parents=True, exist_ok=True)
     segments = [str(path.with_name(f".{path.stem}_{i}.mp4")) for i in range(len(chunks))]
     context = multiprocessing.get_context("spawn")  # a fresh GL context per worker
-    try:  # (leaving the block, by Ctrl-C too, terminates the workers)
-        with context.Pool(len(chunks), initializer=_ignore_sigint) as pool:
-            pool.starmap(
-                _render_segment, [(robot_name, chunk, seg, fps) for chunk, seg in zip(chunks, segments, strict=True)]
-            )
-    except Exception as exc:  # (raised in a worker: no GL, a GL driver error)
+    pool = concurrent.futures.ProcessPoolExecutor(len(chunks), mp_context=context)
+    # Ctrl-C is the parent's to handle: the workers are started with SIGINT ignored, which they keep
+    # across exec (set in their own code, it came after ~0.6 s of imports, with a traceback each before)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:  # (ProcessPoolExecutor starts a worker per submitted task here, none idle yet)
+        futures = [pool.submit(_render_segment, robot_name, chunk, segment, fps)
+                   for chunk, segment in zip(chunks, segments, strict=True)]  # fmt: skip
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        for future in futures:
+            future.result()
+    except BaseException as exc:  # a worker's error, one that died (BrokenProcessPool), or Ctrl-C here
+        for process in list((pool._processes or {}).values()):  # (Python 3.14: pool.terminate_workers())
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
         for segment in segments:
             Path(segment).unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
         gl = os.environ.get("MUJOCO_GL") or "none found"
         raise ReplayError(
             f"cannot render the video ({type(exc).__name__}: {exc}); offscreen OpenGL (MUJOCO_GL: {gl}) "
             "needs libEGL (Debian/Ubuntu: libegl1) or OSMesa (libosmesa6, MUJOCO_GL=osmesa)"
         ) from exc
+    pool.shutdown()
     listing = path.with_name(f".{path.stem}_segments.txt")
     listing.write_text("".join(f"file '{Path(s).resolve()}'\n" for s in segments))
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",

@@ -20,7 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+# isort: off
+import training  # noqa: F401  (chooses the offscreen GL, MUJOCO_GL, before mujoco is imported)
 import mujoco
+
+# isort: on
 import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
