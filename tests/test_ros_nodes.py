@@ -935,15 +935,20 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
         order = [names.index(n) for n in sim.joint_names]
         wanted = sim.kd * velocity[order] + effort[order]
         feed_forward, pd = applied_and_pd()
-        np.testing.assert_allclose(feed_forward, np.clip(wanted, -limit - pd, limit - pd))
-        within = np.abs(wanted + pd) < limit
-        assert within.sum() == 11 and np.allclose(feed_forward[within], wanted[within]), "as commanded"
+        # a PD term the actuator saturated hides its raw value here: the whole-torque test covers it
+        free = np.abs(pd) < limit - 1e-9
+        np.testing.assert_allclose(feed_forward[free], np.clip(wanted, -limit - pd, limit - pd)[free])
+        assert (np.abs(feed_forward + pd) <= limit + 1e-9).all(), "beyond a motor's limit"
         beyond = order.index(0)
+        within = free & (np.abs(wanted + pd) < limit)
+        assert within.sum() >= 9 and not within[beyond] and np.allclose(feed_forward[within], wanted[within])
         assert feed_forward[beyond] + pd[beyond] == pytest.approx(limit[beyond]), "the motor's limit, PD included"
         pub.publish(JointState(name=names, position=command.position, effort=[float("nan")] * 12))
         graph.spin(0.3)
         feed_forward, pd = applied_and_pd()  # (the last command's, still)
-        np.testing.assert_allclose(feed_forward, np.clip(wanted, -limit - pd, limit - pd), err_msg="NaN effort taken")
+        free = np.abs(pd) < limit - 1e-9
+        np.testing.assert_allclose(feed_forward[free], np.clip(wanted, -limit - pd, limit - pd)[free],
+                                   err_msg="NaN effort taken")  # fmt: skip
         pub.publish(JointState(name=names, velocity=[0.0] * 12, effort=[0.0] * 12))  # damping
         assert graph.wait_until(lambda: not applied().any(), timeout=10.0), "damping keeps a feed-forward"
     finally:
