@@ -124,8 +124,13 @@ class ActionMapper:
 
     def __call__(self, action: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         out = self.targets if out is None else out
-        self.clip(action, out)
-        np.multiply(out, self._scale, out=out)
+        return self.targets_of(self.clip(action, out), out)
+
+    def targets_of(self, clipped: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Joint targets of an action :meth:`clip` already clipped (it is kept as ``last_action``:
+        clipping it again would be the control step's work twice)."""
+        out = self.targets if out is None else out
+        np.multiply(clipped, self._scale, out=out)
         np.add(out, self._default, out=out)
         return out
 

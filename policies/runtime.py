@@ -136,7 +136,7 @@ class PolicyRuntime:
         """
         self.observe(joint_names, joint_pos, joint_vel, base_quat_wxyz, base_ang_vel, command)
         self.mapper.clip(self.infer(), out=self.last_action)  # (the next observation's last_action)
-        return self.mapper(self.last_action)[0]
+        return self.mapper.targets_of(self.last_action)[0]
 
     def step_named(self, joint_pos: Mapping[str, float], joint_vel: Mapping[str, float], **state) -> dict[str, float]:
         """Convenience form of :meth:`step` with dicts keyed by joint name (allocates)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -71,14 +70,13 @@ class DeployConfig:
     def problems(self) -> list[str]:
         """Each unsound setting, named as its command-line flag with what it must be ([] if none):
         checked before anything starts (the nodes would refuse some of them only in their logs)."""
-        from ros_nodes.settings import above, at_least, unsound
+        from ros_nodes.settings import at_least, unsound
 
-        found = unsound(self, {"real_time_factor": above(0, "(1 = real time) and at most 10"), "standup_s": at_least(0),
+        # at most 10: above it the script's /cmd_vel (at most 200 a second, or it is a flood) would come 0.05 s
+        # or more of simulated time apart, and start to decay
+        real_time = (lambda v: 0.0 < v <= 10.0), "a number > 0 and at most 10 (1 = real time)"
+        found = unsound(self, {"real_time_factor": real_time, "standup_s": at_least(0),
                                "stale_periods": at_least(1, "(control periods)"), "settle_s": at_least(0)})  # fmt: skip
-        if 10.0 < self.real_time_factor < math.inf:  # (the script's /cmd_vel, at most 200 a second so as not
-            # to be a flood, would come 0.05 s or more of simulated time apart, and start to decay)
-            found.append(f"real_time_factor is {self.real_time_factor!r}: must be a finite number > 0 (1 = real time) "
-                         "and at most 10")  # fmt: skip
         shortest = min(seconds for _, seconds, _ in SCRIPT)
         if self.settle_s >= shortest:
             found.append(f"settle_s is {self.settle_s!r}: must be below the shortest segment ({shortest:g} s), "

@@ -184,7 +184,7 @@ class LocomotionEnv(VectorEnv):
         self._action_history[0] = self.actions
         delay = self.dr_params[:, randomization.PARAMS.index("action_delay_steps")].astype(np.intp)
         applied = self._action_history[delay, np.arange(n)]
-        targets = self.action_mapper(applied)
+        targets = self.action_mapper.targets_of(applied)  # (clipped above, when they were taken)
         sub_delay = self.dr_params[:, randomization.PARAMS.index("action_delay_substeps")][:, None, None]
         self._ctrl[:, :, self.index.actuator_ids] = np.where(
             self._substep < sub_delay, self._last_targets[:, None, :], targets[:, None, :]
