@@ -24,6 +24,7 @@ train-demo: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: venv lint
 	$(BIN)/python -m pytest -q

@@ -2,8 +2,10 @@
 
 import tyro
 
-import training  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
-from training.bench import EnvBenchConfig, bench_env, print_env_bench
+from trot.sim.gl import choose_offscreen_gl
+
+choose_offscreen_gl()  # before mujoco's first import, which reads MUJOCO_GL (see trot.sim.gl)
+from trot.training.bench import EnvBenchConfig, bench_env, print_env_bench
 
 if __name__ == "__main__":
     print_env_bench(bench_env(tyro.cli(EnvBenchConfig)))

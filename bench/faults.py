@@ -189,7 +189,7 @@ class PolicyUnderTest:
         from sensor_msgs.msg import Imu, JointState
         from std_msgs.msg import Float64MultiArray, String
 
-        from policies.artifact import read_artifact
+        from trot.policies.artifact import read_artifact
 
         self.rig = r
         _, c = read_artifact(POLICY)
@@ -227,7 +227,7 @@ class PolicyUnderTest:
         r.on_close.append(self.stop_stream)
         extra = ("use_sim_time:=true",) if sim_time else ()
         self.proc = r.start_node(
-            "ros_nodes.policy_node", f"policy_path:={POLICY}", "standup_s:=0.05",
+            "trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "standup_s:=0.05",
             "forward_command_topic:=forward_commands", f"forward_joint_order:={json.dumps(self.names)}",
             *extra, *params,
         )  # fmt: skip
@@ -706,16 +706,16 @@ def driver_faults(repeats: int = 3) -> list[Row]:
     warning (both wall clock); the robot must then sink, not stand stiff on the last target."""
     from nav_msgs.msg import Odometry
 
-    from ros_nodes.sim_node import SimNodeParams
+    from trot.ros_nodes.sim_node import SimNodeParams
 
     timeout_s = SimNodeParams().command_timeout_s
     delays, drops = [], []
     with rig() as r:
         heights: list[float] = []
         r.node.create_subscription(Odometry, "odom", lambda m: heights.append(m.pose.pose.position.z), 10)
-        sim = r.start_node("ros_nodes.sim_node", f"policy_path:={POLICY}")
+        sim = r.start_node("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
         for _ in range(repeats):
-            policy = r.start_node("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
+            policy = r.start_node("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
                                   "standup_s:=1.0")  # fmt: skip
             for _ in range(3):  # (a stall of this loaded machine may trip the watchdog: start again)
                 wait(lambda p=policy: _last_transition(r.log(p)).endswith("-> running"), timeout=30.0)
@@ -789,7 +789,7 @@ class SeqStream:
 
 
 def _recorded_seqs(bag: Path) -> list[int]:
-    from ros_nodes.bag import read_messages
+    from trot.replay.bag import read_messages
 
     return [int(m.msg.header.frame_id) for m in read_messages(bag, topics=["/fault_seq"])]
 
@@ -803,7 +803,7 @@ def _record_then_signal(out: Path, sig: int, record_s: float) -> tuple[SeqStream
     goes on; returns the stream, the signal's time, the exit code and the bag."""
     with rig() as r:
         stream = SeqStream(r)
-        index = r.start([sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p",
+        index = r.start([sys.executable, "-m", "trot.ros_nodes.recorder_node", "--ros-args", "-p",
                          "topics:=['/fault_seq']", "-p", f"output_dir:={out}"])  # fmt: skip
         if not _wait_subscribed(stream):
             raise RuntimeError(f"the recorder never subscribed: {r.log(index)}")
@@ -835,7 +835,7 @@ def recorder_faults(workdir: Path, record_s: float = 3.0) -> list[Row]:
     # flush, and "lost 0.00 s" showed the best case, not the usual)
     kill_after = record_s + float(np.random.default_rng().uniform(0.0, 0.5))
     stream, t, _, bag = _record_then_signal(workdir / "sigkill", signal.SIGKILL, kill_after)
-    cli = subprocess.run([sys.executable, "-m", "training.cli", "bag", "recover", str(bag)], cwd=ROOT,
+    cli = subprocess.run([sys.executable, "-m", "trot.cli", "bag", "recover", str(bag)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     seqs = _recorded_seqs(bag) if cli.returncode == 0 else []
     last = stream.last_before(t)
@@ -866,7 +866,7 @@ def disk_full(workdir: Path, size_mib: int = 1, force_file_limit: bool = False) 
     mount.mkdir(parents=True)
     out.mkdir()
     tmpfs = not force_file_limit and _private_tmpfs_works(workdir / "probe")
-    recorder = [sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p", "topics:=['/fault_seq']",
+    recorder = [sys.executable, "-m", "trot.ros_nodes.recorder_node", "--ros-args", "-p", "topics:=['/fault_seq']",
                 "-p", f"output_dir:={mount}"]  # fmt: skip
     script = (
         'mount -t tmpfs -o size="$SIZE" tmpfs "$MNT" || exit 97; "$@" & child=$!; '
@@ -901,7 +901,7 @@ def disk_full(workdir: Path, size_mib: int = 1, force_file_limit: bool = False) 
     bags = [d for d in out.iterdir() if d.is_dir()]
     seqs: list[int] = []
     if bags:
-        cli = subprocess.run([sys.executable, "-m", "training.cli", "bag", "recover", str(bags[0])], cwd=ROOT,
+        cli = subprocess.run([sys.executable, "-m", "trot.cli", "bag", "recover", str(bags[0])], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)  # fmt: skip
         if cli.returncode == 0:
             seqs = _recorded_seqs(bags[0])
@@ -923,7 +923,7 @@ def interrupted_and_resumed_run(workdir: Path, name: str, sig: int, iterations: 
     """A small go2-flat run stopped with ``sig`` once its second checkpoint exists, then resumed."""
     run = workdir / name
     args = ["train", "go2-flat", *SMALL_RUN, "--max-iterations", str(iterations), "--log-dir", str(workdir)]
-    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args, "--run-name", name], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "trot.cli", *args, "--run-name", name], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 240
     while not (run / "checkpoints" / "model_00002.pt").exists():
@@ -938,7 +938,7 @@ def interrupted_and_resumed_run(workdir: Path, name: str, sig: int, iterations: 
         raise RuntimeError(proc.stderr.read())
     if len((run / "metrics.jsonl").read_text().splitlines()) >= iterations:  # (a kill may cut the last line)
         raise RuntimeError(f"the run finished all {iterations} iterations before {sig!r} stopped it")
-    resume = subprocess.run([sys.executable, "-m", "training.cli", "train", "--resume", str(run)], cwd=ROOT,
+    resume = subprocess.run([sys.executable, "-m", "trot.cli", "train", "--resume", str(run)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     if resume.returncode != 0:
         raise RuntimeError(resume.stderr[-2000:])
@@ -954,7 +954,7 @@ CURVE_KEYS = ("loss/value", "loss/surrogate", "policy/learning_rate", "perf/tota
 
 def training_resume(workdir: Path, iterations: int = 6) -> list[Row]:
     straight = subprocess.run(
-        [sys.executable, "-m", "training.cli", "train", "go2-flat", *SMALL_RUN, "--max-iterations", str(iterations),
+        [sys.executable, "-m", "trot.cli", "train", "go2-flat", *SMALL_RUN, "--max-iterations", str(iterations),
          "--log-dir", str(workdir), "--run-name", "straight"], cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if straight.returncode != 0:
@@ -998,7 +998,7 @@ def _bad_artifacts(workdir: Path) -> dict[str, tuple[list[str], str]]:
     """case -> (policy node parameters / ROS args, the text its refusal must contain)."""
     import onnx
 
-    from policies.artifact import CONTRACT_KEY
+    from trot.policies.artifact import CONTRACT_KEY
 
     def copy(name: str) -> Path:
         d = workdir / name
@@ -1042,7 +1042,7 @@ def artifact_refusals(workdir: Path) -> list[Row]:
     (no command, ~/start refused), with a live robot publishing joint states the whole time."""
     from sensor_msgs.msg import JointState
 
-    from policies.artifact import read_artifact
+    from trot.policies.artifact import read_artifact
 
     _, contract = read_artifact(POLICY)
     names = list(contract.joint_names)
@@ -1058,7 +1058,8 @@ def artifact_refusals(workdir: Path) -> list[Row]:
         procs = {}
         for i, (_, (args, _)) in enumerate(cases.items()):
             ros_args = [a for arg in args for a in arg.split(" ", 1)]
-            procs[i] = r.start([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "-r", f"__ns:=/case{i}",
+            procs[i] = r.start([sys.executable, "-m", "trot.ros_nodes.policy_node", "--ros-args",
+                                 "-r", f"__ns:=/case{i}",
                                 "-p", "start_mode:=auto", "-p", "joint_state_timeout_s:=20.0", *ros_args])  # fmt: skip
         js, js_partial = JointState(name=names, position=list(contract.default_joint_pos)), JointState(name=names[:-1])
         js_partial.position = list(contract.default_joint_pos)[:-1]
@@ -1093,7 +1094,7 @@ def artifact_refusals(workdir: Path) -> list[Row]:
 def robot_config_refusals(workdir: Path) -> list[Row]:
     """A robot YAML that is malformed or has a misspelled key: the MuJoCo robot node refuses to
     start (exit 2) with one line naming the file or the field."""
-    good = (ROOT / "training" / "robots" / "go2.yaml").read_text()
+    good = (ROOT / "sim" / "robots" / "go2.yaml").read_text()
     cases = {
         "robot config: malformed YAML": ("broken.yaml", good.replace(":", "", 1) + "\n  - [", "is not valid YAML"),
         "robot config: unknown key": ("misspelled.yaml", good.replace("joints:", "joint:", 1), "joint"),
@@ -1102,7 +1103,7 @@ def robot_config_refusals(workdir: Path) -> list[Row]:
     for case, (name, text, expected) in cases.items():
         path = workdir / name
         path.write_text(text)
-        run = subprocess.run([sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"robot:={path}"],
+        run = subprocess.run([sys.executable, "-m", "trot.ros_nodes.sim_node", "--ros-args", "-p", f"robot:={path}"],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
         line = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
         ok = run.returncode == 2 and expected in line and "Traceback" not in run.stderr

@@ -37,7 +37,7 @@ class PeersConfig:
 
 
 def run_trot(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float]:
-    from training.train import default_config, train
+    from trot.training.train import default_config, train
 
     cfg = default_config(env_id)
     cfg.seed = seed

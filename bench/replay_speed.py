@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ros_nodes.replay import load_episode, render_cmd, resim
+from trot.replay.replay import load_episode, render_cmd, resim
 
 
 def main() -> None:
     if len(sys.argv) > 1:
         bag = Path(sys.argv[1])
     else:
-        from ros_nodes.deploy import DeployConfig, deploy
+        from trot.ros_nodes.deploy import DeployConfig, deploy
 
         summary = deploy(DeployConfig(sim=True, out=Path(tempfile.mkdtemp()) / "deploy", replay=False))
         bag = Path(summary["bag"])

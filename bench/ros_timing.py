@@ -47,8 +47,8 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from policies.artifact import read_artifact  # noqa: E402
-from ros_nodes.cdr import JointStateReader  # noqa: E402
+from trot.policies.artifact import read_artifact  # noqa: E402
+from trot.ros_nodes.cdr import JointStateReader  # noqa: E402
 
 ECHO = textwrap.dedent(
     """
@@ -192,7 +192,7 @@ class Bench(Node):
         self.js_pub.publish(js)
 
 
-def start_node(*params: str, module: str | None = "ros_nodes.policy_node", echo: str = ECHO) -> subprocess.Popen:
+def start_node(*params: str, module: str | None = "trot.ros_nodes.policy_node", echo: str = ECHO) -> subprocess.Popen:
     if module is None:
         args = [sys.executable, "-c", echo]
     else:

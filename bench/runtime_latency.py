@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from policies.runtime import PolicyRuntime, make_session
+from trot.policies.runtime import PolicyRuntime, make_session
 
 CALLS = 20_000
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 
-from policies.contract import Contract, ContractError
+from trot.policies.contract import Contract, ContractError
 
 CONTRACT_KEY = "trot_contract"
 DIGEST_KEY = "trot_contract_digest"  # Contract.field_digests() at export time, JSON

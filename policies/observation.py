@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from policies.contract import Contract
+from trot.policies.contract import Contract
 
 
 def projected_gravity(quat_wxyz: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

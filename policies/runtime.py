@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from policies.artifact import INPUT_NAME, OUTPUT_NAME, read_artifact
-from policies.contract import Contract
-from policies.observation import ActionMapper, ObservationBuilder, joint_index
+from trot.policies.artifact import INPUT_NAME, OUTPUT_NAME, read_artifact
+from trot.policies.contract import Contract
+from trot.policies.observation import ActionMapper, ObservationBuilder, joint_index
 
 
 def make_session(model: bytes, threads: int = 1) -> ort.InferenceSession:

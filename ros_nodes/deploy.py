@@ -70,7 +70,7 @@ class DeployConfig:
     def problems(self) -> list[str]:
         """Each unsound setting, named as its command-line flag with what it must be ([] if none):
         checked before anything starts (the nodes would refuse some of them only in their logs)."""
-        from ros_nodes.settings import at_least, unsound
+        from trot.policies.settings import at_least, unsound
 
         # at most 10: above it the script's /cmd_vel (at most 200 a second, or it is a flood) would come 0.05 s
         # or more of simulated time apart, and start to decay
@@ -110,7 +110,7 @@ class DeployInterrupted(RuntimeError):
 
 def odometry(bag: Path) -> np.ndarray:
     """Rows of (header stamp s, vx, vy, wz, z) from a bag's /odom."""
-    from ros_nodes.bag import read_messages
+    from trot.replay.bag import read_messages
 
     rows = []
     for m in read_messages(bag, topics=["/odom"]):
@@ -135,12 +135,12 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
-    from policies.artifact import read_artifact
-    from ros_nodes.controller import Mode
-    from ros_nodes.params import failed, realtime_friendly_gil
-    from ros_nodes.policy_node import PolicyNode
-    from ros_nodes.recorder_node import RecorderNode
-    from ros_nodes.sim_node import SimNode
+    from trot.policies.artifact import read_artifact
+    from trot.policies.controller import Mode
+    from trot.ros_nodes.params import failed, realtime_friendly_gil
+    from trot.ros_nodes.policy_node import PolicyNode
+    from trot.ros_nodes.recorder_node import RecorderNode
+    from trot.ros_nodes.sim_node import SimNode
 
     read_artifact(cfg.policy)  # fail early and clearly on a bad artifact
     policy = str(cfg.policy)
@@ -295,7 +295,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
 def _replay(bag: Path) -> dict[str, Any]:
     """`trot replay render` + `resim` of the episode: {"replay": figures}, or {"replay_error": why}
     (with "replay_interrupted" after Ctrl-C or SIGTERM, which end it, the workers too)."""
-    from ros_nodes.replay import ReplayError, render_cmd, resim_cmd
+    from trot.replay.replay import ReplayError, render_cmd, resim_cmd
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

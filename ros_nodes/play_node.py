@@ -22,8 +22,8 @@ from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from ros_nodes.params import declare, doc, spin_node
-from ros_nodes.recorder_node import message_class
+from trot.ros_nodes.params import declare, doc, spin_node
+from trot.ros_nodes.recorder_node import message_class
 
 
 @dataclass

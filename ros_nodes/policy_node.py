@@ -7,7 +7,7 @@ zero velocities and efforts: the driver must apply damping only. Optionally
 std_msgs/Float64MultiArray positions in ``forward_joint_order`` for a ros2_control
 forward_command_controller (in DAMPING the measured pose: a position interface cannot take zero
 stiffness). Services ~/start, ~/stop, ~/estop (std_srvs/Trigger).
-All decisions are made by :class:`ros_nodes.controller.PolicyController`.
+All decisions are made by :class:`trot.policies.controller.PolicyController`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from policies.artifact import ArtifactError
-from policies.runtime import PolicyRuntime
-from ros_nodes import realtime
-from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
-from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
-from ros_nodes.params import declare, doc, fail, realtime_friendly_gil, spin_node
-from ros_nodes.settings import above, at_least, unsound
+from trot.policies.artifact import ArtifactError
+from trot.policies.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
+from trot.policies.runtime import PolicyRuntime
+from trot.policies.settings import above, at_least, unsound
+from trot.ros_nodes import realtime
+from trot.ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
+from trot.ros_nodes.params import declare, doc, fail, realtime_friendly_gil, spin_node
 
 
 @dataclass
@@ -138,7 +138,7 @@ def timing_figures(
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("trot_policy", **kwargs)
-        # node parameters plus every safety setting (ros_nodes.controller.SafetyConfig) by its field name
+        # node parameters plus every safety setting (trot.policies.controller.SafetyConfig) by its field name
         self.params, self.safety, self.unknown_params = declare(self, PolicyNodeParams, SafetyConfig)
         if self.unknown_params:
             self.get_logger().error(f"unknown parameters {self.unknown_params} (check the parameter file)")
@@ -197,7 +197,7 @@ class PolicyNode(LifecycleNode):
             parameter_overrides=[self.get_parameter("use_sim_time")],
         )  # fmt: skip
         topic = self.resolve_topic_name
-        # serialized (raw) messages, read by ros_nodes.cdr: see there why
+        # serialized (raw) messages, read by trot.ros_nodes.cdr: see there why
         self._read_joint_state = JointStateReader()
         self._warm_reader = JointStateReader()  # warm-ups decode the last joint state again (any thread)
         self._last_joint_state: bytes | None = None

@@ -28,9 +28,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import WriterError
 from std_srvs.srv import Trigger
 
-from ros_nodes.bag import EpisodeBag, register_type
-from ros_nodes.params import declare, doc, fail, spin_node
-from ros_nodes.settings import above, unsound
+from trot.policies.settings import above, unsound
+from trot.replay.bag import EpisodeBag, register_type
+from trot.ros_nodes.params import declare, doc, fail, spin_node
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
 DEFAULT_TOPICS = [
@@ -119,7 +119,7 @@ class RecorderNode(Node):
         p = self.params
         meta: dict[str, Any] = {"recorder": "trot", "topics": ",".join(p.topics)}
         if p.policy_path:
-            from policies.artifact import read_artifact
+            from trot.policies.artifact import read_artifact
 
             onnx_bytes, contract = read_artifact(p.policy_path)
             sha = hashlib.sha256(onnx_bytes).hexdigest()

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 # isort: off
-import training  # noqa: F401  (chooses the offscreen GL, MUJOCO_GL, before mujoco is imported)
+from trot.sim.gl import choose_offscreen_gl
+
+choose_offscreen_gl()  # before mujoco's first import, which reads MUJOCO_GL (see trot.sim.gl)
 import mujoco
 
 # isort: on
@@ -33,14 +35,14 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import SetBool, Trigger
 
-from ros_nodes.cdr import JointStateWriter
-from ros_nodes.params import declare, doc, fail, spin_node
-from ros_nodes.settings import at_least, unsound
-from training.envs import randomization
-from training.envs.config import RandomizationConfig
-from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
-from training.robot import load_robot
-from training.strict import ConfigError
+from trot.policies.settings import at_least, unsound
+from trot.ros_nodes.cdr import JointStateWriter
+from trot.ros_nodes.params import declare, doc, fail, spin_node
+from trot.sim import randomization
+from trot.sim.randomization import RandomizationConfig
+from trot.sim.robot import load_robot
+from trot.sim.strict import ConfigError
+from trot.sim.world import DAMPING_KD, compile_model, home_qpos, set_joint_gains
 
 
 class Command(NamedTuple):
@@ -107,7 +109,7 @@ class SimNode(Node):
         p = self.params
         contract = None
         if p.policy_path:
-            from policies.artifact import read_artifact
+            from trot.policies.artifact import read_artifact
 
             _, contract = read_artifact(p.policy_path)
         try:

@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from training.envs.config import EnvConfig
+from trot.sim.gl import choose_offscreen_gl
+
+choose_offscreen_gl()  # before mujoco's first import, which reads MUJOCO_GL (see trot.sim.gl)
+
+from trot.training.tasks.velocity.config import EnvConfig
 
 
 @pytest.fixture
@@ -26,7 +30,7 @@ def deploy_run(tmp_path_factory) -> Path:
     pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
     out = tmp_path_factory.mktemp("deploy")
     run = subprocess.run(
-        [sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(out), "--domain-id", "199"],
+        [sys.executable, "-m", "trot.cli", "deploy", "--sim", "--out", str(out), "--domain-id", "199"],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from training.ppo.runner import Runner
-from training.train import TrainConfig, build_env, run_meta
+from trot.training.ppo.runner import Runner
+from trot.training.train import TrainConfig, build_env, run_meta
 
 out = Path(sys.argv[1])
 warnings.filterwarnings("error", message="compile: torch.compile failed")  # compiled must mean compiled

@@ -23,9 +23,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Imu, JointState
 from std_srvs.srv import Trigger
 
-from policies.artifact import read_artifact
-from ros_nodes.controller import Mode
-from ros_nodes.policy_node import PolicyNode
+from trot.policies.artifact import read_artifact
+from trot.policies.controller import Mode
+from trot.ros_nodes.policy_node import PolicyNode
 
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_nodes.bag import (
+from trot.replay.bag import (
     BAG_VERSION,
     EpisodeBag,
     read_messages,
@@ -65,7 +65,7 @@ def test_a_killed_writer_loses_at_most_the_flush_period_and_recovers(tmp_path: P
         import os, sys, time
         sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
         from test_bag import joint_state_cdr
-        from ros_nodes.bag import EpisodeBag
+        from trot.replay.bag import EpisodeBag
         bag = EpisodeBag({str(tmp_path / "killed")!r}, {{"robot": "go2"}}, flush_period_s=0.25)
         bag.add_topic("/joint_states", "{JS}")
         i = 0
@@ -121,7 +121,7 @@ def test_a_type_outside_the_store_goes_in_with_its_installed_definition_and_read
     bag.add_topic("/goals", "nav_msgs/msg/Goals")
     bag.write("/goals", 1_000, bytes(store.serialize_cdr(goals, "nav_msgs/msg/Goals")))
     bag.close()
-    script = (f"from ros_nodes.bag import read_messages\nfor m in read_messages({str(tmp_path / 'ep')!r}):\n"
+    script = (f"from trot.replay.bag import read_messages\nfor m in read_messages({str(tmp_path / 'ep')!r}):\n"
               "    print(m.msgtype, m.msg.header.frame_id, m.msg.goals[0].pose.position.x)")  # fmt: skip
     run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.stdout.split() == ["nav_msgs/msg/Goals", "map", "1.5"], run.stderr
@@ -165,7 +165,7 @@ def test_recover_on_a_full_disk_raises_and_leaves_the_killed_bag_as_it_was(tmp_p
         import resource, sys
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))  # Python ignores SIGXFSZ
         sys.path.insert(0, {str(ROOT)!r})
-        from ros_nodes.bag import recover
+        from trot.replay.bag import recover
         recover({str(killed)!r})
         """
     )

@@ -1,4 +1,4 @@
-from training.bench import EnvBenchConfig, bench_env
+from trot.training.bench import EnvBenchConfig, bench_env
 
 
 def test_env_bench_reports_consistent_figures() -> None:

@@ -1,4 +1,4 @@
-"""ros_nodes.cdr against rclpy's own (de)serialization of the same messages."""
+"""trot.ros_nodes.cdr against rclpy's own (de)serialization of the same messages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ pytest.importorskip("rclpy")
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Imu, JointState
 
-from ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
+from trot.ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
 
 GO2 = [f"{leg}_{part}_joint" for leg in ("FL", "FR", "RL", "RR") for part in ("hip", "thigh", "calf")]
 

@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from policies.contract import CONTRACT_VERSION, Contract, ContractError
-from training.envs.config import EnvConfig
-from training.envs.locomotion import make_contract
-from training.model import compile_model
-from training.robot import load_robot
+from trot.policies.contract import CONTRACT_VERSION, Contract, ContractError
+from trot.sim.robot import load_robot
+from trot.sim.world import compile_model
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import make_contract
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from policies.runtime import PolicyRuntime
-from ros_nodes.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
+from trot.policies.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
+from trot.policies.runtime import PolicyRuntime
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
 T = 0.02

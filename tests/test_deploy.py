@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
-from ros_nodes.bag import read_messages, read_metadata, topic_counts
+from trot.replay.bag import read_messages, read_metadata, topic_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,16 +39,16 @@ def test_deploy_sim_walks_the_script_and_records_the_episode(deploy_run: Path) -
 
 
 def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> None:
-    no_sim = subprocess.run([sys.executable, "-m", "training.cli", "deploy"], cwd=ROOT, capture_output=True,
+    no_sim = subprocess.run([sys.executable, "-m", "trot.cli", "deploy"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert no_sim.returncode == 2 and "--sim" in no_sim.stderr
     (tmp_path / "policy.onnx").write_bytes(b"garbage")
-    bad = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--policy", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "trot.cli", "deploy", "--sim", "--policy", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and "not a valid ONNX model" in bad.stderr
     # every unsound number named as its flag, before anything starts (the node refused some only in its
     # log, after a 20 s wait; --standup-s inf waited forever; --settle-s 2 wrote NaN into summary.json)
-    unsound = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--standup-s", "inf",
+    unsound = subprocess.run([sys.executable, "-m", "trot.cli", "deploy", "--sim", "--standup-s", "inf",
                               "--stale-periods", "0.5", "--settle-s", "2", "--real-time-factor", "0",
                               "--domain-id", "-1"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert unsound.returncode == 2, unsound.stdout + unsound.stderr
@@ -57,7 +57,7 @@ def test_deploy_without_sim_or_with_a_bad_artifact_says_why(tmp_path: Path) -> N
         assert flag in unsound.stderr, unsound.stderr
     blocker = tmp_path / "a_file"  # --out under a file: no bag can be opened (even by root)
     blocker.write_text("")
-    unrecorded = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(blocker),
+    unrecorded = subprocess.run([sys.executable, "-m", "trot.cli", "deploy", "--sim", "--out", str(blocker),
                                  "--domain-id", "197", "--no-replay"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=120)  # fmt: skip
     assert unrecorded.returncode == 2, unrecorded.stdout + unrecorded.stderr
@@ -72,7 +72,7 @@ def test_ctrl_c_ends_the_script_and_closes_the_bag_cleanly(tmp_path: Path) -> No
     import threading
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "trot.cli", "deploy", "--sim", "--out", str(tmp_path),
                              "--domain-id", "198", "--no-replay"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     lines: list[str] = []
@@ -96,7 +96,7 @@ def test_ctrl_c_ends_the_script_and_closes_the_bag_cleanly(tmp_path: Path) -> No
 def test_deploy_slower_than_real_time_keeps_the_control_period_of_simulated_time(tmp_path: Path) -> None:
     """--real-time-factor other than 1: the nodes and the script run on the simulator's /clock. The
     policy node ran on wall-clock deadlines, 20 ms of wall time each, so 25 ms of the robot's at 0.8."""
-    run = subprocess.run([sys.executable, "-m", "training.cli", "deploy", "--sim", "--out", str(tmp_path),
+    run = subprocess.run([sys.executable, "-m", "trot.cli", "deploy", "--sim", "--out", str(tmp_path),
                           "--domain-id", "196", "--real-time-factor", "0.8", "--no-replay"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from training.ppo.normalizer import EmpiricalNormalizer
+from trot.training.ppo.normalizer import EmpiricalNormalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

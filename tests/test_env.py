@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from training.envs.config import EnvConfig
-from training.envs.locomotion import LocomotionEnv
-from training.tasks import TASKS, make_task_config
+from trot.training.tasks import TASKS, make_task_config
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

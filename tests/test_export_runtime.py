@@ -11,14 +11,14 @@ import onnx
 import pytest
 import yaml
 
-from policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
-from policies.contract import Contract
-from policies.runtime import PolicyRuntime
-from training.envs.locomotion import LocomotionEnv
-from training.export import ExportConfig, export
-from training.ppo.runner import Runner
-from training.tasks import make_task_config
-from training.train import TrainConfig, build_env, run_meta
+from trot.policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
+from trot.policies.contract import Contract
+from trot.policies.runtime import PolicyRuntime
+from trot.training.export import ExportConfig, export
+from trot.training.ppo.runner import Runner
+from trot.training.tasks import make_task_config
+from trot.training.tasks.velocity.env import LocomotionEnv
+from trot.training.train import TrainConfig, build_env, run_meta
 
 
 def train_and_export(root: Path, action_clip: float | None = None, task: str = "go2-flat") -> Path:
@@ -32,7 +32,7 @@ def train_and_export(root: Path, action_clip: float | None = None, task: str = "
     env = build_env(cfg)
     run = root / "run"
     run.mkdir()
-    from training.train import save_config
+    from trot.training.train import save_config
 
     save_config(cfg, run)
     Runner(cfg, env, run, run_meta(cfg, env)).learn(progress=False)
@@ -264,7 +264,7 @@ def _edit_meta(path: Path, change, digest: str = "keep") -> None:
 
 
 def test_sim2sim_eval_and_card(artifact: Path) -> None:
-    from policies.eval import PolicyEvalConfig, command_response, evaluate_artifact, write_card
+    from trot.training.artifact_eval import PolicyEvalConfig, command_response, evaluate_artifact, write_card
 
     cfg = PolicyEvalConfig(
         segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms"), response_s=0.2
@@ -291,7 +291,7 @@ def test_sim2sim_eval_and_card(artifact: Path) -> None:
 
 
 def test_dead_band_is_the_largest_command_followed_by_less_than_half() -> None:
-    from policies.eval import dead_band
+    from trot.training.artifact_eval import dead_band
 
     rows = [{"axis": "vx", "command": c, "achieved": a} for c, a in
             ((-0.5, -0.45), (-0.2, 0.0), (0.1, 0.06), (0.3, 0.1), (0.5, 0.5))]  # fmt: skip
@@ -303,7 +303,7 @@ def test_dead_band_is_the_largest_command_followed_by_less_than_half() -> None:
 
 
 def test_eval_refuses_an_artifact_whose_contract_disagrees_with_the_simulation(artifact: Path, tmp_path: Path) -> None:
-    from policies.eval import ContractMismatch, PolicyEvalConfig, evaluate_artifact
+    from trot.training.artifact_eval import ContractMismatch, PolicyEvalConfig, evaluate_artifact
 
     other = tmp_path / "other"
     other.mkdir()
@@ -320,7 +320,7 @@ def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -
     root = Path(__file__).resolve().parents[1]
 
     def trot(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=root, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "trot.cli", *args], cwd=root, capture_output=True, text=True,
                               timeout=300)  # fmt: skip
 
     out = tmp_path / "cli_policy"
@@ -340,8 +340,8 @@ def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -
 
 def test_shipped_go2_policy_loads_and_matches_the_simulation() -> None:
     """The artifact in the repository must stay usable as the robot config evolves."""
-    from policies.eval import check_contract
-    from training.envs.config import EnvConfig
+    from trot.training.artifact_eval import check_contract
+    from trot.training.tasks.velocity.config import EnvConfig
 
     shipped = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
     runtime = PolicyRuntime(shipped)

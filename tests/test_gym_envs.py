@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from training.ppo.envs import EnvGroup, GymTrainEnv, WorkerPool
+from trot.training.ppo.envs import EnvGroup, GymTrainEnv, WorkerPool
 
 ENV_ID, N, STEPS = "Hopper-v5", 5, 150  # random actions: Hopper falls every ~20-40 steps
 

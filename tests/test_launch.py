@@ -100,10 +100,10 @@ def test_installed_executables_start_and_reject_an_unknown_parameter(prefix: Pat
 
 
 def _declared(node: str) -> set[str]:
-    from ros_nodes.controller import SafetyConfig
-    from ros_nodes.policy_node import PolicyNodeParams
-    from ros_nodes.recorder_node import RecorderParams
-    from ros_nodes.sim_node import SimNodeParams
+    from trot.policies.controller import SafetyConfig
+    from trot.ros_nodes.policy_node import PolicyNodeParams
+    from trot.ros_nodes.recorder_node import RecorderParams
+    from trot.ros_nodes.sim_node import SimNodeParams
 
     classes = {"trot_sim": [SimNodeParams], "trot_policy": [PolicyNodeParams, SafetyConfig],
                "trot_recorder": [RecorderParams]}[node]  # fmt: skip
@@ -257,7 +257,7 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
 
     try:
         # the "driver": the MuJoCo robot node on the driver's topic names
-        graph.start("ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
+        graph.start("trot.ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
                     "imu_topic:=/driver/imu", "joint_commands_topic:=/driver/joint_commands")  # fmt: skip
         started = graph.launch(nodes, tmp_path)
         assert graph.wait_for_log(started["/trot_policy"], "configured", timeout=40.0), graph.log(

@@ -1,4 +1,4 @@
-"""policies/ and ros_nodes/ must import without torch: a robot computer has none."""
+"""The deploy side (policies, sim, replay, ros_nodes) must import without torch: a robot computer has none."""
 
 import subprocess
 import sys
@@ -21,7 +21,7 @@ def test_deploy_packages_import_with_torch_blocked() -> None:
 
         sys.meta_path.insert(0, BlockTorch())
         imported = []
-        for package in ("policies", "ros_nodes"):
+        for package in ("trot.policies", "trot.sim", "trot.replay", "trot.ros_nodes"):
             pkg = importlib.import_module(package)
             imported.append(package)
             for info in pkgutil.walk_packages(pkg.__path__, package + "."):
@@ -33,7 +33,7 @@ def test_deploy_packages_import_with_torch_blocked() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "policies.observation" in result.stdout and "policies.contract" in result.stdout
+    assert "trot.policies.observation" in result.stdout and "trot.policies.contract" in result.stdout
 
 
 def test_blocking_works() -> None:

@@ -2,8 +2,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from policies.observation import ActionMapper, ObservationBuilder, joint_index, projected_gravity
-from training.envs.locomotion import LocomotionEnv
+from trot.policies.observation import ActionMapper, ObservationBuilder, joint_index, projected_gravity
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 
 def test_projected_gravity_matches_mujoco_rotation() -> None:
@@ -122,8 +122,8 @@ def test_joint_index_reorders_by_name_and_reports_missing(quiet_cfg) -> None:
 
 
 def test_actions_of_inverts_the_mapping_inside_the_clip() -> None:
-    from policies.observation import ActionMapper
-    from policies.runtime import PolicyRuntime
+    from trot.policies.observation import ActionMapper
+    from trot.policies.runtime import PolicyRuntime
 
     mapper = ActionMapper(PolicyRuntime("go2_flat").contract)
     action = np.linspace(-3.0, 3.0, 12)

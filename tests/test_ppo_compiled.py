@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-from training.ppo.algorithm import PPO, PPOConfig, compiled
-from training.ppo.model import ActorCritic
-from training.ppo.storage import RolloutStorage
+from trot.training.ppo.algorithm import PPO, PPOConfig, compiled
+from trot.training.ppo.model import ActorCritic
+from trot.training.ppo.storage import RolloutStorage
 
 STEPS, ENVS, OBS, ACTIONS = 16, 8, 11, 3
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from training.ppo.algorithm import adapt_learning_rate, gaussian_kl, surrogate_loss, value_loss
-from training.ppo.normalizer import EmpiricalNormalizer
-from training.ppo.storage import compute_gae
+from trot.training.ppo.algorithm import adapt_learning_rate, gaussian_kl, surrogate_loss, value_loss
+from trot.training.ppo.normalizer import EmpiricalNormalizer
+from trot.training.ppo.storage import compute_gae
 
 
 def test_gae_and_returns_hand_computed() -> None:

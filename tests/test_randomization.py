@@ -4,9 +4,9 @@ AND makes the same action sequence produce different trajectories."""
 import numpy as np
 import pytest
 
-from training.envs import randomization
-from training.envs.config import RandomizationConfig, Range
-from training.envs.locomotion import LocomotionEnv
+from trot.sim import randomization
+from trot.sim.randomization import RandomizationConfig, Range
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 N = 6
 # Which model field (or env array) each randomization writes, to check the parameter itself.

@@ -1,8 +1,8 @@
 import imageio.v3 as iio
 import numpy as np
 
-from training.envs.locomotion import LocomotionEnv
-from training.render import Renderer, write_mp4
+from trot.sim.render import Renderer, write_mp4
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 
 def test_render_episode_to_mp4(tmp_path, quiet_cfg) -> None:

@@ -14,15 +14,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from ros_nodes.bag import EpisodeBag, read_messages, read_metadata, recover
-from ros_nodes.replay import ReplayError, load_episode, resim, shadow
+from trot.replay.bag import EpisodeBag, read_messages, read_metadata, recover
+from trot.replay.replay import ReplayError, load_episode, resim, shadow
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "go2_flat"
 
 
 def trot(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "trot.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
 
 
@@ -87,8 +87,8 @@ def test_shadow_commands_what_the_policy_node_would_have_sent(bag: Path, tmp_pat
     """The shadow runs through the node's own controller: a wild policy (last layer x10) is held to
     the logged safety settings, the joint-limit margin and the per-tick target change, as on the
     robot (the shadow once clipped to the bare limits only, and jumped)."""
-    from policies.runtime import PolicyRuntime
-    from ros_nodes.controller import SafetyConfig
+    from trot.policies.controller import SafetyConfig
+    from trot.policies.runtime import PolicyRuntime
 
     model = onnx.load(POLICY / "policy.onnx")
     last = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2][-1]
@@ -115,7 +115,7 @@ def test_a_bag_without_commands_renders_what_it_can_and_says_what_it_cannot(bag:
     partial = tmp_path / "partial"
     out = EpisodeBag(partial, {"robot": "go2"})
     out.add_topic("/joint_states", "sensor_msgs/msg/JointState")
-    from ros_nodes.bag import typestore
+    from trot.replay.bag import typestore
 
     store = typestore()
     for m in read_messages(bag, topics=["/joint_states"]):
@@ -151,7 +151,7 @@ def test_a_sqlite3_bag_from_another_recorder_replays_too(bag: Path, tmp_path: Pa
     episode metadata, namespaced topics) re-simulates the same way."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ros_nodes.bag import typestore
+    from trot.replay.bag import typestore
 
     other = tmp_path / "sqlite_bag"
     store = typestore()
@@ -176,7 +176,7 @@ def test_a_sqlite3_bag_from_another_recorder_replays_too(bag: Path, tmp_path: Pa
 def test_an_episode_where_the_policy_never_ran_is_a_clear_error_for_shadow(bag: Path, tmp_path: Path) -> None:
     """The stand-up only (the bag cut before RUNNING): nothing to shadow, said so (it was a numpy
     ValueError from an empty array, a traceback at the command line)."""
-    from ros_nodes.bag import typestore
+    from trot.replay.bag import typestore
 
     store = typestore()
     messages = list(read_messages(bag))
@@ -211,8 +211,8 @@ def test_recover_leaves_a_bag_it_cannot_rebuild_as_it_found_it(bag: Path, tmp_pa
 def test_an_episode_too_short_for_one_frame_is_a_clear_error_for_the_video(bag: Path, tmp_path: Path) -> None:
     """Joint states spanning less than a frame (a bag cut at once): said so, not an empty mp4 or an
     ffmpeg traceback."""
-    from ros_nodes.bag import typestore
-    from ros_nodes.replay import render_video
+    from trot.replay.bag import typestore
+    from trot.replay.replay import render_video
 
     store = typestore()
     joint_states = list(read_messages(bag, topics=["/joint_states"]))[:3]  # 250 Hz: 8 ms
@@ -242,9 +242,10 @@ def test_without_offscreen_gl_replay_skips_the_video_says_why_and_does_the_rest(
     env = {**os.environ, "MUJOCO_GL": "egl"}
     env.pop("DISPLAY", None)
     outputs = {}
-    replay = [sys.executable, "-m", "training.cli", "replay"]
+    replay = [sys.executable, "-m", "trot.cli", "replay"]
     # the nodes' own entry points too (`ros2 run trot trot_sim_node` imports mujoco before any replay)
-    nodes = [sys.executable, "-c", "import ros_nodes.sim_node, ros_nodes.policy_node, ros_nodes.recorder_node"]
+    nodes = [sys.executable, "-c",
+             "import trot.ros_nodes.sim_node, trot.ros_nodes.policy_node, trot.ros_nodes.recorder_node"]
     for action, command in (("render", [*replay, "render", str(bag), "--out", str(tmp_path / "report")]),
                             ("resim", [*replay, "resim", str(bag), "--out", str(tmp_path / "report")]),
                             ("nodes", nodes)):  # fmt: skip
@@ -272,7 +273,7 @@ def test_the_demos_replay_stopped_midway_says_so_and_leaves_no_worker(bag: Path,
 
     copy = tmp_path / bag.name  # (its report goes next to it)
     shutil.copytree(bag, copy)
-    script = f"from pathlib import Path; from ros_nodes.deploy import _replay; print(_replay(Path({str(copy)!r})))"
+    script = f"from pathlib import Path; from trot.ros_nodes.deploy import _replay; print(_replay(Path({str(copy)!r})))"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from training.envs.config import RewardConfig
-from training.envs.rewards import REWARD_TERMS, StepQuantities, compute_rewards
+from trot.training.tasks.velocity.config import RewardConfig
+from trot.training.tasks.velocity.rewards import REWARD_TERMS, StepQuantities, compute_rewards
 
 
 def quantities(**over) -> StepQuantities:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from training.model import FLOOR, compile_model
-from training.robot import ROBOTS_DIR, available_robots, load_robot
-from training.strict import ConfigError
+from trot.sim.robot import ROBOTS_DIR, available_robots, load_robot
+from trot.sim.strict import ConfigError
+from trot.sim.world import FLOOR, compile_model
 
 GO2 = yaml.safe_load((ROBOTS_DIR / "go2.yaml").read_text())
 
@@ -106,20 +106,20 @@ def test_a_new_robot_is_just_a_file(tmp_path: Path) -> None:
 
 def test_cli_bad_input_exits_non_zero_with_the_field() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "bench-env", "--robot", "spot9", "--steps", "1"],
+        [sys.executable, "-m", "trot.cli", "bench-env", "--robot", "spot9", "--steps", "1"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
     assert "unknown robot 'spot9'" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "training.cli", "fly"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "trot.cli", "fly"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown command 'fly'" in result.stderr
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", "demo", "--train-minutes", "0.02", "--num-envs", "16",
+        [sys.executable, "-m", "trot.cli", "demo", "--train-minutes", "0.02", "--num-envs", "16",
          "--bench-envs", "8", "--eval-episodes", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -30,9 +30,9 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from bench.faults import onnx_runtime_rejects, stop_processes  # noqa: E402
-from policies.runtime import PolicyRuntime  # noqa: E402
-from ros_nodes import realtime  # noqa: E402
-from ros_nodes.controller import SafetyConfig  # noqa: E402
+from trot.policies.controller import SafetyConfig  # noqa: E402
+from trot.policies.runtime import PolicyRuntime  # noqa: E402
+from trot.ros_nodes import realtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "go2_flat"
@@ -184,8 +184,8 @@ def graph():
 
 def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tuple[str, ...] = ()) -> None:
     """Robot + policy processes; returns once the policy runs (discovery takes seconds on a loaded machine)."""
-    g.start("ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
-    policy = g.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
+    g.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
+    policy = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
                      *extra_policy_params)  # fmt: skip
     # start_mode auto stands up once; a stall of the machine during it trips the watchdog (rightly)
     assert g.wait_until(lambda: "standup -> " in g.log(policy), timeout=40.0), g.log(policy)
@@ -475,7 +475,7 @@ def test_nan_joint_state_damps_and_the_node_survives(graph: Graph) -> None:
 def test_a_node_whose_teardown_hangs_still_exits_and_says_where() -> None:
     """spin_node's safety net: 0.5 s into a hung teardown (here: a sleep), every thread's stack goes to
     stderr and the process exits with status 1."""
-    code = "from ros_nodes.params import exit_if_teardown_hangs as net; net(0.5); import time; time.sleep(30)"
+    code = "from trot.ros_nodes.params import exit_if_teardown_hangs as net; net(0.5); import time; time.sleep(30)"
     start = time.time()
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=20)
     assert out.returncode == 1 and time.time() - start < 10.0, out
@@ -484,20 +484,21 @@ def test_a_node_whose_teardown_hangs_still_exits_and_says_where() -> None:
 
 
 def test_configure_fails_clearly_on_missing_joints_and_unknown_parameters(graph: Graph, tmp_path: Path) -> None:
-    missing = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
+    missing = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto",
                           "joint_state_timeout_s:=30.0")  # fmt: skip
     params = tmp_path / "params.yaml"
     params.write_text(
         f"trot_policy:\n  ros__parameters:\n    policy_path: {POLICY}\n    start_mode: auto\n    stale_period: 3.0\n"
     )
-    typo = graph.start_args([sys.executable, "-m", "ros_nodes.policy_node", "--ros-args", "--params-file", str(params)])
-    negative = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001",
+    typo = graph.start_args([sys.executable, "-m", "trot.ros_nodes.policy_node",
+                             "--ros-args", "--params-file", str(params)])
+    negative = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "busy_wait_s:=-0.001",
                            "max_target_step:=-1.0")  # fmt: skip
     # unchecked, a margin this wide put every target outside the joint limits
-    margin = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "joint_limit_margin:=2.0")
-    mistyped = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=Auto")
-    unloadable = graph.start("ros_nodes.policy_node", f"policy_path:={onnx_runtime_rejects(tmp_path)}")
-    forward = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
+    margin = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "joint_limit_margin:=2.0")
+    mistyped = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=Auto")
+    unloadable = graph.start("trot.ros_nodes.policy_node", f"policy_path:={onnx_runtime_rejects(tmp_path)}")
+    forward = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
                           "forward_joint_order:=['FL_hip_joint','FL_hip_joint','FL_knee']")  # fmt: skip
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     partial = JointState(name=["FL_hip_joint", "FL_thigh_joint"], position=[0.0, 0.9], velocity=[0.0, 0.0])
@@ -542,7 +543,7 @@ def test_stop_lifecycle_cycle_shutdown_and_sigterm_damp_and_start_needs_an_activ
     assert len(graph.commands[-1][1].position) == 0, "the last command of a node stopped by SIGTERM damps"
     assert "running -> damping: node shutdown requested" in graph.log(1), graph.log(1)
 
-    manual = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=manual", "standup_s:=1.0",
+    manual = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=manual", "standup_s:=1.0",
                          "stale_periods:=10.0")  # fmt: skip
 
     def change(transition: int) -> bool:
@@ -590,7 +591,7 @@ def test_the_forward_command_waits_for_a_measured_pose(graph: Graph) -> None:
     names = list(PolicyRuntime(POLICY).joint_names)
     forwarded: list[tuple[float, list[float]]] = []
     graph.node.create_subscription(Float64MultiArray, "commands", lambda m: forwarded.append((time.time(), m.data)), 50)
-    policy = graph.start("ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
+    policy = graph.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "forward_command_topic:=commands",
                          f"forward_joint_order:={json.dumps(names[::-1])}", "joint_state_timeout_s:=60.0")  # fmt: skip
     pub = graph.node.create_publisher(JointState, "joint_states", 10)
     lying = np.asarray(PolicyRuntime(POLICY).contract.joint_pos_lower) + 0.1
@@ -627,9 +628,9 @@ def _sha256(path: Path) -> str:
 def test_recorder_writes_one_complete_bag_per_episode_and_closes_cleanly_on_sigterm(
     graph: Graph, tmp_path: Path
 ) -> None:
-    from ros_nodes.bag import read_messages, read_metadata, topic_counts
+    from trot.replay.bag import read_messages, read_metadata, topic_counts
 
-    recorder = graph.start("ros_nodes.recorder_node", f"output_dir:={tmp_path}", f"policy_path:={POLICY}")
+    recorder = graph.start("trot.ros_nodes.recorder_node", f"output_dir:={tmp_path}", f"policy_path:={POLICY}")
     start_robot_and_policy(graph)
     graph.spin(2.0, vx=0.5)
     split = graph.call(Trigger, "trot_recorder/split", Trigger.Request())
@@ -672,10 +673,11 @@ def test_recorder_writes_one_complete_bag_per_episode_and_closes_cleanly_on_sigt
 
 
 def test_a_killed_recorder_loses_at_most_a_second_and_trot_bag_recovers_it(graph: Graph, tmp_path: Path) -> None:
-    from ros_nodes.bag import read_messages
+    from trot.replay.bag import read_messages
 
-    graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
-    recorder = graph.start("ros_nodes.recorder_node", f"output_dir:={tmp_path}", "topics:=['/joint_states','/odom']")
+    graph.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
+    recorder = graph.start("trot.ros_nodes.recorder_node", f"output_dir:={tmp_path}",
+                           "topics:=['/joint_states','/odom']")
     assert graph.wait_for_log(recorder, "recording episode 0")
     graph.spin(4.0)
     graph.procs[recorder].kill()
@@ -683,7 +685,7 @@ def test_a_killed_recorder_loses_at_most_a_second_and_trot_bag_recovers_it(graph
     graph.procs[recorder].wait(timeout=10)
     (bag,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert not (bag / "metadata.yaml").exists()
-    cli = subprocess.run([sys.executable, "-m", "training.cli", "bag", "recover", str(bag)], cwd=ROOT,
+    cli = subprocess.run([sys.executable, "-m", "trot.cli", "bag", "recover", str(bag)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert "/joint_states" in cli.stdout
@@ -700,9 +702,10 @@ def test_the_recorder_records_a_type_outside_the_store_from_its_installed_defini
     from geometry_msgs.msg import PoseStamped
     from nav_msgs.msg import Goals
 
-    from ros_nodes.bag import read_messages
+    from trot.replay.bag import read_messages
 
-    recorder = graph.start("ros_nodes.recorder_node", f"output_dir:={tmp_path}", "topics:=['/goals','/joint_states']")
+    recorder = graph.start("trot.ros_nodes.recorder_node", f"output_dir:={tmp_path}",
+                           "topics:=['/goals','/joint_states']")
     assert graph.wait_for_log(recorder, "recording episode 0")
     pub = graph.node.create_publisher(Goals, "goals", 10)
     msg = Goals(goals=[PoseStamped()])
@@ -724,7 +727,7 @@ def test_two_recorders_started_within_one_second_write_two_bags(graph: Graph, tm
     it gets a bag of its own (rosbags refused the existing folder, and the recorder died)."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.recorder_node import RecorderNode
+    from trot.ros_nodes.recorder_node import RecorderNode
 
     for attempt in range(5):  # (again if the two fell either side of a second's turn)
         out = tmp_path / str(attempt)
@@ -744,8 +747,8 @@ def test_the_player_excludes_relative_names_in_its_namespace(graph: Graph, tmp_p
     (relative names) must keep it out when replayed there (the absolute list matched no namespace)."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.bag import EpisodeBag
-    from ros_nodes.play_node import PlayNode
+    from trot.replay.bag import EpisodeBag
+    from trot.ros_nodes.play_node import PlayNode
 
     bag = EpisodeBag(tmp_path / "ns_bag", {"robot": "go2"})
     types = {
@@ -774,7 +777,7 @@ def test_a_recorder_that_cannot_open_its_bag_says_where_and_split_answers_false(
     answers success=false (both raised IndexError before)."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.recorder_node import RecorderNode
+    from trot.ros_nodes.recorder_node import RecorderNode
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -880,7 +883,7 @@ def test_nothing_is_imported_while_the_policy_node_controls() -> None:
 def test_the_robot_node_ignores_bad_commands_with_one_warning_a_second(graph: Graph) -> None:
     """A broken controller at 100 Hz: every non-finite command is ignored, and the warning comes at
     most once a second (each log line costs ~1 ms of Python in the simulator's process)."""
-    robot = graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    robot = graph.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
     pub = graph.node.create_publisher(JointState, "joint_commands", 10)
     # its loop runs (odometry comes) and it takes our commands
     assert graph.wait_until(lambda: graph.odom and pub.get_subscription_count() > 0, timeout=40.0), graph.log(robot)
@@ -902,7 +905,7 @@ def test_the_robot_node_applies_velocity_targets_and_effort_feed_forward(graph: 
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.sim_node import SimNode
+    from trot.ros_nodes.sim_node import SimNode
 
     sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0),
                                        Param("command_timeout_s", value=0.0)])  # (one command, held)  # fmt: skip
@@ -964,7 +967,7 @@ def test_the_robot_node_limits_the_motors_whole_torque_also_when_its_pd_saturate
     import mujoco
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.sim_node import SimNode
+    from trot.ros_nodes.sim_node import SimNode
 
     sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("publish_rate", value=50.0),
                                        Param("command_timeout_s", value=0.0)])  # fmt: skip
@@ -1003,7 +1006,7 @@ def test_a_whole_number_for_a_float_parameter_is_taken_as_that_number(graph: Gra
     refused it for a float parameter with a traceback."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.sim_node import SimNode
+    from trot.ros_nodes.sim_node import SimNode
 
     sim = SimNode(parameter_overrides=[Param("damping_kd", value=2), Param("kd", value=[1] * 12),
                                        Param("real_time_factor", value=1)])  # fmt: skip
@@ -1020,7 +1023,7 @@ def test_a_reset_restarts_the_push_schedule(graph: Graph) -> None:
     one interval later (it waited for the old schedule: minutes, after a long run)."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.sim_node import SimNode
+    from trot.ros_nodes.sim_node import SimNode
 
     sim = SimNode(parameter_overrides=[Param("push_interval_s", value=0.5), Param("real_time_factor", value=0.0),
                                        Param("publish_rate", value=50.0)])  # fmt: skip
@@ -1039,16 +1042,16 @@ def test_a_reset_restarts_the_push_schedule(graph: Graph) -> None:
 @pytest.mark.parametrize(
     ("module", "params", "error"),
     [
-        ("ros_nodes.sim_node", ["damping_kd:=-1.0", "real_time_factor:=.nan", "kd:=[1.0, -2.0]"],
+        ("trot.ros_nodes.sim_node", ["damping_kd:=-1.0", "real_time_factor:=.nan", "kd:=[1.0, -2.0]"],
          "SimNode: damping_kd is -1.0: must be a finite number >= 0; real_time_factor is nan: must be a finite "
          "number >= 0; kd [1.0, -2.0] has an entry that is not a finite number >= 0"),
-        ("ros_nodes.sim_node", [f"policy_path:={POLICY}", "command_timeout_s:=0.01"],
+        ("trot.ros_nodes.sim_node", [f"policy_path:={POLICY}", "command_timeout_s:=0.01"],
          "SimNode: command_timeout_s is 0.01: must be 0 (off) or at least two of the policy's control periods "
          "(0.04 s), or the robot damps between its commands"),
-        ("ros_nodes.sim_node", [f"policy_path:={POLICY}", "robot:=go1"],
+        ("trot.ros_nodes.sim_node", [f"policy_path:={POLICY}", "robot:=go1"],
          f"SimNode: robot is 'go1' (go1), but policy_path '{POLICY}' was trained on go2: set robot:=go2, or leave "
          "robot empty to simulate the policy's robot"),
-        ("ros_nodes.recorder_node", ["flush_period_s:=.nan"],
+        ("trot.ros_nodes.recorder_node", ["flush_period_s:=.nan"],
          "RecorderNode: flush_period_s is nan: must be a finite number > 0"),
     ],
     ids=["robot", "robot_timeout", "robot_not_the_policys", "recorder"],
@@ -1069,7 +1072,7 @@ def test_a_policy_for_an_unshipped_robot_is_refused_with_the_hint_that_starts_it
     import onnx
     import yaml
 
-    from policies.artifact import contract_metadata, read_artifact
+    from trot.policies.artifact import contract_metadata, read_artifact
 
     _, contract = read_artifact(POLICY)
     model = onnx.load(str(POLICY / "policy.onnx"))
@@ -1078,10 +1081,10 @@ def test_a_policy_for_an_unshipped_robot_is_refused_with_the_hint_that_starts_it
         entry.value = meta.get(entry.key, entry.value)
     (tmp_path / "policy").mkdir()
     onnx.save(model, str(tmp_path / "policy" / "policy.onnx"))
-    robot_yaml = yaml.safe_load((ROOT / "training" / "robots" / "go2.yaml").read_text()) | {"name": "my_go2"}
+    robot_yaml = yaml.safe_load((ROOT / "sim" / "robots" / "go2.yaml").read_text()) | {"name": "my_go2"}
     (tmp_path / "my_go2.yaml").write_text(yaml.safe_dump(robot_yaml))
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    node = [sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={tmp_path / 'policy'}"]
+    node = [sys.executable, "-m", "trot.ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={tmp_path / 'policy'}"]
     run = subprocess.run(node, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run
     assert "unknown robot 'my_go2'" in run.stderr and "give its YAML with robot:=PATH" in run.stderr, run.stderr
@@ -1099,9 +1102,9 @@ def test_the_robot_nodes_randomization_scales_the_gains_it_drives_with(graph: Gr
     runs must be scaled by them (once, the nominal gains overwrote the drawn ones)."""
     from rclpy.parameter import Parameter as Param
 
-    from ros_nodes.sim_node import SimNode
-    from training.envs import randomization
-    from training.envs.config import RandomizationConfig
+    from trot.ros_nodes.sim_node import SimNode
+    from trot.sim import randomization
+    from trot.sim.randomization import RandomizationConfig
 
     seed = 3
     sim = SimNode(parameter_overrides=[Param("policy_path", value=str(POLICY)), Param("randomize", value=True),
@@ -1132,8 +1135,8 @@ def test_the_robot_node_simulates_the_policys_robot_unless_told_otherwise(graph:
     from rclpy.parameter import Parameter as Param
     from test_export_runtime import train_and_export
 
-    from policies.artifact import read_artifact
-    from ros_nodes.sim_node import SimNode
+    from trot.policies.artifact import read_artifact
+    from trot.ros_nodes.sim_node import SimNode
 
     go1 = train_and_export(tmp_path, task="go1-flat")
     _, contract = read_artifact(go1)
@@ -1151,7 +1154,7 @@ def test_the_robot_node_simulates_the_policys_robot_unless_told_otherwise(graph:
 # loop raises once it has been commanding for 4 s (this test process needs seconds to discover it)
 FAILING_TICK = """
 import sys
-from ros_nodes import controller, policy_node
+from trot.ros_nodes import controller, policy_node
 tick, first = controller.PolicyController.tick, []
 def failing_tick(self, now):
     if self.mode is not controller.Mode.PASSIVE:
@@ -1164,7 +1167,7 @@ sys.exit(policy_node.main())
 """
 FAILING_PHYSICS = """
 import sys, time
-from ros_nodes import sim_node
+from trot.ros_nodes import sim_node
 push, t0 = sim_node.SimNode._maybe_push, time.monotonic()
 def failing_push(self):
     if time.monotonic() - t0 >= 3.0:
@@ -1178,7 +1181,7 @@ sys.exit(sim_node.main())
 def test_a_control_loop_that_raises_damps_and_ends_the_process_with_status_1(graph: Graph) -> None:
     """Not a node that looks alive, ACTIVE and silent (the thread dead), but one damping command
     (taken by the driver: its command timeout never fires), the traceback, and exit status 1."""
-    robot = graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    robot = graph.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
     params = ("policy_path:=" + str(POLICY), "start_mode:=auto", "standup_s:=0.5", "stale_periods:=10.0")
     policy = graph.start_args([sys.executable, "-c", FAILING_TICK, "--ros-args",
                                *itertools.chain.from_iterable(("-p", p) for p in params)])  # fmt: skip
@@ -1211,7 +1214,7 @@ COMMAND_SENDER = """
 import sys, time, rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from policies.runtime import PolicyRuntime
+from trot.policies.runtime import PolicyRuntime
 contract = PolicyRuntime(sys.argv[1]).contract
 rclpy.init()
 node = Node("commands")
@@ -1236,7 +1239,8 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
     (The old code failed this test in 2 of 3 runs here: how long the lock held the commands up
     varied from run to run.)"""
     env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    robot = subprocess.Popen([sys.executable, "-m", "ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={POLICY}",
+    robot = subprocess.Popen([sys.executable, "-m", "trot.ros_nodes.sim_node",
+                              "--ros-args", "-p", f"policy_path:={POLICY}",
                               "-p", "real_time_factor:=0.0", "-p", "publish_clock:=true"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
@@ -1256,7 +1260,7 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
 
 FAILING_INTAKE = """
 import sys
-from ros_nodes import recorder_node
+from trot.ros_nodes import recorder_node
 on_message, taken = recorder_node.RecorderNode._on_message, []
 def failing_on_message(self, topic, raw, info=None):
     taken.append(topic)
@@ -1271,9 +1275,9 @@ sys.exit(recorder_node.main())
 def test_a_recorder_whose_intake_raises_closes_its_bag_and_ends_with_status_1(graph: Graph, tmp_path: Path) -> None:
     """Recording would stop in silence: the process ends with status 1, and what it took is in a
     bag closed and readable (no `trot bag recover` needed)."""
-    from ros_nodes.bag import read_messages
+    from trot.replay.bag import read_messages
 
-    graph.start("ros_nodes.sim_node", f"policy_path:={POLICY}")
+    graph.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
     recorder = graph.start_args([sys.executable, "-c", FAILING_INTAKE, "--ros-args", "-p", f"output_dir:={tmp_path}",
                                  "-p", f"policy_path:={POLICY}"])  # fmt: skip
     assert graph.wait_until(lambda: graph.procs[recorder].poll() is not None, timeout=60.0), graph.log(recorder)

@@ -16,18 +16,18 @@ import torch
 from bench.faults import SMALL_RUN as SMALL
 from bench.faults import interrupted_and_resumed_run
 from bench.faults import training_metrics as metrics
-from policies.runtime import PolicyRuntime
-from training.ppo.envs import LocomotionTrainEnv
-from training.ppo.runner import Runner, TrainingDiverged
-from training.strict import ConfigError
-from training.train import IncompatibleRun, TrainConfig, build_env, parse_args, run_meta
+from trot.policies.runtime import PolicyRuntime
+from trot.sim.strict import ConfigError
+from trot.training.ppo.envs import LocomotionTrainEnv
+from trot.training.ppo.runner import Runner, TrainingDiverged
+from trot.training.train import IncompatibleRun, TrainConfig, build_env, parse_args, run_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def trot(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "training.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
+        [sys.executable, "-m", "trot.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw
     )
 
 
@@ -77,7 +77,7 @@ def test_ctrl_c_on_a_gymnasium_run_checkpoints_and_stops_its_worker_processes(tm
     trainer until it has finished its iteration and saved, then exit with it."""
     run = tmp_path / "g"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "train", "--env", "Hopper-v5", "--env.num-envs", "4", "--steps-per-env",
+        [sys.executable, "-m", "trot.cli", "train", "--env", "Hopper-v5", "--env.num-envs", "4", "--steps-per-env",
          "64", "--max-iterations", "1000", "--save-interval", "1000", "--no-compile", "--log-dir", str(tmp_path),
          "--run-name", "g"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -123,7 +123,7 @@ def test_resume_after_sigterm_continues_exactly_like_an_uninterrupted_run(tmp_pa
     assert info["command"].startswith("trot train go2-flat")
     [resume] = info["resumes"]  # how the run was made includes its resume
     assert resume["command"] == f"trot train --resume {resumed}" and 1 <= resume["from_iteration"] < iterations
-    from training.export import ExportConfig, export
+    from trot.training.export import ExportConfig, export
 
     artifact = export(ExportConfig(run=resumed, out=tmp_path / "policy", parity_samples=100))
     provenance = PolicyRuntime(artifact).contract.provenance
@@ -191,7 +191,7 @@ def test_bad_input_is_refused_with_the_field(tmp_path: Path) -> None:
 
 def test_a_refused_argument_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
     """Checking the settings needs no torch, whose import costs seconds: a typo is answered at once."""
-    script = ("import sys; from training.train import main; "
+    script = ("import sys; from trot.training.train import main; "
               f"rc = main(['--resume', {str(tmp_path / 'nope')!r}]); print(rc, 'torch' in sys.modules)")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "config.yaml not found" in r.stderr, r.stderr
@@ -234,7 +234,7 @@ def test_checkpoint_from_a_different_observation_layout_is_refused(tmp_path: Pat
 
 def test_eval_of_a_standing_policy_measures_the_commanded_speed(quiet_cfg) -> None:
     """A robot that only stands has a forward error equal to the mean |commanded vx|."""
-    from training.evaluate import evaluate_policy
+    from trot.training.evaluate import evaluate_policy
 
     cfg = quiet_cfg(num_envs=1)
     cfg.commands.zero_probability = cfg.commands.single_axis_probability = 0.0  # (always vx = 0.6)

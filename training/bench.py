@@ -9,8 +9,8 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from training.envs.config import EnvConfig
-from training.envs.locomotion import CTRL_SPEC, LocomotionEnv
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import CTRL_SPEC, LocomotionEnv
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from training.envs.config import EnvConfig
-from training.envs.locomotion import LocomotionEnv
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -101,8 +101,8 @@ def load_run_policy(run_dir: Path, checkpoint: str = "last.pt"):
     """The deterministic actor (normalizer + mean) of a run's checkpoint, and the run's config."""
     import torch
 
-    from training.ppo.model import ActorCritic, DeterministicActor
-    from training.train import load_config
+    from trot.training.ppo.model import ActorCritic, DeterministicActor
+    from trot.training.run_config import load_config
 
     cfg = load_config(run_dir)
     ck = torch.load(run_dir / "checkpoints" / checkpoint, weights_only=False, map_location="cpu")
@@ -119,8 +119,8 @@ def load_run_policy(run_dir: Path, checkpoint: str = "last.pt"):
 
 def record_video(env_cfg: EnvConfig, policy, path: Path, seconds: float = 5.0, seed: int = 0) -> Path:
     """Film environment 0 driven by ``policy`` (an ActorCritic, a module or a callable)."""
-    from training.ppo.model import ActorCritic, DeterministicActor
-    from training.render import Renderer, write_mp4
+    from trot.sim.render import Renderer, write_mp4
+    from trot.training.ppo.model import ActorCritic, DeterministicActor
 
     if isinstance(policy, ActorCritic):
         policy = DeterministicActor(policy)

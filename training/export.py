@@ -27,10 +27,10 @@ import torch
 import tyro
 import yaml
 
-from policies.artifact import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, contract_metadata, read_artifact
-from policies.contract import Contract
-from policies.runtime import make_session
-from training.envs.locomotion import LocomotionEnv
+from trot.policies.artifact import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, contract_metadata, read_artifact
+from trot.policies.contract import Contract
+from trot.policies.runtime import make_session
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 OPSET = 17
 
@@ -143,7 +143,7 @@ def check_parity(actor: torch.nn.Module, model: onnx.ModelProto, obs: np.ndarray
 
 
 def export(cfg: ExportConfig) -> Path:
-    from training.evaluate import load_run_policy
+    from trot.training.evaluate import load_run_policy
 
     actor, train_cfg, ck = load_run_policy(cfg.run, cfg.checkpoint)
     if "contract" not in ck["meta"]:
@@ -160,7 +160,7 @@ def export(cfg: ExportConfig) -> Path:
     header = "# Deployment contract of policy.onnx (the same JSON is in its metadata). Do not edit.\n"
     (cfg.out / "policy.yaml").write_text(header + yaml.safe_dump(contract.to_dict(), sort_keys=False))
     (cfg.out / "parity.json").write_text(json.dumps(parity, indent=2))
-    from training.evaluate import plot_curve
+    from trot.training.evaluate import plot_curve
 
     curve = plot_curve(cfg.run)
     if curve is not None:

@@ -3,7 +3,7 @@
 trot train go2-flat --seed 1 --env.num-envs 512 --ppo.learning-rate 3e-4
 trot train --env Hopper-v5
 trot train --resume runs/go2-flat_20261126-130000_s1 [--max-iterations 600]
-torchrun --nproc_per_node 2 -m training.train go2-flat     # data-parallel ranks
+torchrun --nproc_per_node 2 -m trot.training.train go2-flat     # data-parallel ranks
 """
 
 from __future__ import annotations
@@ -12,73 +12,20 @@ import dataclasses
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import tyro
-import yaml
 
-from training.envs.config import EnvConfig
-from training.ppo.config import IncompatibleRun, PolicyConfig, PPOConfig, RunnerConfig
-from training.strict import ConfigError, from_mapping
-from training.tasks import TASKS, make_task_config
-
-
-@dataclass
-class TrainConfig(RunnerConfig):
-    """A training run: the task, its environment, PPO and the run's bookkeeping."""
-
-    task: str = "go2-flat"
-    """A trot task (go2-flat, go1-flat) or a Gymnasium id (given as --env ID on the command line)."""
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """Environment settings (for Gymnasium tasks only num_envs is used)."""
-    log_dir: Path = Path("runs")
-    run_name: str = ""
-    """Run folder name under log_dir (default: task_date_seed)."""
-    gym_async: bool = True
-    """Gymnasium tasks: step envs in worker processes rather than in this process."""
-    gym_workers: int = 0
-    """Gymnasium tasks: number of worker processes (0: one per CPU core), each stepping its share."""
-
-
-def is_gym_task(task: str) -> bool:
-    return task not in TASKS
-
-
-def default_config(task: str) -> TrainConfig:
-    """Per-task defaults: rsl_rl-style for locomotion, CleanRL's MuJoCo settings for Gymnasium."""
-    if not is_gym_task(task):
-        # 512 envs x 24 steps per iteration: ~1.7 s per iteration on 2 cores, and a 29-minute
-        # budget so that a default run is done within half an hour on a workstation.
-        return TrainConfig(task=task, env=make_task_config(task), max_iterations=3000, max_minutes=29.0)
-    return TrainConfig(
-        task=task,
-        env=EnvConfig(num_envs=8),
-        steps_per_env=256,
-        max_iterations=488,  # 8 envs x 256 steps x 488 = 1M env steps (CleanRL's batch of 2048)
-        save_interval=100,
-        reward_normalization=True,
-        # Small networks: Python and op dispatch dominate, so compile and keep torch to one thread
-        # (the other core steps environments in a worker process).
-        compile=True,
-        torch_threads=1,
-        ppo=PPOConfig(
-            learning_rate=3e-4,
-            schedule="linear",
-            num_epochs=10,
-            num_minibatches=32,
-            entropy_coef=0.0,
-            value_loss_coef=0.5,
-            max_grad_norm=0.5,
-        ),
-        policy=PolicyConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh"),
-    )
+from trot.sim.strict import ConfigError
+from trot.training.ppo.config import IncompatibleRun
+from trot.training.run_config import TrainConfig, default_config, is_gym_task, load_config, save_config
+from trot.training.tasks import TASKS, make_task_config
 
 
 def build_env(cfg: TrainConfig, rank: int = 0, local_world: int = 1):
-    from training.ppo.envs import GymTrainEnv, LocomotionTrainEnv
+    from trot.training.ppo.envs import GymTrainEnv, LocomotionTrainEnv
 
     seed = cfg.seed + rank
     if is_gym_task(cfg.task):
@@ -97,31 +44,9 @@ def run_meta(cfg: TrainConfig, env: Any) -> dict[str, Any]:
     return meta
 
 
-def save_config(cfg: TrainConfig, run_dir: Path) -> None:
-    data = _plain(dataclasses.asdict(cfg))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def load_config(run_dir: Path) -> TrainConfig:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"resume: {path} not found (is {run_dir} a trot run folder?)")
-    return from_mapping(TrainConfig, yaml.safe_load(path.read_text()), "config")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def locomotion_video_fn(cfg: TrainConfig):
     def record(policy, path: Path) -> None:
-        from training.evaluate import record_video
+        from trot.training.evaluate import record_video
 
         record_video(cfg.env, policy, path, seconds=cfg.video_seconds, seed=cfg.seed)
 
@@ -148,7 +73,7 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, c
     """Run (or resume) training; returns the run folder."""
     import torch.distributed as dist
 
-    from training.ppo.runner import Runner, distributed
+    from trot.training.ppo.runner import Runner, distributed
 
     rank, world, local_world = 0, 1, 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not distributed():
@@ -248,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train_until_done_or_diverged(cfg: TrainConfig, resume: Path | None, command: str) -> int:
-    from training.ppo.runner import TrainingDiverged
+    from trot.training.ppo.runner import TrainingDiverged
 
     try:
         train(cfg, resume, command=command)

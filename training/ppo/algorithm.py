@@ -15,9 +15,9 @@ from torch.distributions import Normal
 from torch.func import functional_call, grad
 from torch.optim.adam import adam
 
-from training.ppo.config import PPOConfig
-from training.ppo.model import ActorCritic
-from training.ppo.storage import Batch, RolloutStorage
+from trot.training.ppo.config import PPOConfig
+from trot.training.ppo.model import ActorCritic
+from trot.training.ppo.storage import Batch, RolloutStorage
 
 
 def surrogate_loss(

@@ -25,9 +25,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from training.envs.config import EnvConfig
-from training.envs.locomotion import LocomotionEnv
-from training.strict import ConfigError
+from trot.sim.strict import ConfigError
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 
 @dataclass

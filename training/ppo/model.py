@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from training.ppo.config import Activation
-from training.ppo.normalizer import EmpiricalNormalizer
+from trot.training.ppo.config import Activation
+from trot.training.ppo.normalizer import EmpiricalNormalizer
 
 _ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
 

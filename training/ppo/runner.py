@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.ppo.algorithm import PPO, compiled
-from training.ppo.config import IncompatibleRun, RunnerConfig
-from training.ppo.envs import Step
-from training.ppo.model import ActorCritic
-from training.ppo.storage import RolloutStorage
+from trot.training.ppo.algorithm import PPO, compiled
+from trot.training.ppo.config import IncompatibleRun, RunnerConfig
+from trot.training.ppo.envs import Step
+from trot.training.ppo.model import ActorCritic
+from trot.training.ppo.storage import RolloutStorage
 
 
 class TrainEnv(Protocol):

@@ -16,14 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# isort: off
-import training  # noqa: F401  (chooses the offscreen GL, MUJOCO_GL, before mujoco is imported)
 import mujoco
-
-# isort: on
 import numpy as np
 
-from ros_nodes.bag import read_messages, read_metadata
+from trot.replay.bag import read_messages, read_metadata
 
 TOPIC_TYPES = {
     "joint_states": "sensor_msgs/msg/JointState",
@@ -74,7 +70,7 @@ def _stamp(header) -> float:
 
 def load_episode(path: str | Path, joint_names: list[str] | None = None) -> Episode:
     """Read a bag into arrays. Unreadable tails (a truncated bag) end the read with a note."""
-    from training.robot import load_robot
+    from trot.sim.robot import load_robot
 
     path = Path(path)
     if not path.exists():
@@ -186,9 +182,9 @@ class ResimResult:
 def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     """Re-simulate from the logged initial state, applying the logged joint commands at their logged
     times with the contract's PD gains (damping rows: zero stiffness, damping_kd)."""
-    from policies.artifact import read_artifact
-    from training.model import DAMPING_KD, compile_model, home_qpos, set_joint_gains
-    from training.robot import load_robot
+    from trot.policies.artifact import read_artifact
+    from trot.sim.robot import load_robot
+    from trot.sim.world import DAMPING_KD, compile_model, home_qpos, set_joint_gains
 
     ep.require("joint_states", "joint_commands", purpose="a re-simulation (initial joint state, commands)")
     robot = load_robot(ep.metadata.get("robot", "go2"))
@@ -280,11 +276,11 @@ class ShadowResult:
 
 def shadow(ep: Episode, policy_path: str, threshold: float = 0.2) -> ShadowResult:
     """Run ``policy_path`` on the logged inputs at each logged RUNNING tick and compare. The inputs go
-    through the policy node's own controller (ros_nodes.controller), with the safety settings the
+    through the policy node's own controller (trot.policies.controller), with the safety settings the
     node logged: the same command clipping and decay, quaternion normalization, joint-limit margin
     and target rate limit, so that a difference is the policy's, not the replay's."""
-    from policies.runtime import PolicyRuntime
-    from ros_nodes.controller import Mode, PolicyController, SafetyConfig
+    from trot.policies.controller import Mode, PolicyController, SafetyConfig
+    from trot.policies.runtime import PolicyRuntime
 
     ep.require("joint_states", "imu", "joint_commands", purpose="shadow actions (observation inputs)")
     runtime = PolicyRuntime(policy_path)
@@ -387,11 +383,11 @@ def plot_episode(ep: Episode, out: Path) -> list[Path]:
         fig.suptitle("joint position targets vs measured (rad)")
         written.append(_save(fig, out / "joints.png"))
     if ep.joint_commands is not None and ep.joint_states is not None:
-        from policies.artifact import read_artifact
+        from trot.policies.artifact import read_artifact
 
         try:
             _, contract = read_artifact(ep.metadata.get("policy_path", "go2_flat"))
-            from policies.observation import ActionMapper, joint_index
+            from trot.policies.observation import ActionMapper, joint_index
 
             to_contract = joint_index(ep.joint_names, contract)  # replay arrays are in robot order
             actions = ActionMapper(contract).actions_of(ep.joint_commands.values["target"][:, to_contract])
@@ -428,8 +424,8 @@ def _save(fig, path: Path) -> Path:
 
 def _render_segment(robot: str, qpos: np.ndarray, path: str, fps: float) -> str:
     """One worker's share of the video (a process of its own: software GL renders on one core)."""
-    from training.render import Renderer, write_mp4
-    from training.robot import load_robot
+    from trot.sim.render import Renderer, write_mp4
+    from trot.sim.robot import load_robot
 
     renderer = Renderer(load_robot(robot))
     frames = [renderer.frame(q) for q in qpos]
@@ -447,11 +443,11 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
 
     import imageio_ffmpeg
 
-    from training.model import compile_model
-    from training.robot import load_robot
+    from trot.sim.robot import load_robot
+    from trot.sim.world import compile_model
 
     ep.require("joint_states", purpose="a video (joint positions)")
-    if not os.environ.get("MUJOCO_GL") and not os.environ.get("DISPLAY"):  # (training.choose_offscreen_gl)
+    if not os.environ.get("MUJOCO_GL") and not os.environ.get("DISPLAY"):  # (trot.sim.gl.choose_offscreen_gl)
         raise ReplayError("no video: no OpenGL to render with (libEGL and OSMesa cannot be loaded, and no DISPLAY); "
                           "install libEGL (Debian/Ubuntu: libegl1) or OSMesa (libosmesa6)")  # fmt: skip
     robot_name = ep.metadata.get("robot", "go2")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from training.envs.config import EnvConfig
-from training.strict import ConfigError
+from trot.sim.strict import ConfigError
+from trot.training.tasks.velocity.config import EnvConfig
 
 
 def go2_flat() -> EnvConfig:

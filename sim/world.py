@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from training.robot import RobotConfig
-from training.strict import ConfigError
+from trot.sim.robot import RobotConfig
+from trot.sim.strict import ConfigError
 
 FLOOR = "floor"
 _CONTACT_FOUND = 1  # mjCONDATA_FOUND bit of a contact sensor's data spec

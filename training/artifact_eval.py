@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from policies.contract import Contract
-from policies.runtime import PolicyRuntime
-from training.envs.config import EnvConfig, Range
-from training.envs.locomotion import LocomotionEnv
-from training.robot import load_robot
+from trot.policies.contract import Contract
+from trot.policies.runtime import PolicyRuntime
+from trot.sim.randomization import Range
+from trot.sim.robot import load_robot
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.env import LocomotionEnv
 
 SCHEDULE: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("stand", (0.0, 0.0, 0.0)),

@@ -6,13 +6,68 @@ environments while ``mujoco.rollout`` still steps them all in one C call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
 
-from training.envs.config import RandomizationConfig, Range
-from training.model import ModelIndex
+from trot.sim.strict import ConfigError
+from trot.sim.world import ModelIndex
+
+
+@dataclass
+class Range:
+    """A uniform range that can be switched off (then the nominal value is used)."""
+
+    low: float
+    high: float
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ConfigError(f"range: low {self.low} is above high {self.high}")
+
+
+
+@dataclass
+class RandomizationConfig:
+    """Domain randomization, redrawn per environment at every reset."""
+
+    friction: Range = field(default_factory=lambda: Range(0.4, 1.25))
+    """Ground (and foot) sliding friction."""
+    added_base_mass: Range = field(default_factory=lambda: Range(-1.0, 2.0))
+    """kg added to the base body."""
+    com_offset: Range = field(default_factory=lambda: Range(-0.03, 0.03))
+    """m, per axis, added to the base centre of mass."""
+    motor_strength: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    """Scale on motor torque (gains and torque limits)."""
+    kp_scale: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    kd_scale: Range = field(default_factory=lambda: Range(0.9, 1.1))
+    action_delay_steps: Range = field(default_factory=lambda: Range(0, 1))
+    """Whole control steps of action latency (integers in [low, high])."""
+    action_delay_substeps: Range = field(default_factory=lambda: Range(0, 2))
+    """Physics sub-steps of latency within a control step (integers in [low, high])."""
+    joint_damping_scale: Range = field(default_factory=lambda: Range(0.8, 1.2))
+    armature_scale: Range = field(default_factory=lambda: Range(0.8, 1.2))
+    frictionloss_scale: Range = field(default_factory=lambda: Range(0.5, 1.5))
+    push_interval_s: Range = field(default_factory=lambda: Range(5.0, 10.0))
+    """Seconds between random pushes."""
+    push_velocity: Range = field(default_factory=lambda: Range(0.0, 0.5))
+    """Magnitude of the push, an instant change of the base's horizontal velocity, m/s."""
+    init_joint_pos: Range = field(default_factory=lambda: Range(-0.1, 0.1))
+    """rad added to each joint's default position at reset."""
+    init_base_vel: Range = field(default_factory=lambda: Range(-0.3, 0.3))
+    """m/s and rad/s added to each base velocity component at reset."""
+
+    def names(self) -> list[str]:
+        return list(self.__dataclass_fields__)
+
+    def disable_all(self) -> RandomizationConfig:
+        for name in self.names():
+            getattr(self, name).enabled = False
+        return self
+
+
 
 #: Model parameters, in the order they appear in the critic's privileged observation.
 PARAMS = (

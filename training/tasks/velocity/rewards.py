@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.envs.config import RewardConfig
+from trot.training.tasks.velocity.config import RewardConfig
 
 
 @dataclass

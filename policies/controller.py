@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from policies.runtime import PolicyRuntime
-from ros_nodes.settings import POSITIVE_OR_INF, above, at_least, unsound
+from trot.policies.runtime import PolicyRuntime
+from trot.policies.settings import POSITIVE_OR_INF, above, at_least, unsound
 
 
 class Mode(enum.Enum):

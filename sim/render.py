@@ -9,8 +9,8 @@ import imageio.v3 as iio
 import mujoco
 import numpy as np
 
-from training.model import compile_model
-from training.robot import RobotConfig
+from trot.sim.robot import RobotConfig
+from trot.sim.world import compile_model
 
 
 class Renderer:

@@ -11,9 +11,13 @@ from typing import Literal
 
 import tyro
 
-from policies.artifact import ArtifactError
-from training.bench import EnvBenchConfig
-from training.strict import ConfigError
+from trot.sim.gl import choose_offscreen_gl
+
+choose_offscreen_gl()  # before mujoco's first import, which reads MUJOCO_GL (see trot.sim.gl)
+
+from trot.policies.artifact import ArtifactError
+from trot.sim.strict import ConfigError
+from trot.training.bench import EnvBenchConfig
 
 
 @dataclass
@@ -35,10 +39,10 @@ def demo(cfg: DemoConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from training.bench import bench_env, print_env_bench
-    from training.envs.locomotion import LocomotionEnv
-    from training.evaluate import EvalConfig, eval_run
-    from training.train import default_config, train
+    from trot.training.bench import bench_env, print_env_bench
+    from trot.training.evaluate import EvalConfig, eval_run
+    from trot.training.tasks.velocity.env import LocomotionEnv
+    from trot.training.train import default_config, train
 
     console = Console()
     task = f"{cfg.robot}-flat"
@@ -73,13 +77,13 @@ def demo(cfg: DemoConfig) -> None:
 
 
 def bench_env_cmd(cfg: EnvBenchConfig) -> None:
-    from training.bench import bench_env, print_env_bench
+    from trot.training.bench import bench_env, print_env_bench
 
     print_env_bench(bench_env(cfg))
 
 
 def train_cmd(argv: list[str]) -> int:
-    from training.train import main as train_main
+    from trot.training.train import main as train_main
 
     return train_main(argv)
 
@@ -88,8 +92,8 @@ def eval_cmd(argv: list[str]) -> int:
     """A policy artifact folder (policy.onnx) gets the sim2sim suite and a card; a run folder its eval."""
     target = Path(argv[0]) if argv and not argv[0].startswith("-") else None
     if target is not None and (target / "policy.onnx").exists():
-        from policies.artifact import ArtifactError
-        from policies.eval import (
+        from trot.policies.artifact import ArtifactError
+        from trot.training.artifact_eval import (
             AXES,
             ContractMismatch,
             PolicyEvalConfig,
@@ -118,7 +122,7 @@ def eval_cmd(argv: list[str]) -> int:
                 f"{axis} {dead_band(response, axis):g}" for axis in AXES))  # fmt: skip
         print(f"policy card: {card}")
         return 0
-    from training.evaluate import EvalConfig, eval_run
+    from trot.training.evaluate import EvalConfig, eval_run
 
     cfg = tyro.cli(EvalConfig, args=argv, prog="trot eval")
     if not (cfg.run / "checkpoints" / cfg.checkpoint).is_file():
@@ -129,8 +133,8 @@ def eval_cmd(argv: list[str]) -> int:
 
 
 def export_cmd(argv: list[str]) -> int:
-    from policies.artifact import ArtifactError
-    from training.export import ExportConfig, ParityError, export
+    from trot.policies.artifact import ArtifactError
+    from trot.training.export import ExportConfig, ParityError, export
 
     cfg = tyro.cli(ExportConfig, args=argv, prog="trot export")
     if not (cfg.run / "checkpoints" / cfg.checkpoint).is_file():
@@ -147,7 +151,7 @@ def export_cmd(argv: list[str]) -> int:
 
 
 def deploy_cmd(argv: list[str]) -> int:
-    from ros_nodes.deploy import DeployConfig, DeployInterrupted, deploy, print_summary
+    from trot.ros_nodes.deploy import DeployConfig, DeployInterrupted, deploy, print_summary
 
     cfg = tyro.cli(DeployConfig, args=argv, prog="trot deploy")
     try:
@@ -169,7 +173,7 @@ def bag_cmd(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("info", "recover"):
         print("usage: trot bag {info,recover} BAG", file=sys.stderr)
         return 2
-    from ros_nodes.bag import read_metadata, recover, topic_counts
+    from trot.replay.bag import read_metadata, recover, topic_counts
 
     action, bag = argv[0], Path(argv[1])
     try:
@@ -213,13 +217,13 @@ class ReplayConfig:
 
 
 def replay_cmd(argv: list[str]) -> int:
-    from policies.artifact import ArtifactError
-    from ros_nodes.replay import ReplayError, render_cmd, resim_cmd, shadow_cmd
+    from trot.policies.artifact import ArtifactError
+    from trot.replay.replay import ReplayError, render_cmd, resim_cmd, shadow_cmd
 
     cfg = tyro.cli(ReplayConfig, args=argv, prog="trot replay")
     out = cfg.out or cfg.bag.with_name(cfg.bag.name + "_replay")
     if cfg.action == "play":  # a ROS node re-publishing the bag, like `ros2 bag play`
-        from ros_nodes.play_node import main as play_main
+        from trot.ros_nodes.play_node import main as play_main
 
         params = {"bag": str(cfg.bag), "rate": cfg.rate, "loop": cfg.loop, "start_offset_s": cfg.start_offset}
         args = [a for k, v in params.items() for a in ("-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}")]
