@@ -1,7 +1,8 @@
 """Reading a policy artifact: an ONNX file whose metadata carries the deployment contract.
 
 Every way an artifact can be wrong (missing, truncated, not ONNX, no contract, a malformed or
-future contract, tensor shapes that disagree with the contract) is refused here with a message
+future contract, tensor shapes that disagree with the contract, a contract edited after export,
+term definitions that are not what this trot computes) is refused here with a message
 naming the problem; nothing downstream ever guesses a default.
 """
 
@@ -58,11 +59,16 @@ def read_artifact(path: str | Path) -> tuple[bytes, Contract]:
         raise ArtifactError(f"{path}: metadata {exc}") from exc
     _check_signature(model, contract, path)
     _check_digests(meta, contract, path)
+    try:
+        contract.check_definitions()  # as exported, but not what this trot's observation and action are
+    except ContractError as exc:
+        raise ArtifactError(f"{path}: metadata {exc}") from exc
     return data, contract
 
 
 def contract_metadata(contract: Contract) -> dict[str, str]:
-    """The metadata entries an exported artifact carries."""
+    """The metadata entries an exported artifact carries: the contract as JSON (at its version:
+    version 2 with every term's definition) and its per-field digests."""
     return {CONTRACT_KEY: contract.to_json(), DIGEST_KEY: json.dumps(contract.field_digests())}
 
 

@@ -13,53 +13,22 @@ from collections import Counter
 import numpy as np
 
 from trot.policies.contract import Contract
+from trot.policies.terms import ACTION, GRAVITY_CONSTANT, gravity_quadratic, projected_gravity
 
-
-def projected_gravity(quat_wxyz: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Unit gravity (0, 0, -1) expressed in the body frame of orientation ``quat_wxyz`` [..., 4].
-
-    Written out (rather than through a rotation library) because it runs every control step on
-    the robot and per environment in training. tests/test_observation.py checks it against
-    MuJoCo's own quaternion rotation.
-    """
-    q = np.asarray(quat_wxyz)
-    dtype = np.result_type(q.dtype, np.float32)
-    if out is None:
-        out = np.empty(q.shape[:-1] + (3,), dtype=dtype)
-    _gravity_quadratic(q, np.empty(q.shape[:-1] + (4, 4), dtype=dtype), out)
-    out[..., 2] -= 1.0
-    return out
-
-
-# Projected gravity is a quadratic form of the quaternion: g = (q q^T).flat @ _GRAVITY_FORM - (0, 0, 1).
-# One product and one matmul instead of a dozen small ufuncs per step (the control path runs on cold
-# caches, where each numpy call counts); each coefficient sits on one product, so every component is
-# exactly the textbook expression.
-_GRAVITY_FORM = np.zeros((16, 3))
-_W, _X, _Y, _Z = range(4)
-for (_i, _j), _column, _coefficient in (
-    ((_W, _Y), 0, 2.0), ((_X, _Z), 0, -2.0),  # g_x = 2 (w y - x z)
-    ((_Y, _Z), 1, -2.0), ((_W, _X), 1, -2.0),  # g_y = -2 (y z + w x)
-    ((_X, _X), 2, 2.0), ((_Y, _Y), 2, 2.0),  # g_z = 2 (x x + y y) - 1
-):  # fmt: skip
-    _GRAVITY_FORM[4 * _i + _j, _column] = _coefficient
-
-
-def _gravity_quadratic(q: np.ndarray, qq: np.ndarray, out: np.ndarray) -> None:
-    """The quadratic part of projected gravity (all but the "- 1" of g_z) into ``out``; ``qq`` is
-    scratch of shape [..., 4, 4]."""
-    np.multiply(q[..., :, None], q[..., None, :], out=qq)
-    np.matmul(qq.reshape(qq.shape[:-2] + (16,)), _GRAVITY_FORM.astype(out.dtype, copy=False), out=out)
+__all__ = ["ActionMapper", "ObservationBuilder", "joint_index", "projected_gravity"]
 
 
 class ObservationBuilder:
     """Builds ``[batch, contract.num_obs]`` float32 observations in the contract's term order.
 
     Inputs are in physical units and already in the contract's joint order (callers that
-    receive joints by name reorder with :func:`joint_index`).
+    receive joints by name reorder with :func:`joint_index`). What is subtracted from each term is
+    its definition's ``offset`` (:mod:`trot.policies.terms`): the definition an artifact carries is
+    what this code computes.
     """
 
     def __init__(self, contract: Contract, batch_size: int = 1) -> None:
+        contract.check_definitions()
         self.contract = contract
         self.batch_size = batch_size
         self.out = np.zeros((batch_size, contract.num_obs), dtype=np.float32)
@@ -70,10 +39,11 @@ class ObservationBuilder:
         self.inputs = {t.name: self._raw[:, slices[t.name]] for t in contract.obs_terms}
         # observation = (raw - offset) * scale, two ufuncs over the whole vector
         self._offset = np.zeros(contract.num_obs, dtype=np.float64)
-        if "joint_pos" in slices:
-            self._offset[slices["joint_pos"]] = contract.default_joint_pos
-        if "projected_gravity" in slices:
-            self._offset[slices["projected_gravity"].stop - 1] = 1.0  # the "- 1" of g_z (_gravity_quadratic)
+        for term in contract.obs_terms:
+            if term.definition.offset is not None:
+                self._offset[slices[term.name]] = getattr(contract, term.definition.offset)
+        if "projected_gravity" in slices:  # its constant part, outside the quadratic form (gravity_quadratic)
+            self._offset[slices["projected_gravity"]] = -GRAVITY_CONSTANT
         self._scale = np.concatenate([np.full(t.size, t.scale, dtype=np.float64) for t in contract.obs_terms])
         self._tmp = np.zeros_like(self._raw)
         self._qq = np.zeros((batch_size, 4, 4), dtype=np.float64)
@@ -100,20 +70,22 @@ class ObservationBuilder:
     def finish(self, base_quat_wxyz: np.ndarray) -> np.ndarray:
         """The observation from what is in :attr:`inputs` and the orientation ``[batch, 4]`` (w, x, y, z)."""
         if self._gravity is not None:  # the "- 1" of g_z is in the offset
-            _gravity_quadratic(base_quat_wxyz, self._qq, self._gravity)
+            gravity_quadratic(base_quat_wxyz, self._qq, self._gravity)
         np.subtract(self._raw, self._offset, out=self._tmp)
         np.multiply(self._tmp, self._scale, out=self.out)
         return self.out
 
 
 class ActionMapper:
-    """Maps raw policy actions to joint position targets: ``default + scale * clip(action)``."""
+    """Maps raw policy actions to joint position targets: ``default + scale * clip(action)``, with the
+    offset, scale and clip the contract fields that :data:`trot.policies.terms.ACTION` names."""
 
     def __init__(self, contract: Contract, batch_size: int = 1) -> None:
+        contract.check_definitions()
         self.contract = contract
-        self._default = np.asarray(contract.default_joint_pos, dtype=np.float64)
-        self._scale = float(contract.action_scale)
-        self._clip = float(contract.action_clip)
+        self._default = np.asarray(getattr(contract, ACTION["offset"]), dtype=np.float64)
+        self._scale = float(getattr(contract, ACTION["scale"]))
+        self._clip = float(getattr(contract, ACTION["clip"]))
         self.targets = np.zeros((batch_size, contract.num_joints), dtype=np.float64)
 
     def clip(self, action: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """``trot export RUN_DIR -o policies/<name>/``: the deployable artifact of a training run.
 
 Writes ``policy.onnx`` (normalizer + actor mean, dynamic batch, opset 17, the contract as JSON in
-its metadata), ``policy.yaml`` (the same contract, for people) and ``parity.json``. Every export
+its metadata, with each observation term's definition and the action mapping: enough to run it
+without trot), ``policy.yaml`` (the same contract, for people) and ``parity.json``. Every export
 compares torch and ONNX Runtime on >= 10,000 observations (random and recorded from rollouts of
 the policy in its training environment) and refuses to write the artifact if they differ by
 more than the tolerance.
@@ -148,8 +149,8 @@ def export(cfg: ExportConfig) -> Path:
     actor, train_cfg, ck = load_run_policy(cfg.run, cfg.checkpoint)
     if "contract" not in ck["meta"]:
         raise ValueError(f"{cfg.run}: not a trot locomotion run (Gymnasium runs have no deployment contract)")
-    contract = dataclasses.replace(
-        Contract.from_json(ck["meta"]["contract"]), provenance=provenance(cfg.run, ck, train_cfg)
+    contract = dataclasses.replace(  # at the current version: a run saved with a version-1 contract is upgraded
+        Contract.from_json(ck["meta"]["contract"]).upgraded(), provenance=provenance(cfg.run, ck, train_cfg)
     )
     model = to_onnx(actor, contract.num_obs, contract)
     obs = parity_observations(train_cfg, actor, cfg.parity_samples, cfg.seed)
