@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from trot.policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
-from trot.policies.contract import Contract
+from trot.policies.contract import CONTRACT_VERSION, Contract
 from trot.policies.runtime import PolicyRuntime
 from trot.training.export import ExportConfig, export
 from trot.training.ppo.runner import Runner
@@ -69,6 +69,10 @@ def test_artifact_files_contract_and_parity(artifact: Path) -> None:
     assert prov["seed"] == 3 and prov["training_iterations"] == 2
     on_disk = yaml.safe_load((artifact / "policy.yaml").read_text())
     assert Contract.from_dict(on_disk) == contract
+    # the current version, self-describing in the ONNX metadata and in policy.yaml alike
+    assert contract.version == CONTRACT_VERSION == on_disk["version"] == 2
+    assert on_disk["obs_terms"][3]["definition"]["offset"] == "default_joint_pos"
+    assert on_disk["action_definition"] == json.loads(meta[CONTRACT_KEY])["action_definition"]
     parity = json.loads((artifact / "parity.json").read_text())
     assert parity["samples"] >= 10_000 and parity["max_abs_diff"] <= 1e-5
 
@@ -205,6 +209,7 @@ def test_runtime_matches_joints_by_name_and_refuses_missing_ones(artifact: Path)
         (lambda p: _edit_meta(p, _swap_two_joints), r"contract field\(s\) \['joint_names'\] were changed after export"),
         (lambda p: _edit_meta(p, lambda d: d["kp"].__setitem__(3, 80.0)), r"\['kp'\] were changed"),
         (lambda p: _edit_meta(p, lambda d: None, digest="drop"), "no 'trot_contract_digest' metadata"),
+        (lambda p: _edit_meta(p, _drop_the_joint_offset), r"\['obs_terms'\] were changed"),
     ],
     ids=[
         "truncated",
@@ -216,6 +221,7 @@ def test_runtime_matches_joints_by_name_and_refuses_missing_ones(artifact: Path)
         "swapped-joints",
         "edited-gain",
         "no-digest",
+        "edited-definition",
     ],
 )
 def test_bad_artifacts_are_refused(artifact: Path, tmp_path: Path, damage, message: str) -> None:
@@ -231,6 +237,11 @@ def test_bad_artifacts_are_refused(artifact: Path, tmp_path: Path, damage, messa
 def test_missing_artifact(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="no such policy file"):
         PolicyRuntime(tmp_path)
+
+
+def _drop_the_joint_offset(contract: dict) -> None:
+    """A definition edited: joint_pos said to be the raw joint position."""
+    contract["obs_terms"][3]["definition"]["offset"] = None
 
 
 def _swap_two_joints(contract: dict) -> None:

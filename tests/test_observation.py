@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from trot.policies.observation import ActionMapper, ObservationBuilder, joint_index, projected_gravity
+from trot.policies.terms import OBS_TERMS
 from trot.training.tasks.velocity.env import LocomotionEnv
 
 
@@ -17,6 +18,20 @@ def test_projected_gravity_matches_mujoco_rotation() -> None:
         ref = np.zeros(3)
         mujoco.mju_rotVecQuat(ref, np.array([0.0, 0.0, -1.0]), inv)
         np.testing.assert_allclose(g, ref, atol=1e-12)
+
+
+def test_projected_gravity_is_its_definition() -> None:
+    """The term the contract defines (R(q)^T world_vector, q in the stated component order) is what
+    projected_gravity computes; the rotation is MuJoCo's."""
+    definition = OBS_TERMS["projected_gravity"]
+    assert definition.quaternion_order == ("w", "x", "y", "z")  # MuJoCo's order, and projected_gravity's
+    rng = np.random.default_rng(5)
+    quats = rng.normal(size=(100, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    for q, g in zip(quats, projected_gravity(quats), strict=True):
+        rotation = np.zeros(9)
+        mujoco.mju_quat2Mat(rotation, q)
+        np.testing.assert_allclose(g, rotation.reshape(3, 3).T @ np.array(definition.world_vector), atol=1e-12)
 
 
 def test_projected_gravity_is_the_textbook_expression_bit_for_bit() -> None:
