@@ -43,7 +43,7 @@ class ObservationBuilder:
             if term.definition.offset is not None:
                 self._offset[slices[term.name]] = getattr(contract, term.definition.offset)
         if "projected_gravity" in slices:  # its constant part, outside the quadratic form (gravity_quadratic)
-            self._offset[slices["projected_gravity"]] = -GRAVITY_CONSTANT
+            self._offset[slices["projected_gravity"]] = 0.0 - GRAVITY_CONSTANT  # (0.0 -: no negative zeros)
         self._scale = np.concatenate([np.full(t.size, t.scale, dtype=np.float64) for t in contract.obs_terms])
         self._tmp = np.zeros_like(self._raw)
         self._qq = np.zeros((batch_size, 4, 4), dtype=np.float64)
