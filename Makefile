@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.trot-installed
 
-.PHONY: venv demo train-demo test lint bench clean
+.PHONY: venv demo train-demo test lint docs docs-check bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU torch first: the wheel on this disk; a bare `torch` would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,test,ros]'
+	$(BIN)/python -m pip install --quiet -e '.[train,test,ros,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,7 +26,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: venv lint
+# The node parameter reference (docs/ros/parameters.md) is generated from the parameter dataclasses;
+# tests/test_docs.py fails when the committed page is stale.
+docs: venv
+	$(BIN)/python -m trot.ros_nodes.param_docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-check: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: venv lint docs-check
 	$(BIN)/python -m pytest -q
 
 bench: venv
@@ -36,4 +45,4 @@ bench: venv
 	$(BIN)/python bench/replay_speed.py
 
 clean:
-	rm -rf $(VENV) out runs
+	rm -rf $(VENV) out runs site

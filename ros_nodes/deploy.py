@@ -6,8 +6,8 @@ walk forward, turn, walk sideways, stop) on /cmd_vel; the recorder writes the ep
 summary (tracking per segment, loop timing, safety counters) is printed and saved next to it.
 
 Executors: one single-threaded executor per node, each in its own thread (rclpy's multi-threaded
-executor delivered joint states 0.3-1.2 s late); the timing-critical work (physics, the control
-loop) runs in the nodes' own threads, so a slow callback cannot delay it.
+executor can deliver joint states late enough to trip the policy's watchdog); the timing-critical
+work (physics, the control loop) runs in the nodes' own threads, so a slow callback cannot delay it.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class DeployConfig:
     """``trot deploy --sim``: simulated robot + policy node + recorder, a scripted command sequence."""
 
     sim: bool = False
-    """Run the MuJoCo robot node in this process (required today: a real robot's driver runs elsewhere
-    and ``trot deploy`` without ``--sim`` is the launch files' job)."""
+    """Run the MuJoCo robot node in this process (required: on a real robot the driver runs elsewhere
+    and the launch files start the nodes: ros2 launch trot real.launch.xml)."""
     policy: Path = DEFAULT_POLICY
     """Policy artifact folder (or policy.onnx)."""
     out: Path = Path("out/deploy")
@@ -54,12 +54,12 @@ class DeployConfig:
     shuffle_joint_order: bool = True
     """The robot publishes its joints in a permuted order: the policy must match them by name."""
     standup_s: float = 1.5
+    """Seconds the policy node takes to stand the robot up before the script starts."""
     stale_periods: float = 25.0
-    """The policy node's sensor watchdog, in control periods (0.5 s). Here the simulated robot, its
-    controller and the recorder share one process on a workstation, and a stall of the whole process
-    (measured on a 2-core VM: 59-66 ms, the VM's host or a busy neighbour) is no sensor failure, yet it
-    ended the demo in DAMPING at 2. A robot runs with 2 (launch/config/go2.yaml), and the nodes' tests
-    check that 2 damps within 3 periods."""
+    """The policy node's sensor watchdog, in control periods (25: 0.5 s). The simulated robot, its
+    controller and the recorder share one process on a workstation, where a stall of the whole process
+    (a busy machine) is no sensor failure, yet would trip a robot's 2-period watchdog into DAMPING.
+    A robot runs with 2 (launch/config/nodes.yaml)."""
     settle_s: float = 1.0
     """Measure tracking only after this long in each segment."""
     domain_id: int | None = None
@@ -285,7 +285,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     summary_file = run_dir / "summary.json"
-    summary_file.write_text(json.dumps(summary, indent=2))  # (now: a replay that fails or is stopped loses nothing)
+    summary_file.write_text(json.dumps(summary, indent=2))  # before the replay: if it fails, nothing is lost
     if cfg.replay and not summary["interrupted"]:
         summary |= _replay(Path(summary["bag"]))
         summary_file.write_text(json.dumps(summary, indent=2))

@@ -71,7 +71,8 @@ def test_the_ament_index_finds_the_package_its_files_and_executables(prefix: Pat
     assert out.returncode == 0, out.stderr
     share, found_prefix = (Path(line) for line in out.stdout.split())
     assert share == prefix / "share" / "trot" and found_prefix == prefix
-    for rel in ("package.xml", "launch/sim.launch.xml", "launch/real.launch.xml", "config/go2.yaml", "config/go1.yaml"):
+    for rel in ("package.xml", "launch/sim.launch.xml", "launch/real.launch.xml", "config/nodes.yaml",
+                "config/go2.yaml", "config/go1.yaml"):  # fmt: skip
         assert (share / rel).is_file(), rel
     for exe in NODES:
         path = prefix / "lib" / "trot" / exe
@@ -114,20 +115,24 @@ def _declared(node: str) -> set[str]:
 def test_parameter_files_hold_every_parameter_and_the_real_nodes_accept_them(
     prefix: Path, ament_env, robot: str, tmp_path: Path
 ) -> None:
+    shared = prefix / "share" / "trot" / "config" / "nodes.yaml"
     file = prefix / "share" / "trot" / "config" / f"{robot}.yaml"
-    sections = yaml.safe_load(file.read_text())
-    assert set(sections) == {"/**/trot_sim", "/**/trot_policy", "/**/trot_recorder"}
-    for key, body in sections.items():
-        assert set(body["ros__parameters"]) == _declared(key.split("/")[-1]), key
+    sections, own = yaml.safe_load(shared.read_text()), yaml.safe_load(file.read_text())
+    assert set(sections) == {"/**/trot_sim", "/**/trot_policy", "/**/trot_recorder"} and set(own) <= set(sections)
+    for key, body in sections.items():  # each parameter once: in the shared file or in the robot's
+        robot_keys = set(own.get(key, {}).get("ros__parameters", {}))
+        assert not set(body["ros__parameters"]) & robot_keys, key
+        assert set(body["ros__parameters"]) | robot_keys == _declared(key.split("/")[-1]), key
     misspelled = tmp_path / "typo.yaml"
-    misspelled.write_text(file.read_text().replace("stale_periods:", "stale_period:"))
+    misspelled.write_text(shared.read_text().replace("stale_periods:", "stale_period:"))
+    both = ["--params-file", str(shared), "--params-file", str(file)]  # as the launch files load them
     graph = Graph()
     try:
         exe = prefix / "lib" / "trot"
-        sim = graph.start_args([str(exe / "trot_sim_node"), "--ros-args", "--params-file", str(file)])
-        recorder = graph.start_args([str(exe / "trot_recorder_node"), "--ros-args", "--params-file", str(file),
+        sim = graph.start_args([str(exe / "trot_sim_node"), "--ros-args", *both])
+        recorder = graph.start_args([str(exe / "trot_recorder_node"), "--ros-args", *both,
                                      "-p", f"output_dir:={tmp_path}"])  # fmt: skip
-        policy = graph.start_args([str(exe / "trot_policy_node"), "--ros-args", "--params-file", str(file),
+        policy = graph.start_args([str(exe / "trot_policy_node"), "--ros-args", *both,
                                    "-p", "policy_path:=go2_flat"])  # fmt: skip
         typo = graph.start_args([str(exe / "trot_policy_node"), "--ros-args", "--params-file", str(misspelled),
                                  "-r", "__ns:=/typo"])  # fmt: skip
@@ -145,13 +150,16 @@ def test_parameter_files_hold_every_parameter_and_the_real_nodes_accept_them(
 
 
 def tolerant_params(prefix: Path, tmp_path: Path) -> str:
-    """The installed go2.yaml with a 0.5 s sensor watchdog (25 periods), passed as the launch files'
-    params_file argument: this 2-core CI machine has stalled whole processes for ~0.35 s, which trips
-    the 2-period watchdog into DAMPING, as it should on a robot, and would end a walking test."""
-    text = (prefix / "share" / "trot" / "config" / "go2.yaml").read_text()
-    assert "    stale_periods: 2.0 " in text
+    """The installed go2.yaml plus a 0.5 s sensor watchdog (25 periods) over nodes.yaml's 2, passed as
+    the launch files' params_file argument: this 2-core CI machine has stalled whole processes for
+    ~0.35 s, which trips the 2-period watchdog into DAMPING, as it should on a robot, and would end a
+    walking test."""
+    config = prefix / "share" / "trot" / "config"
+    assert "    stale_periods: 2.0 " in (config / "nodes.yaml").read_text()
+    params = yaml.safe_load((config / "go2.yaml").read_text())
+    params["/**/trot_policy"]["ros__parameters"]["stale_periods"] = 25.0
     file = tmp_path / "go2_ci.yaml"
-    file.write_text(text.replace("    stale_periods: 2.0 ", "    stale_periods: 25.0"))
+    file.write_text(yaml.safe_dump(params))
     return str(file)
 
 

@@ -190,7 +190,7 @@ def bag_cmd(argv: list[str]) -> int:
 
 @dataclass
 class ReplayConfig:
-    """``trot replay {render,resim,shadow} BAG``: look at, re-simulate or shadow-evaluate an episode."""
+    """``trot replay {render,resim,shadow,play} BAG``: look at, re-simulate, shadow-test or re-publish an episode."""
 
     action: tyro.conf.Positional[Literal["render", "resim", "shadow", "play"]]
     bag: tyro.conf.Positional[Path]
@@ -200,8 +200,8 @@ class ReplayConfig:
     """shadow: the policy to vet (folder, policy.onnx or shipped name); resim: PD gains from this artifact."""
     fps: float = 30.0
     """render: video frame rate."""
-    no_video: bool = False
-    """render: plots and report only."""
+    video: bool = True
+    """render: the video too (--no-video: plots and report only)."""
     threshold: float = 0.2
     """shadow: a target difference (rad) beyond this counts as divergence."""
     rate: float = 1.0
@@ -233,7 +233,7 @@ def replay_cmd(argv: list[str]) -> int:
         return play_main(["trot_play", "--ros-args", *args])
     try:
         if cfg.action == "render":
-            result = render_cmd(cfg.bag, out, fps=cfg.fps, video=not cfg.no_video)
+            result = render_cmd(cfg.bag, out, fps=cfg.fps, video=cfg.video)
             print(f"rendered in {result['seconds']:.1f} s")
         elif cfg.action == "resim":
             result = resim_cmd(cfg.bag, out, cfg.policy)
