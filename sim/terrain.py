@@ -14,6 +14,8 @@ from typing import Literal
 
 import mujoco
 
+from trot.sim.strict import ConfigError
+
 GROUND_BODY = "world"
 """Body that holds the ground's geoms (contact sensors target it)."""
 FLOOR = "floor"
@@ -46,6 +48,8 @@ TERRAINS: dict[str, Callable[[mujoco.MjSpec, TerrainConfig], list[mujoco.MjsGeom
 def add_ground(spec: mujoco.MjSpec, terrain: TerrainConfig) -> list[mujoco.MjsGeom]:
     """Add the terrain's geoms to ``spec``'s world body, colliding with the robot: the ground
     collides with what the robot's geoms accept (contype 1), never with itself (conaffinity 0)."""
+    if terrain.kind not in TERRAINS:
+        raise ConfigError(f"terrain.kind: {terrain.kind!r} is not one of {sorted(TERRAINS)}")
     geoms = TERRAINS[terrain.kind](spec, terrain)
     for geom in geoms:
         geom.contype, geom.conaffinity = 1, 0

@@ -47,6 +47,8 @@ def test_contacts_and_friction_follow_any_terrain(monkeypatch) -> None:
 
 def test_flat_is_the_default_terrain() -> None:
     robot = load_robot("go2")
+    with pytest.raises(ConfigError, match=r"terrain\.kind: 'lunar' is not one of \['flat'\]"):
+        compile_model(robot, terrain=TerrainConfig(kind="lunar"))  # type: ignore[arg-type]
     flat, flat_index = compile_model(robot, terrain=TerrainConfig(kind="flat"))
     default, _ = compile_model(robot)
     assert flat.ngeom == default.ngeom and len(flat_index.ground_geoms) == 1
@@ -62,10 +64,10 @@ def test_gains_are_matched_by_joint_name() -> None:
     # a contract listing the joints in another order, each with its own gains
     perm = np.arange(len(robot.joint_names))[::-1]
     gains = np.arange(1.0, 13.0)
+    per_joint = ("joint_names", "default_joint_pos", "torque_limits", "joint_pos_lower", "joint_pos_upper")
     shuffled = dataclasses.replace(
         contract,
-        **{f: tuple(np.asarray(getattr(contract, f))[perm]) for f in ("joint_names", "default_joint_pos",
-           "torque_limits", "joint_pos_lower", "joint_pos_upper")},  # fmt: skip
+        **{f: tuple(np.asarray(getattr(contract, f))[perm]) for f in per_joint},
         kp=tuple(gains[perm] * 10),
         kd=tuple(gains[perm] / 10),
     )
