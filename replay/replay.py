@@ -184,20 +184,18 @@ def resim(ep: Episode, policy_path: str | None = None) -> ResimResult:
     times with the contract's PD gains (damping rows: zero stiffness, damping_kd)."""
     from trot.policies.artifact import read_artifact
     from trot.sim.robot import load_robot
-    from trot.sim.world import DAMPING_KD, compile_model, home_qpos, set_joint_gains
+    from trot.sim.world import DAMPING_KD, compile_model, home_qpos, joint_gains, set_joint_gains
 
     ep.require("joint_states", "joint_commands", purpose="a re-simulation (initial joint state, commands)")
     robot = load_robot(ep.metadata.get("robot", "go2"))
     model, index = compile_model(robot)
     data = mujoco.MjData(model)
-    kp = np.array([j.kp for j in robot.joints.values()])
-    kd = np.array([j.kd for j in robot.joints.values()])
+    kp, kd = joint_gains(robot)
     policy_path = policy_path or ep.metadata.get("policy_path")
     if policy_path:
         try:
             _, contract = read_artifact(policy_path)
-            order = [contract.joint_names.index(n) for n in ep.joint_names]
-            kp, kd = np.asarray(contract.kp)[order], np.asarray(contract.kd)[order]
+            kp, kd = joint_gains(robot, contract, ep.joint_names)
         except Exception as exc:
             ep.notes.append(f"PD gains from the robot config ({policy_path}: {exc})")
     js, cmds = ep.joint_states, ep.joint_commands

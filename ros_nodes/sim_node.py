@@ -42,7 +42,7 @@ from trot.sim import randomization
 from trot.sim.randomization import RandomizationConfig
 from trot.sim.robot import load_robot
 from trot.sim.strict import ConfigError
-from trot.sim.world import DAMPING_KD, compile_model, home_qpos, set_joint_gains
+from trot.sim.world import DAMPING_KD, compile_model, home_qpos, joint_gains, read_joint_gains, set_joint_gains
 
 
 class Command(NamedTuple):
@@ -123,12 +123,9 @@ class SimNode(Node):
         self.data = mujoco.MjData(self.model)
         self.rng = np.random.default_rng(p.seed)
         names = list(self.robot.joint_names)
-        kp = np.array([j.kp for j in self.robot.joints.values()])
-        kd = np.array([j.kd for j in self.robot.joints.values()])
         if contract is not None:
             self._check_policy_fits(contract)
-            order = [contract.joint_names.index(n) for n in names]
-            kp, kd = np.asarray(contract.kp)[order], np.asarray(contract.kd)[order]
+        kp, kd = joint_gains(self.robot, contract)  # the contract's where a policy is given, by joint name
         if p.kp:
             kp = np.asarray(p.kp, dtype=np.float64)
         if p.kd:
@@ -141,8 +138,7 @@ class SimNode(Node):
             nominal = randomization.Nominal.read(self.model, self.index)
             params = randomization.sample(self.rng, cfg, 1)[0]
             randomization.apply(self.model, nominal, self.index, params)
-            ids = self.index.actuator_ids
-            kp, kd = self.model.actuator_gainprm[ids, 0].copy(), -self.model.actuator_biasprm[ids, 2].copy()
+            kp, kd = read_joint_gains(self.model, self.index)
             self.get_logger().info(f"randomized: {dict(zip(randomization.PARAMS, params.round(3), strict=True))}")
         self.kp, self.kd = kp, kd  # what "pd" mode sets (_apply_gains)
         self.joint_names = names
@@ -154,7 +150,6 @@ class SimNode(Node):
         self._imu, self._odom = Imu(), Odometry()
         self._imu.header.frame_id = "imu"
         self._odom.header.frame_id, self._odom.child_frame_id = "odom", "base"
-        self._sensor = {n: self._sensor_slice(n) for n in ("imu_acc",)}
         self._lock = threading.Lock()
         # no lock for the command: the physics loop, running as fast as it can (real_time_factor 0),
         # took the lock back each step before a waiting callback woke, and commands 20 ms apart
@@ -202,13 +197,6 @@ class SimNode(Node):
             raise ValueError(f"command_timeout_s is {p.command_timeout_s!r}: must be 0 (off) or at least two "
                              f"of the policy's control periods ({2 * contract.control_dt:g} s), or the robot "
                              "damps between its commands")  # fmt: skip
-
-    def _sensor_slice(self, name: str) -> slice | None:
-        sid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, name)
-        if sid < 0:
-            return None
-        adr = int(self.model.sensor_adr[sid])
-        return slice(adr, adr + int(self.model.sensor_dim[sid]))
 
     # ------------------------------------------------------------------ commands
     def _on_command(self, msg: JointState) -> None:
@@ -393,10 +381,8 @@ class SimNode(Node):
         imu.header.stamp = stamp
         imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = (float(v) for v in quat)
         imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in gyro)
-        acc = self._sensor["imu_acc"]
-        if acc is not None:
-            a = d.sensordata[acc]
-            imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in a)
+        a = d.sensordata[idx.accelerometer]
+        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = (float(v) for v in a)
         odom = self._odom
         odom.header.stamp = stamp
         odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = (float(v) for v in d.qpos[:3])

@@ -10,18 +10,22 @@ import mujoco
 import numpy as np
 
 from trot.sim.robot import RobotConfig
+from trot.sim.terrain import TerrainConfig
 from trot.sim.world import compile_model
 
 
 class Renderer:
-    """Renders qpos snapshots of a robot with its visual meshes and a camera that follows the base.
+    """Renders qpos snapshots of a robot on a terrain (default flat) with its visual meshes and a
+    camera that follows the base.
 
     The visual model differs from the training model only in geoms, so any training qpos can be
     shown as it is.
     """
 
-    def __init__(self, robot: RobotConfig, width: int = 640, height: int = 352) -> None:
-        self.model, self.index = compile_model(robot, visual=True)
+    def __init__(
+        self, robot: RobotConfig, width: int = 640, height: int = 352, *, terrain: TerrainConfig | None = None
+    ) -> None:
+        self.model, self.index = compile_model(robot, terrain=terrain, visual=True)
         self.data = mujoco.MjData(self.model)
         self._renderer = mujoco.Renderer(self.model, height=height, width=width)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False  # halves software-GL frame time

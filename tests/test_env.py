@@ -135,7 +135,7 @@ def test_standing_still_with_zero_actions_is_stable(quiet_cfg) -> None:
         _, _, terminated, _, _ = env.step(np.zeros((2, 12)))
         assert not terminated.any()
     assert (env.qpos[:, 2] > 0.22).all()
-    assert env._foot_contact.all() and not env._thigh_contact.any()
+    assert env._foot_contact.all() and not env._undesired_contact.any()
     env.close()
 
 

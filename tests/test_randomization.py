@@ -11,7 +11,7 @@ from trot.training.tasks.velocity.env import LocomotionEnv
 N = 6
 # Which model field (or env array) each randomization writes, to check the parameter itself.
 MODEL_FIELD = {
-    "friction": lambda env, m: m.geom_friction[env.index.floor_geom, 0],
+    "friction": lambda env, m: m.geom_friction[env.index.ground_geoms[0], 0],
     "added_base_mass": lambda env, m: m.body_mass[env.index.base_body],
     "com_offset": lambda env, m: tuple(m.body_ipos[env.index.base_body]),
     "motor_strength": lambda env, m: tuple(m.actuator_forcerange[:, 1]),

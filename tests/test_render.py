@@ -8,7 +8,7 @@ from trot.training.tasks.velocity.env import LocomotionEnv
 def test_render_episode_to_mp4(tmp_path, quiet_cfg) -> None:
     env = LocomotionEnv(quiet_cfg(num_envs=1))
     env.reset(seed=0)
-    renderer = Renderer(env.robot, width=320, height=192)
+    renderer = Renderer(env.robot, width=320, height=192, terrain=env.cfg.terrain)
     frames = []
     for _ in range(6):
         env.step(np.zeros((1, 12)))

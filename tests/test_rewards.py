@@ -22,7 +22,7 @@ def quantities(**over) -> StepQuantities:
         soft_upper=np.array([0.4, -0.5]),
         first_contact=np.array([[True, False], [True, False]]),
         air_time_at_touchdown=np.array([[0.8, 0.3], [0.9, 0.0]]),
-        thigh_contact=np.array([[True, True], [False, False]]),
+        undesired_contact=np.array([[True, True], [False, False]]),
     )
     base.update(over)
     return StepQuantities(**base)

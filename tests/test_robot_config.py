@@ -43,7 +43,7 @@ def test_model_is_edited_for_training() -> None:
     robot_geoms = [g for g in range(model.ngeom) if g != floor]
     assert all(model.geom_contype[g] == 0 and model.geom_conaffinity[g] == 1 for g in robot_geoms)
     bodies = {model.body(model.geom_bodyid[g]).name for g in robot_geoms}
-    assert bodies == {robot.base_body, *robot.foot_bodies, *robot.thigh_bodies}
+    assert bodies == {robot.base, *robot.feet, *robot.undesired_contacts}
     assert model.nmesh == 0
     assert model.opt.timestep == robot.sim.timestep
     visual, _ = compile_model(robot, visual=True)
@@ -60,10 +60,12 @@ def test_unknown_robot_is_named() -> None:
     [
         (lambda d: d.update(colour="red"), r"robot\.colour: unknown key"),
         (lambda d: d["sim"].update(timestep="fast"), r"robot\.sim\.timestep: expected a number"),
-        (lambda d: d.pop("base_body"), r"robot\.base_body: required key is missing"),
+        (lambda d: d.pop("base"), r"robot\.base: required key is missing"),
         (lambda d: d["joints"]["FL_hip_joint"].update(kpp=3.0), r"robot\.joints\.FL_hip_joint\.kpp: unknown key"),
         (lambda d: d.update(action_scale=-1.0), r"robot\.action_scale"),
         (lambda d: d["sim"].update(cone="round"), r"robot\.sim\.cone: 'round' is not one of"),
+        (lambda d: d["imu"].update(gyroo="imu_gyro"), r"robot\.imu\.gyroo: unknown key"),
+        (lambda d: d.update(foot_bodies=d.pop("feet")), r"robot\.foot_bodies: unknown key \(valid keys: .*'feet'"),
     ],
 )
 def test_malformed_config_names_the_field(tmp_path: Path, mutate, message: str) -> None:
@@ -80,9 +82,9 @@ def test_malformed_config_names_the_field(tmp_path: Path, mutate, message: str) 
             lambda d: d["joints"].update(FL_wing_joint=dict(d["joints"]["FL_hip_joint"])),
             r"robot\.joints: joints \['FL_wing_joint'\]",
         ),
-        (lambda d: d.update(foot_bodies=["FL_foot", "paw"]), r"robot\.foot_bodies: bodies \['paw'\]"),
-        (lambda d: d.update(base_body="torso"), r"robot\.base_body: bodies \['torso'\]"),
-        (lambda d: d.update(gyro_sensor="gyro9"), r"robot\.gyro_sensor: sensor 'gyro9'"),
+        (lambda d: d.update(feet=["FL_foot", "paw"]), r"robot\.feet: bodies \['paw'\]"),
+        (lambda d: d.update(base="torso"), r"robot\.base: bodies \['torso'\]"),
+        (lambda d: d["imu"].update(gyro="gyro9"), r"robot\.imu\.gyro: sensor 'gyro9'"),
         (lambda d: d.update(mjcf="robot_model/go2/nothing.xml"), r"robot\.mjcf: file not found"),
     ],
 )

@@ -129,7 +129,7 @@ def record_video(env_cfg: EnvConfig, policy, path: Path, seconds: float = 5.0, s
     cfg.num_envs, cfg.commands.zero_probability = 1, 0.0
     env = LocomotionEnv(cfg, seed=seed)
     obs, _ = env.reset()
-    renderer = Renderer(env.robot)
+    renderer = Renderer(env.robot, terrain=env.cfg.terrain)
     frames = []
     for k in range(int(seconds / env.dt)):
         obs, *_ = env.step(act(obs))

@@ -1,27 +1,38 @@
-"""Task registry: a name on the command line -> an environment config with that task's defaults."""
+"""Task registry: a name on the command line -> the environment config of a task variant.
+
+A task is a folder (``velocity/``: its env, rewards and config). A variant (another robot,
+another terrain, other settings) is one entry here, a few lines over the task's defaults; e.g.
+a rough-terrain Go2 is ``velocity_config("go2", TerrainConfig(kind="rough"))``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from trot.sim.strict import ConfigError
-from trot.training.tasks.velocity.config import EnvConfig
+from trot.sim.terrain import TerrainConfig
+from trot.training.tasks.velocity.config import EnvConfig, velocity_config
+
+FLAT = TerrainConfig(kind="flat")
 
 
-def go2_flat() -> EnvConfig:
-    """Unitree Go2, velocity tracking on flat ground."""
-    return EnvConfig(robot="go2", num_envs=512)
+@dataclass(frozen=True)
+class Task:
+    """A registered task variant."""
+
+    description: str
+    make_config: Callable[[], EnvConfig]
+    """A fresh environment config with the variant's defaults (every field overridable from the CLI)."""
 
 
-def go1_flat() -> EnvConfig:
-    """Unitree Go1, velocity tracking on flat ground."""
-    return EnvConfig(robot="go1", num_envs=512)
-
-
-TASKS: dict[str, Callable[[], EnvConfig]] = {"go2-flat": go2_flat, "go1-flat": go1_flat}
+TASKS: dict[str, Task] = {
+    "go2-flat": Task("Unitree Go2, velocity tracking on flat ground", lambda: velocity_config("go2", FLAT)),
+    "go1-flat": Task("Unitree Go1, velocity tracking on flat ground", lambda: velocity_config("go1", FLAT)),
+}
 
 
 def make_task_config(name: str) -> EnvConfig:
     if name not in TASKS:
         raise ConfigError(f"task: unknown task {name!r} (available: {sorted(TASKS)})")
-    return TASKS[name]()
+    return TASKS[name].make_config()

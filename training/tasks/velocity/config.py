@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trot.sim.randomization import RandomizationConfig
+from trot.sim.terrain import TerrainConfig
 
 
 @dataclass
@@ -94,15 +95,17 @@ class TerminationConfig:
     max_tilt_rad: float = 1.0
     """An episode ends when the base tilts further than this from upright."""
     thigh_contact: bool = False
-    """Also end on thigh-ground contact (base contact always ends the episode)."""
+    """Also end when a body of the robot's ``undesired_contacts`` (thighs on a quadruped) touches
+    the ground (base contact always ends the episode)."""
 
 
 @dataclass
 class EnvConfig:
-    """The velocity-tracking task on flat ground."""
+    """The velocity-tracking task: a robot, the terrain it walks on, and the task's settings."""
 
     robot: str = "go2"
     """Shipped robot name or path of a robot YAML."""
+    terrain: TerrainConfig = field(default_factory=TerrainConfig)
     num_envs: int = 256
     episode_length_s: float = 20.0
     nthread: int = 0
@@ -113,3 +116,9 @@ class EnvConfig:
     rewards: RewardConfig = field(default_factory=RewardConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
     termination: TerminationConfig = field(default_factory=TerminationConfig)
+
+
+def velocity_config(robot: str, terrain: TerrainConfig | None = None) -> EnvConfig:
+    """The task's training defaults for ``robot`` on ``terrain`` (default flat): what a variant
+    starts from and overrides."""
+    return EnvConfig(robot=robot, terrain=terrain or TerrainConfig(), num_envs=512)

@@ -1,4 +1,4 @@
-"""Batched, domain-randomized velocity tracking for a quadruped, stepped by ``mujoco.rollout``.
+"""Batched, domain-randomized velocity tracking for a legged robot, stepped by ``mujoco.rollout``.
 
 Per control step the environment does one C call that advances every environment by
 ``decimation`` physics steps across all cores (one randomized ``MjModel`` per environment), then
@@ -69,7 +69,7 @@ def make_contract(robot: RobotConfig, cfg: EnvConfig, joint_range: np.ndarray) -
 
 
 class LocomotionEnv(VectorEnv):
-    """``num_envs`` quadrupeds tracking velocity commands on flat ground."""
+    """``num_envs`` legged robots tracking velocity commands on the configured terrain."""
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
@@ -80,7 +80,7 @@ class LocomotionEnv(VectorEnv):
         self.num_envs = n = cfg.num_envs
         if n < 1:
             raise ValueError(f"env.num_envs: must be >= 1, got {n}")
-        self.model, self.index = compile_model(self.robot)
+        self.model, self.index = compile_model(self.robot, terrain=cfg.terrain)
         self.contract = make_contract(self.robot, cfg, self.index.joint_range)
         self.dt = self.robot.sim.control_dt
         self.decimation = self.robot.sim.decimation
@@ -138,15 +138,15 @@ class LocomotionEnv(VectorEnv):
         self._last_joint_vel = np.zeros((n, nj))
         self.commands = np.zeros((n, 3))
         self.episode_step = np.zeros(n, dtype=np.int64)
-        self.feet_air_time = np.zeros((n, len(self.robot.foot_bodies)))
-        self._last_foot_contact = np.zeros((n, len(self.robot.foot_bodies)), dtype=bool)
+        self.feet_air_time = np.zeros((n, len(self.robot.feet)))
+        self._last_foot_contact = np.zeros((n, len(self.robot.feet)), dtype=bool)
         self.push_countdown = np.zeros(n, dtype=np.int64)
         self.dr_params = np.zeros((n, len(randomization.PARAMS)))
         self.episode_return = np.zeros(n)
         self._rng = np.random.default_rng(seed)
 
         n_obs = self.contract.num_obs
-        self.num_critic_obs = n_obs + 3 + len(self.robot.foot_bodies) + len(randomization.PARAMS)
+        self.num_critic_obs = n_obs + 3 + len(self.robot.feet) + len(randomization.PARAMS)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
         self.single_action_space = gym.spaces.Box(-np.inf, np.inf, (nj,), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n, n_obs), np.float32)
@@ -216,7 +216,7 @@ class LocomotionEnv(VectorEnv):
         tilted = self._gravity[:, 2] > -np.cos(cfg.termination.max_tilt_rad)
         fallen = self._base_contact | tilted
         if cfg.termination.thigh_contact:
-            fallen |= self._thigh_contact.any(axis=1)
+            fallen |= self._undesired_contact.any(axis=1)
         time_out = (self.episode_step >= self.max_episode_steps) & ~fallen
         done = fallen | time_out
         self.last_actions[:] = self.actions
@@ -296,7 +296,7 @@ class LocomotionEnv(VectorEnv):
         self._joint_pos = self.qpos[:, idx.qpos_adr]
         self._joint_vel = self.qvel[:, idx.qvel_adr]
         self._foot_contact = (self._sensor_out[:, :, idx.foot_contact] > 0).any(axis=1)
-        self._thigh_contact = (self._sensor_out[:, :, idx.thigh_contact] > 0).any(axis=1)
+        self._undesired_contact = (self._sensor_out[:, :, idx.undesired_contact] > 0).any(axis=1)
         self._base_contact = (self._sensor_out[:, :, idx.base_contact] > 0).any(axis=1)
 
     def _measure(self) -> StepQuantities:
@@ -325,7 +325,7 @@ class LocomotionEnv(VectorEnv):
             soft_upper=self.soft_upper,
             first_contact=first_contact,
             air_time_at_touchdown=air_at_touchdown,
-            thigh_contact=self._thigh_contact,
+            undesired_contact=self._undesired_contact,
         )
 
     def _observe(self) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ class StepQuantities:
     soft_upper: np.ndarray  # [J]
     first_contact: np.ndarray  # [N, F] bool, foot touched down this step
     air_time_at_touchdown: np.ndarray  # [N, F] s, air time of feet that touched down
-    thigh_contact: np.ndarray  # [N, T] bool
+    undesired_contact: np.ndarray  # [N, B] bool: the robot's undesired_contacts bodies touch the ground
 
 
 def tracking_lin_vel(q: StepQuantities, cfg: RewardConfig) -> np.ndarray:
@@ -85,7 +85,7 @@ def feet_air_time(q: StepQuantities, cfg: RewardConfig) -> np.ndarray:
 
 
 def collision(q: StepQuantities, cfg: RewardConfig) -> np.ndarray:
-    return np.sum(q.thigh_contact, axis=1).astype(np.float64)
+    return np.sum(q.undesired_contact, axis=1).astype(np.float64)
 
 
 def joint_limits(q: StepQuantities, cfg: RewardConfig) -> np.ndarray:
