@@ -15,7 +15,9 @@ import pytest
 from onnx import numpy_helper
 
 from trot.replay.bag import EpisodeBag, read_messages, read_metadata, recover
-from trot.replay.replay import ReplayError, load_episode, resim, shadow
+from trot.replay.episode import ReplayError, load_episode
+from trot.replay.resim import resim
+from trot.replay.shadow import shadow
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "go2_flat"
@@ -212,7 +214,7 @@ def test_an_episode_too_short_for_one_frame_is_a_clear_error_for_the_video(bag: 
     """Joint states spanning less than a frame (a bag cut at once): said so, not an empty mp4 or an
     ffmpeg traceback."""
     from trot.replay.bag import typestore
-    from trot.replay.replay import render_video
+    from trot.replay.video import render_video
 
     store = typestore()
     joint_states = list(read_messages(bag, topics=["/joint_states"]))[:3]  # 250 Hz: 8 ms
