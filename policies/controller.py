@@ -23,12 +23,11 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
 from trot.policies.runtime import PolicyRuntime
-from trot.policies.settings import POSITIVE_OR_INF, above, at_least, unsound
+from trot.policies.settings import SafetyConfig
 
 
 class Mode(enum.Enum):
@@ -36,50 +35,6 @@ class Mode(enum.Enum):
     STANDUP = "standup"  # interpolate from the measured pose to the default pose
     RUNNING = "running"  # the policy drives the joints
     DAMPING = "damping"  # zero stiffness, damping only
-
-
-@dataclass
-class SafetyConfig:
-    stale_periods: float = 2.0
-    """Sensors older than this many control periods trip the watchdog (-> DAMPING): when they stop,
-    the command issued within 3 control periods of the last sample is already damped (the first tick
-    after 2 periods). Also the most a sample's stamp may lie in the future."""
-    max_target_step: float = 0.25
-    """Largest change of a joint target per control step, rad."""
-    joint_limit_margin: float = 0.02
-    """Targets stay this far inside the joint limits, rad."""
-    cmd_timeout_s: float = 0.5
-    """After this long without /cmd_vel the command starts decaying to zero..."""
-    cmd_decay_s: float = 0.5
-    """...reaching zero after this much longer."""
-    joint_pos_tolerance: float = 0.5
-    """A measured joint position further than this outside the joint limits is a sensor fault, rad."""
-    max_joint_velocity: float = 60.0
-    """A measured joint speed above this is a sensor fault, rad/s (Go2/Go1 motors reach ~30)."""
-    max_angular_velocity: float = 40.0
-    """A measured base angular speed above this is a sensor fault, rad/s (IMUs saturate at ~35)."""
-    max_cmd_rate_hz: float = 1000.0
-    """/cmd_vel published faster than this for two control periods is a runaway publisher: a flood
-    crowds sensor data out of the middleware (measured: joint states 0.3 s late), so it is a fault
-    (-> DAMPING) rather than a wait for the watchdog. Teleop sends 10-100 Hz."""
-    clock_jump_s: float = 1.0
-    """The clock moving forward by more than this between two ticks, or backward by more than a
-    control period, is a clock jump (sim reset, NTP step): time-based safety cannot be trusted."""
-    standup_s: float = 2.0
-    """Seconds to interpolate from the measured pose to the default pose (counted from the first
-    stand-up tick)."""
-
-    def problems(self) -> list[str]:
-        """Each setting that would make a filter let a bad command through (a NaN step limit turns
-        every target into NaN; a margin wider than half a joint's range puts the lower clip bound
-        above the upper), named with its value and what it must be; [] when all are sound."""
-        return unsound(self, {
-            "stale_periods": at_least(1), "max_target_step": above(0, "(rad per step)"),
-            "joint_limit_margin": at_least(0, "(rad)"), "cmd_timeout_s": at_least(0), "cmd_decay_s": at_least(0),
-            "joint_pos_tolerance": at_least(0, "(rad)"), "max_joint_velocity": POSITIVE_OR_INF,
-            "max_angular_velocity": POSITIVE_OR_INF, "max_cmd_rate_hz": POSITIVE_OR_INF, "clock_jump_s": above(0),
-            "standup_s": at_least(0),
-        })  # fmt: skip
 
 
 @dataclass
@@ -466,46 +421,3 @@ class PolicyController:
         out.effort[:] = 0.0
         out.mode = self.mode
         return out
-
-
-class EventTick(NamedTuple):
-    """A joint state that ticks (``next_event_tick``): when the next tick is due, and whether the
-    sample came a period or more late (the first one, a driver's stall or restart), so that the
-    arrival times of the ticks before no longer project when the next samples come."""
-
-    due: float
-    late: bool
-
-
-def next_event_tick(due: float, arrival: float, period: float) -> EventTick | None:
-    """``control_trigger:=joint_states``: does a fresh joint state arriving at ``arrival`` tick,
-    with the next tick due at ``due`` (0: none yet)? None if not.
-
-    A sample ticks from a quarter period before its due time: a driver at the control rate ticks
-    every sample despite its jitter, a faster one is decimated to the control rate (ticks due a
-    period apart). A sample a period or more late means the driver stalled and keeps its phase:
-    the due time moves on along its grid (past this sample), so the sample that catches up,
-    sooner than a period after, ticks as well (re-anchored at the late sample instead, it came
-    0.5 ms too early and waited 16 ms for the watchdog's tick). The first sample, or one after a
-    gap of 4 periods or more (a driver restarted, at any phase), starts the grid anew.
-    """
-    behind = arrival - due
-    if behind < -0.25 * period:
-        return None
-    if behind < period:
-        return EventTick(due + period, late=False)
-    if due > 0 and behind < 4 * period:
-        return EventTick(due + (math.floor(behind / period) + 1) * period, late=True)
-    return EventTick(arrival + period, late=True)
-
-
-def joint_order_problem(order: Sequence[str], joints: Sequence[str]) -> str | None:
-    """Why ``order`` (a ros2_control controller's joint list) is not each of ``joints`` exactly
-    once, naming the unknown, missing and repeated joints; None when it is."""
-    unknown = [n for n in order if n not in joints]
-    missing = [n for n in joints if n not in order]
-    repeated = sorted({n for n in order if order.count(n) > 1})
-    parts = [f"{what} {names}" for what, names in
-             (("names joints the policy does not have:", unknown), ("misses the policy's joints", missing),
-              ("repeats", repeated)) if names]  # fmt: skip
-    return "; ".join(parts) if parts else None

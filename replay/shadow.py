@@ -27,8 +27,9 @@ def shadow(ep: Episode, policy_path: str, threshold: float = 0.2) -> ShadowResul
     through the policy node's own controller (trot.policies.controller), with the safety settings the
     node logged: the same command clipping and decay, quaternion normalization, joint-limit margin
     and target rate limit, so that a difference is the policy's, not the replay's."""
-    from trot.policies.controller import Mode, PolicyController, SafetyConfig
+    from trot.policies.controller import Mode, PolicyController
     from trot.policies.runtime import PolicyRuntime
+    from trot.policies.settings import SafetyConfig
 
     ep.require("joint_states", "imu", "joint_commands", purpose="shadow actions (observation inputs)")
     runtime = PolicyRuntime(policy_path)

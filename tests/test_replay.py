@@ -89,8 +89,8 @@ def test_shadow_commands_what_the_policy_node_would_have_sent(bag: Path, tmp_pat
     """The shadow runs through the node's own controller: a wild policy (last layer x10) is held to
     the logged safety settings, the joint-limit margin and the per-tick target change, as on the
     robot (the shadow once clipped to the bare limits only, and jumped)."""
-    from trot.policies.controller import SafetyConfig
     from trot.policies.runtime import PolicyRuntime
+    from trot.policies.settings import SafetyConfig
 
     model = onnx.load(POLICY / "policy.onnx")
     last = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2][-1]
