@@ -13,6 +13,8 @@ without middleware. Safety rules, in the order ``tick`` applies them:
 - targets are clipped to the joint limits and their change per step is limited (the limits win:
   a stand-up from a pose measured beyond them is pulled inside at once);
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
+
+The settings of each rule: :class:`trot.policies.settings.SafetyConfig`.
 """
 
 from __future__ import annotations
