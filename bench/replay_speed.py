@@ -12,7 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from trot.replay.replay import load_episode, render_cmd, resim
+from trot.replay.episode import load_episode
+from trot.replay.report import render_cmd
+from trot.replay.resim import resim
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ without middleware. Safety rules, in the order ``tick`` applies them:
 - targets are clipped to the joint limits and their change per step is limited (the limits win:
   a stand-up from a pose measured beyond them is pulled inside at once);
 - a non-finite policy output forces DAMPING; a DAMPING command carries no position stiffness.
+
+The settings of each rule: :class:`trot.policies.settings.SafetyConfig`.
 """
 
 from __future__ import annotations
@@ -20,15 +22,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
+from trot.policies.inputs import BadInputLog, JointStateCheck, check_imu, publication_rate
 from trot.policies.runtime import PolicyRuntime
-from trot.policies.settings import POSITIVE_OR_INF, above, at_least, unsound
+from trot.policies.settings import SafetyConfig
 
 
 class Mode(enum.Enum):
@@ -36,50 +37,6 @@ class Mode(enum.Enum):
     STANDUP = "standup"  # interpolate from the measured pose to the default pose
     RUNNING = "running"  # the policy drives the joints
     DAMPING = "damping"  # zero stiffness, damping only
-
-
-@dataclass
-class SafetyConfig:
-    stale_periods: float = 2.0
-    """Sensors older than this many control periods trip the watchdog (-> DAMPING): when they stop,
-    the command issued within 3 control periods of the last sample is already damped (the first tick
-    after 2 periods). Also the most a sample's stamp may lie in the future."""
-    max_target_step: float = 0.25
-    """Largest change of a joint target per control step, rad."""
-    joint_limit_margin: float = 0.02
-    """Targets stay this far inside the joint limits, rad."""
-    cmd_timeout_s: float = 0.5
-    """After this long without /cmd_vel the command starts decaying to zero..."""
-    cmd_decay_s: float = 0.5
-    """...reaching zero after this much longer."""
-    joint_pos_tolerance: float = 0.5
-    """A measured joint position further than this outside the joint limits is a sensor fault, rad."""
-    max_joint_velocity: float = 60.0
-    """A measured joint speed above this is a sensor fault, rad/s (Go2/Go1 motors reach ~30)."""
-    max_angular_velocity: float = 40.0
-    """A measured base angular speed above this is a sensor fault, rad/s (IMUs saturate at ~35)."""
-    max_cmd_rate_hz: float = 1000.0
-    """/cmd_vel published faster than this for two control periods is a runaway publisher: a flood
-    crowds sensor data out of the middleware (measured: joint states 0.3 s late), so it is a fault
-    (-> DAMPING) rather than a wait for the watchdog. Teleop sends 10-100 Hz."""
-    clock_jump_s: float = 1.0
-    """The clock moving forward by more than this between two ticks, or backward by more than a
-    control period, is a clock jump (sim reset, NTP step): time-based safety cannot be trusted."""
-    standup_s: float = 2.0
-    """Seconds to interpolate from the measured pose to the default pose (counted from the first
-    stand-up tick)."""
-
-    def problems(self) -> list[str]:
-        """Each setting that would make a filter let a bad command through (a NaN step limit turns
-        every target into NaN; a margin wider than half a joint's range puts the lower clip bound
-        above the upper), named with its value and what it must be; [] when all are sound."""
-        return unsound(self, {
-            "stale_periods": at_least(1), "max_target_step": above(0, "(rad per step)"),
-            "joint_limit_margin": at_least(0, "(rad)"), "cmd_timeout_s": at_least(0), "cmd_decay_s": at_least(0),
-            "joint_pos_tolerance": at_least(0, "(rad)"), "max_joint_velocity": POSITIVE_OR_INF,
-            "max_angular_velocity": POSITIVE_OR_INF, "max_cmd_rate_hz": POSITIVE_OR_INF, "clock_jump_s": above(0),
-            "standup_s": at_least(0),
-        })  # fmt: skip
 
 
 @dataclass
@@ -119,9 +76,6 @@ class Stats:
     transitions: list[Transition] = field(default_factory=list)
 
 
-_NUMBERS = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf", re.IGNORECASE)
-
-
 class PolicyController:
     def __init__(
         self,
@@ -149,19 +103,14 @@ class PolicyController:
             raise ValueError("; ".join(problems))
         self.log = log or (lambda message: None)
         self.warn = warn or self.log
-        self._bad_logged: dict[str, tuple[float, int]] = {}  # kind of bad input -> (logged at, suppressed since)
+        self._bad_input_log = BadInputLog()
         n = c.num_joints
         self.names = c.joint_names
         self.default = np.asarray(c.default_joint_pos, dtype=np.float64)
         margin = self.safety.joint_limit_margin
         self.lower = np.asarray(c.joint_pos_lower) + margin
         self.upper = np.asarray(c.joint_pos_upper) - margin
-        tolerance = self.safety.joint_pos_tolerance
-        self.plausible_lower = np.asarray(c.joint_pos_lower) - tolerance
-        self.plausible_upper = np.asarray(c.joint_pos_upper) + tolerance
-        # the fast path's speed bound: finite even for max_joint_velocity inf ("no check"), so that an
-        # Inf velocity still fails it and set_joint_state names it as non-finite
-        self._speed_bound = min(self.safety.max_joint_velocity, float(np.finfo(np.float64).max))
+        self._joint_check = JointStateCheck(c, self.safety)
         keys = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw")
         self.cmd_lo = np.array([c.command_ranges[k][0] for k in keys])
         self.cmd_hi = np.array([c.command_ranges[k][1] for k in keys])
@@ -201,35 +150,9 @@ class PolicyController:
         except (KeyError, ValueError) as exc:  # missing or duplicated names
             return self._bad_input(f"joint state: {exc.args[0]}", now)
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
-        if self._plausible(pos, vel):
-            return self._accept_joint_state(pos, vel, stamp, now)
-        for what, values in (("position", pos), ("velocity", vel)):
-            if (bad := ~np.isfinite(values)).any():
-                i = int(np.argmax(bad))
-                return self._bad_input(f"joint state {self.names[i]} {what} is {values[i]} (NaN or Inf; "
-                                       f"{int(bad.sum())} of {len(values)} joints)", now)  # fmt: skip
-        outside = (pos < self.plausible_lower) | (pos > self.plausible_upper)
-        if outside.any():
-            i = int(np.argmax(outside))
-            return self._bad_input(
-                f"joint state {self.names[i]} = {pos[i]:.4g} rad is beyond its limits "
-                f"[{self.plausible_lower[i] + self.safety.joint_pos_tolerance:.3f}, "
-                f"{self.plausible_upper[i] - self.safety.joint_pos_tolerance:.3f}] by more than "
-                f"joint_pos_tolerance {self.safety.joint_pos_tolerance}", now)  # fmt: skip
-        if (fast := np.abs(vel) > self.safety.max_joint_velocity).any():
-            i = int(np.argmax(fast))
-            return self._bad_input(f"joint state {self.names[i]} velocity {vel[i]:.4g} rad/s exceeds "
-                                   f"max_joint_velocity {self.safety.max_joint_velocity}", now)  # fmt: skip
+        if not self._joint_check.plausible(pos, vel) and (problem := self._joint_check.problem(pos, vel)):
+            return self._bad_input(problem, now)
         return self._accept_joint_state(pos, vel, stamp, now)
-
-    def _plausible(self, pos: np.ndarray, vel: np.ndarray) -> bool:
-        """The usual case in three comparisons (on the control path each numpy call counts); NaN and
-        Inf fail them too, and set_joint_state's checks then say exactly what is wrong."""
-        return bool(
-            (self.plausible_lower <= pos).all()
-            and (pos <= self.plausible_upper).all()
-            and (np.abs(vel) <= self._speed_bound).all()
-        )
 
     def _accept_joint_state(self, pos: np.ndarray, vel: np.ndarray, stamp: float, now: float) -> bool:
         if not self._stamp_ok("joint state", stamp, now):
@@ -244,30 +167,12 @@ class PolicyController:
     ) -> bool:
         """An IMU sample; ``has_orientation`` False when the driver says it has none (REP 145:
         orientation covariance[0] = -1): the observation needs it."""
-        # plain floats, not numpy: 7 numbers, and on the control path (cold caches) every numpy call counts
-        if len(quat_wxyz) != 4 or len(gyro) != 3:
-            return self._bad_input(f"IMU sample has {len(quat_wxyz)} orientation and {len(gyro)} angular "
-                                   "velocity components (expected 4 and 3)", now)  # fmt: skip
-        if not has_orientation:
-            return self._bad_input("IMU sample carries no orientation (orientation_covariance[0] = -1)", now)
-        qw, qx, qy, qz = map(float, quat_wxyz)
-        wx, wy, wz = map(float, gyro)
-        norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)  # NaN if any is NaN, inf if any is inf
-        if not (0.9 < norm < 1.1 and math.isfinite(wx) and math.isfinite(wy) and math.isfinite(wz)):
-            if not math.isfinite(norm):
-                why = f"orientation {[qw, qx, qy, qz]} is not finite (NaN or Inf)"
-            elif not (0.9 < norm < 1.1):
-                why = f"orientation quaternion is not unit length (norm {norm:.4g}, accepted 0.9-1.1)"
-            else:
-                why = f"angular_velocity {[wx, wy, wz]} is not finite (NaN or Inf)"
-            return self._bad_input(f"IMU {why}", now)
-        if (speed := math.sqrt(wx * wx + wy * wy + wz * wz)) > self.safety.max_angular_velocity:
-            return self._bad_input(f"IMU angular speed {speed:.4g} rad/s exceeds max_angular_velocity "
-                                   f"{self.safety.max_angular_velocity}", now)  # fmt: skip
+        sample = check_imu(quat_wxyz, gyro, has_orientation, self.safety.max_angular_velocity)
+        if isinstance(sample, str):
+            return self._bad_input(sample, now)
         if not self._stamp_ok("IMU", stamp, now):
             return False
-        self.quat[:] = (qw / norm, qx / norm, qy / norm, qz / norm)
-        self.gyro[:] = (wx, wy, wz)
+        self.quat[:], self.gyro[:] = sample
         self._imu = _Sample(min(stamp, now), True)  # (see _stamp_ok)
         return True
 
@@ -285,9 +190,7 @@ class PolicyController:
     def commands_received(self, publish_times: Sequence[float], now: float) -> None:
         """The publication instants of the /cmd_vel messages taken this control period (the newest
         few: the middleware keeps a short queue): their rate detects a flood."""
-        n = len(publish_times)
-        span = publish_times[-1] - publish_times[0] if n >= 3 else 0.0
-        rate = (n - 1) / span if span > 0 else (math.inf if n >= 3 else 0.0)
+        rate = publication_rate(publish_times)
         self._flooded_ticks = self._flooded_ticks + 1 if rate > self.safety.max_cmd_rate_hz else 0
         if self._flooded_ticks >= 2:  # (every period it lasts: a restart during it damps again; logged once a second)
             self._bad_input(f"/cmd_vel flood: published at {rate:.0f} Hz, above max_cmd_rate_hz "
@@ -326,20 +229,10 @@ class PolicyController:
         return self._bad_input(reason, now)
 
     def _bad_input(self, reason: str, now: float) -> bool:
-        """Count it, damp, and log it: each kind of bad input (its text less the numbers) at most
-        once a second, with how many of that kind went unlogged, so that a broken driver sending
-        200 bad messages a second cannot flood the log (or slow the node that writes it)."""
+        """Count it, damp, and log it (each kind at most once a second: BadInputLog)."""
         self.stats.bad_inputs += 1
-        kind = _NUMBERS.sub("#", reason)
-        if kind not in self._bad_logged and len(self._bad_logged) >= 64:  # (names are the sender's: bounded)
-            self._bad_logged.clear()
-        logged_at, suppressed = self._bad_logged.get(kind, (-math.inf, 0))
-        if abs(now - logged_at) >= 1.0:
-            more = f" ({suppressed} more like it in the last {now - logged_at:.1f} s)" if suppressed else ""
-            self.warn(f"bad input: {reason}{more}")
-            self._bad_logged[kind] = (now, 0)
-        else:
-            self._bad_logged[kind] = (logged_at, suppressed + 1)
+        if (line := self._bad_input_log.line(reason, now)) is not None:
+            self.warn(line)
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             self._transition(Mode.DAMPING, f"bad input: {reason}", now)
         return False
@@ -413,7 +306,7 @@ class PolicyController:
                 order = self.runtime.joint_order(names)
                 pos, vel = np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)
                 if len(pos) == len(vel) == len(names):
-                    self._plausible(pos[order], vel[order])
+                    self._joint_check.plausible(pos[order], vel[order])
         target = self.runtime.warm_up(self.names, self.joint_pos, self.joint_vel, self.quat, self.gyro,
                                       self.command_now(now))  # fmt: skip
         np.isfinite(target).all()
@@ -466,46 +359,3 @@ class PolicyController:
         out.effort[:] = 0.0
         out.mode = self.mode
         return out
-
-
-class EventTick(NamedTuple):
-    """A joint state that ticks (``next_event_tick``): when the next tick is due, and whether the
-    sample came a period or more late (the first one, a driver's stall or restart), so that the
-    arrival times of the ticks before no longer project when the next samples come."""
-
-    due: float
-    late: bool
-
-
-def next_event_tick(due: float, arrival: float, period: float) -> EventTick | None:
-    """``control_trigger:=joint_states``: does a fresh joint state arriving at ``arrival`` tick,
-    with the next tick due at ``due`` (0: none yet)? None if not.
-
-    A sample ticks from a quarter period before its due time: a driver at the control rate ticks
-    every sample despite its jitter, a faster one is decimated to the control rate (ticks due a
-    period apart). A sample a period or more late means the driver stalled and keeps its phase:
-    the due time moves on along its grid (past this sample), so the sample that catches up,
-    sooner than a period after, ticks as well (re-anchored at the late sample instead, it came
-    0.5 ms too early and waited 16 ms for the watchdog's tick). The first sample, or one after a
-    gap of 4 periods or more (a driver restarted, at any phase), starts the grid anew.
-    """
-    behind = arrival - due
-    if behind < -0.25 * period:
-        return None
-    if behind < period:
-        return EventTick(due + period, late=False)
-    if due > 0 and behind < 4 * period:
-        return EventTick(due + (math.floor(behind / period) + 1) * period, late=True)
-    return EventTick(arrival + period, late=True)
-
-
-def joint_order_problem(order: Sequence[str], joints: Sequence[str]) -> str | None:
-    """Why ``order`` (a ros2_control controller's joint list) is not each of ``joints`` exactly
-    once, naming the unknown, missing and repeated joints; None when it is."""
-    unknown = [n for n in order if n not in joints]
-    missing = [n for n in joints if n not in order]
-    repeated = sorted({n for n in order if order.count(n) > 1})
-    parts = [f"{what} {names}" for what, names in
-             (("names joints the policy does not have:", unknown), ("misses the policy's joints", missing),
-              ("repeats", repeated)) if names]  # fmt: skip
-    return "; ".join(parts) if parts else None

@@ -1,2 +1,3 @@
-"""Replay (rosbags + the simulation layer + the contract; no rclpy): episode bags, video and plots,
-re-simulation, shadow runs of another policy, reports."""
+"""Replay (rosbags + the simulation layer + the contract; no rclpy): episode bags (bag), an
+episode's arrays (episode), re-simulation (resim), shadow runs of another policy (shadow), plots
+and video (plots, video), and the `trot replay` commands with their report (report)."""

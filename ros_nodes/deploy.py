@@ -295,7 +295,8 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
 def _replay(bag: Path) -> dict[str, Any]:
     """`trot replay render` + `resim` of the episode: {"replay": figures}, or {"replay_error": why}
     (with "replay_interrupted" after Ctrl-C or SIGTERM, which end it, the workers too)."""
-    from trot.replay.replay import ReplayError, render_cmd, resim_cmd
+    from trot.replay.episode import ReplayError
+    from trot.replay.report import render_cmd, resim_cmd
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -9,15 +9,17 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
 
 T = TypeVar("T")
@@ -98,6 +100,24 @@ def fail(node: Node, what: str) -> None:
     operator and from launch's ``respawn``."""
     node.get_logger().error(f"{what} failed, the node stops:\n{traceback.format_exc().rstrip()}")
     node.failed = what  # type: ignore[attr-defined]
+
+
+def await_acknowledgment(node: Node, publishers: Iterable[Publisher | None], timeout_s: float = 0.5) -> None:
+    """Until every reliable subscriber (a driver) has acknowledged what ``publishers`` sent (None
+    entries skipped), the last command included, or ``timeout_s`` for all of them together; then a
+    warning for each still waiting. A shutdown destroys the publishers next, and a reliable writer
+    destroyed right after a write loses that sample if its first transmission was dropped (a busy
+    reader's full queue; `bench/dds_last_sample.py`). Polled: rclpy's wait holds the GIL."""
+    pending = [pub for pub in publishers if pub is not None]
+    end = time.monotonic() + timeout_s
+    while pending:
+        pending = [pub for pub in pending if not pub.wait_for_all_acked(Duration(seconds=0))]
+        if not pending or time.monotonic() > end:
+            break
+        time.sleep(0.001)
+    for pub in pending:
+        node.get_logger().warn(f"{pub.topic_name}: the last damping command was not acknowledged by "
+                               f"every subscriber within {timeout_s} s")  # fmt: skip
 
 
 def failed(node: Node) -> str | None:

@@ -85,3 +85,35 @@ class GcPauses:
 
     def close(self) -> None:
         gc.callbacks.remove(self._callback)
+
+
+def control_thread(name: str, priority: int, log) -> None:
+    """Name the calling thread for the OS (ps -L, top -H) and, with ``priority`` > 0 (a node's
+    realtime_priority), put it at SCHED_FIFO; ``log`` (a logger) says what it got."""
+    name_this_thread(name)
+    if priority > 0:
+        try:
+            set_fifo(priority)
+        except (OSError, AttributeError) as exc:
+            log.warn(f"realtime_priority {priority} not granted ({name}): {exc}")
+            return
+        log.info(f"SCHED_FIFO {priority} for the control thread ({name})")
+
+
+def receive_threads_below(priority: int, log) -> None:
+    """With ``priority`` > 0, the middleware's receive threads at SCHED_FIFO one below it: every
+    sample passes through one before the control thread sees it, and they then preempt everything
+    on the machine but the control thread. ``log`` (a logger) says what they got."""
+    if priority <= 0:
+        return
+    found, below = receive_threads(), max(1, priority - 1)
+    if not found:
+        log.warn("realtime_priority: no Fast DDS receive threads found (another RMW?): they keep their scheduling")
+    try:
+        for tid in found:
+            set_fifo(below, tid)
+    except (OSError, AttributeError) as exc:
+        log.warn(f"realtime_priority {priority} not granted to the receive threads: {exc}")
+        return
+    names = ", ".join(sorted(found.values()))
+    log.info(f"SCHED_FIFO {below} for {len(found)} receive threads ({names}), one below the control thread")

@@ -7,8 +7,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from trot.policies.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
+from trot.policies.controller import Mode, PolicyController
 from trot.policies.runtime import PolicyRuntime
+from trot.policies.settings import SafetyConfig
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
 T = 0.02
@@ -266,16 +267,6 @@ def test_damping_targets_are_the_measured_pose_within_the_limits(ctrl: PolicyCon
     np.testing.assert_array_equal(out.position, ctrl.upper)  # (a forward command's target)
 
 
-def test_a_controller_joint_order_must_name_each_policy_joint_once() -> None:
-    joints = ["a", "b", "c"]
-    assert joint_order_problem(["c", "a", "b"], joints) is None
-    assert joint_order_problem([], joints) == "misses the policy's joints ['a', 'b', 'c']"
-    problem = joint_order_problem(["a", "x", "a"], joints)
-    assert (
-        problem == "names joints the policy does not have: ['x']; misses the policy's joints ['b', 'c']; repeats ['a']"
-    )
-
-
 def test_non_finite_policy_output_damps(tmp_path: Path) -> None:
     c = PolicyController(policy_with_output_bias(tmp_path, np.full(12, np.nan)), SafetyConfig(standup_s=0.0))
     now = run_to(c, Mode.RUNNING)
@@ -435,47 +426,3 @@ def test_warm_up_between_ticks_leaves_every_command_unchanged() -> None:
         np.testing.assert_array_equal(a.position, b.position)
         assert a.mode is b.mode is Mode.RUNNING
     assert warmed.stats.bad_inputs == plain.stats.bad_inputs == 0
-
-
-def event_ticks(arrivals: list[float], period: float = 0.02) -> list[float]:
-    """The arrivals that tick (control_trigger:=joint_states), in order."""
-    due, ticked = 0.0, []
-    for arrival in arrivals:
-        if (tick := next_event_tick(due, arrival, period)) is not None:
-            due = tick.due
-            ticked.append(arrival)
-    return ticked
-
-
-def test_a_driver_at_the_control_rate_ticks_every_sample_despite_jitter_and_stalls() -> None:
-    rng = np.random.default_rng(0)
-    grid = 100.0 + 0.02 * np.arange(500)
-    arrivals = list(grid + rng.uniform(0.0, 0.004, grid.size))
-    assert event_ticks(arrivals) == arrivals
-    # seen in the benchmark: the driver stalls 27 ms, skips a slot, then catches up on its own grid
-    # (the sample after the late one comes 14.5 ms later): both must tick, not wait for the watchdog
-    stalled = [0.8854, 0.9325, 0.9470, 0.9654, 0.9853]
-    assert event_ticks(stalled) == stalled
-    # stalls of 1-3 periods at every phase: every sample still ticks
-    for late in np.linspace(0.021, 0.075, 28):
-        samples = [1.0, 1.02, 1.04 + late, *(1.06 + 0.02 * k + 0.001 for k in range(int(late / 0.02) + 1, 8))]
-        assert event_ticks(samples) == samples, late
-
-
-def test_a_faster_driver_is_decimated_to_the_control_rate() -> None:
-    for rate in (125.0, 200.0, 500.0):
-        arrivals = list(10.0 + np.arange(int(10 * rate)) / rate)
-        ticks = np.array(event_ticks(arrivals))
-        assert 49.0 <= (len(ticks) - 1) / (ticks[-1] - ticks[0]) <= 51.0, rate
-        assert np.diff(ticks).min() >= 0.75 * 0.02 - 1e-9, rate
-
-
-def test_the_tick_grid_starts_anew_at_the_first_sample_and_after_a_long_gap() -> None:
-    assert next_event_tick(0.0, 5.0, 0.02) == pytest.approx((5.02, True))  # first sample
-    assert next_event_tick(5.02, 5.5, 0.02) == pytest.approx((5.52, True))  # 24 periods late: a restarted driver
-    assert next_event_tick(5.02, 5.0, 0.02) is None  # a faster driver's sample between ticks
-    assert next_event_tick(5.02, 5.025, 0.02) == pytest.approx((5.04, False))  # on time
-    assert next_event_tick(5.02, 5.045, 0.02) == pytest.approx((5.06, True))  # a stall: the grid keeps its phase
-    # a driver that changed its phase by half a period: at most one sample waits, then all tick
-    arrivals = [1.0 + 0.02 * k for k in range(5)] + [1.11 + 0.02 * k for k in range(20)]
-    assert len(event_ticks(arrivals)) >= len(arrivals) - 1

@@ -101,8 +101,8 @@ def test_installed_executables_start_and_reject_an_unknown_parameter(prefix: Pat
 
 
 def _declared(node: str) -> set[str]:
-    from trot.policies.controller import SafetyConfig
-    from trot.ros_nodes.policy_node import PolicyNodeParams
+    from trot.policies.settings import SafetyConfig
+    from trot.ros_nodes.policy_params import PolicyNodeParams
     from trot.ros_nodes.recorder_node import RecorderParams
     from trot.ros_nodes.sim_node import SimNodeParams
 

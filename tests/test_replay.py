@@ -15,7 +15,9 @@ import pytest
 from onnx import numpy_helper
 
 from trot.replay.bag import EpisodeBag, read_messages, read_metadata, recover
-from trot.replay.replay import ReplayError, load_episode, resim, shadow
+from trot.replay.episode import ReplayError, load_episode
+from trot.replay.resim import resim
+from trot.replay.shadow import shadow
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "go2_flat"
@@ -87,8 +89,8 @@ def test_shadow_commands_what_the_policy_node_would_have_sent(bag: Path, tmp_pat
     """The shadow runs through the node's own controller: a wild policy (last layer x10) is held to
     the logged safety settings, the joint-limit margin and the per-tick target change, as on the
     robot (the shadow once clipped to the bare limits only, and jumped)."""
-    from trot.policies.controller import SafetyConfig
     from trot.policies.runtime import PolicyRuntime
+    from trot.policies.settings import SafetyConfig
 
     model = onnx.load(POLICY / "policy.onnx")
     last = [i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 2][-1]
@@ -212,7 +214,7 @@ def test_an_episode_too_short_for_one_frame_is_a_clear_error_for_the_video(bag: 
     """Joint states spanning less than a frame (a bag cut at once): said so, not an empty mp4 or an
     ffmpeg traceback."""
     from trot.replay.bag import typestore
-    from trot.replay.replay import render_video
+    from trot.replay.video import render_video
 
     store = typestore()
     joint_states = list(read_messages(bag, topics=["/joint_states"]))[:3]  # 250 Hz: 8 ms

@@ -1154,7 +1154,8 @@ def test_the_robot_node_simulates_the_policys_robot_unless_told_otherwise(graph:
 # loop raises once it has been commanding for 4 s (this test process needs seconds to discover it)
 FAILING_TICK = """
 import sys
-from trot.ros_nodes import controller, policy_node
+from trot.policies import controller
+from trot.ros_nodes import policy_node
 tick, first = controller.PolicyController.tick, []
 def failing_tick(self, now):
     if self.mode is not controller.Mode.PASSIVE:

@@ -218,7 +218,8 @@ class ReplayConfig:
 
 def replay_cmd(argv: list[str]) -> int:
     from trot.policies.artifact import ArtifactError
-    from trot.replay.replay import ReplayError, render_cmd, resim_cmd, shadow_cmd
+    from trot.replay.episode import ReplayError
+    from trot.replay.report import render_cmd, resim_cmd, shadow_cmd
 
     cfg = tyro.cli(ReplayConfig, args=argv, prog="trot replay")
     out = cfg.out or cfg.bag.with_name(cfg.bag.name + "_replay")

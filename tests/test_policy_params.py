@@ -1,0 +1,29 @@
+"""trot.ros_nodes.policy_params: the policy node's parameters and their checks, without a node."""
+
+from trot.policies.settings import SafetyConfig
+from trot.ros_nodes.policy_params import PolicyNodeParams, configure_problem, joint_order_problem
+
+
+def test_a_controller_joint_order_must_name_each_policy_joint_once() -> None:
+    joints = ["a", "b", "c"]
+    assert joint_order_problem(["c", "a", "b"], joints) is None
+    assert joint_order_problem([], joints) == "misses the policy's joints ['a', 'b', 'c']"
+    problem = joint_order_problem(["a", "x", "a"], joints)
+    assert (
+        problem == "names joints the policy does not have: ['x']; misses the policy's joints ['b', 'c']; repeats ['a']"
+    )
+
+
+def test_configure_names_the_first_parameter_problem_and_passes_sound_ones() -> None:
+    sound, safety = PolicyNodeParams(), SafetyConfig()
+    assert configure_problem(sound, safety, []) is None
+    assert configure_problem(sound, safety, ["speling"]) == "unknown parameters ['speling']"
+    assert configure_problem(PolicyNodeParams(start_mode="Auto"), safety, []) == (
+        "start_mode 'Auto' is not passive, auto or manual"
+    )
+    assert configure_problem(PolicyNodeParams(control_trigger="imu"), safety, []) == (
+        "control_trigger 'imu' is not 'timer' or 'joint_states'"
+    )
+    problem = configure_problem(PolicyNodeParams(busy_wait_s=-0.001), SafetyConfig(joint_limit_margin=float("nan")), [])
+    assert problem == ("busy_wait_s is -0.001: must be a finite number >= 0 (0 = off); "
+                       "joint_limit_margin is nan: must be a finite number >= 0 (rad)")  # fmt: skip
