@@ -10,7 +10,7 @@ from onnx import numpy_helper
 from trot.policies.controller import Mode, PolicyController, SafetyConfig, joint_order_problem, next_event_tick
 from trot.policies.runtime import PolicyRuntime
 
-SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
 T = 0.02
 
 

@@ -16,163 +16,23 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Twist  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.duration import Duration  # noqa: E402
-from rclpy.node import Node  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from bench.faults import onnx_runtime_rejects, stop_processes  # noqa: E402
 from trot.policies.controller import SafetyConfig  # noqa: E402
 from trot.policies.runtime import PolicyRuntime  # noqa: E402
 from trot.ros_nodes import realtime  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "policies" / "go2_flat"
-_domains = itertools.count(int(os.environ.get("TROT_TEST_DOMAIN_BASE", "110")))
-
-
-class Graph:
-    """One ROS domain for one test: node processes plus a probe node in the test process."""
-
-    def __init__(self) -> None:
-        self.env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-        os.environ.update({k: self.env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-        self.procs: list[subprocess.Popen] = []
-        self.logs: list[list[str]] = []
-        self.closed = False
-        rclpy.init()
-        self.node = Node("probe")
-        self.odom: list[tuple[float, float, float]] = []
-        self.commands: list[tuple[float, JointState]] = []
-        self.node.create_subscription(Odometry, "odom", self._on_odom, 50)
-        self.node.create_subscription(
-            JointState, "joint_commands", lambda m: self.commands.append((time.time(), m)), 50
-        )
-        self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
-        self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival, the policy node's values)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self._last_cmd = 0.0
-
-    def _on_diagnostics(self, m: DiagnosticArray) -> None:
-        for status in m.status:
-            if status.name.endswith("trot_policy"):
-                self.diagnostics.append((time.time(), {kv.key: kv.value for kv in status.values}))
-
-    def _on_odom(self, m: Odometry) -> None:
-        self.odom.append((time.time(), m.twist.twist.linear.x, m.pose.pose.position.z))
-
-    def start(self, module: str, *params: str) -> int:
-        """Start a node process with ``-p`` parameters; returns its index (for :meth:`wait_for_log`)."""
-        args = [sys.executable, "-m", module, "--ros-args", *itertools.chain.from_iterable(("-p", p) for p in params)]
-        return self.start_args(args)
-
-    def start_args(self, args: list[str]) -> int:
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        lines: list[str] = []
-        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # never blocks the test
-        self.procs.append(proc)
-        self.logs.append(lines)
-        return len(self.procs) - 1
-
-    def log(self, index: int) -> str:
-        return "".join(self.logs[index])
-
-    def wait_until(self, condition, timeout: float = 20.0) -> bool:
-        """Spin until ``condition()`` holds (discovery takes seconds on a loaded machine)."""
-        end = time.time() + timeout
-        while time.time() < end and not condition():
-            self.spin(0.05)
-        return bool(condition())
-
-    def wait_for_log(self, index: int, text: str, timeout: float = 30.0, during=None, count: int = 1) -> bool:
-        """Spin (calling ``during()`` each round) until node ``index`` logged ``text`` ``count`` times."""
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.log(index).count(text) >= count:
-                return True
-            if during is not None:
-                during()
-            self.spin(0.05)
-        return self.log(index).count(text) >= count
-
-    def spin(self, seconds: float, vx: float | None = None) -> None:
-        """Spin the probe; with ``vx``, act as a 50 Hz teleop (publishing on every wake-up would
-        exceed 1 kHz at times, which the policy node rightly treats as a /cmd_vel flood)."""
-        end = time.time() + seconds
-        while time.time() < end:
-            if vx is not None and time.time() - self._last_cmd >= 0.02:
-                t = Twist()
-                t.linear.x = vx
-                self.cmd_pub.publish(t)
-                self._last_cmd = time.time()
-            rclpy.spin_once(self.node, timeout_sec=0.02)
-
-    def call(self, srv_type, name: str, request) -> object:
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=10.0), name
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
-        return future.result()
-
-    def running_after_any_stall(self, policy: int = 1) -> None:
-        """Before a test's own fault, the node must run. A stall of the loaded machine (CI) may have
-        tripped its watchdog, rightly: then ~/start again, as an operator would. A watchdog trip is
-        the only reason accepted for not running."""
-        if self.commands and len(self.commands[-1][1].position) == 12:
-            return
-        damped = [line for line in self.log(policy).splitlines() if "-> damping" in line]
-        assert damped and "damping: watchdog" in damped[-1], self.log(policy)[-2000:]
-        self.press_start_until_it_runs(policy)
-        self.spin(0.5)
-
-    def press_start_until_it_runs(self, policy: int, tries: int = 3) -> None:
-        """~/start as an operator presses it on a loaded 2-core machine, where the driver (or the
-        whole VM) can stall for more than the 2 control periods the node allows: again while it is
-        refused for want of a fresh sample, and again when such a stall trips the watchdog during
-        the stand-up (the only reason accepted for not reaching RUNNING)."""
-        for _ in range(tries):
-            log = self.log(policy)
-            ran, damped = log.count("standup -> running"), log.count("standup -> damping")
-            tripped = log.count("standup -> damping: watchdog")
-            answers = [self.call(Trigger, "trot_policy/start", Trigger.Request())]
-            end = time.time() + 10.0
-            while not answers[-1].success and time.time() < end:
-                self.spin(0.2)
-                answers.append(self.call(Trigger, "trot_policy/start", Trigger.Request()))
-            assert answers[-1].success, [a.message for a in answers]
-            assert all(a.message.startswith("no fresh") for a in answers[:-1]), [a.message for a in answers]
-
-            def settled(ran: int = ran, damped: int = damped) -> bool:
-                log = self.log(policy)
-                return log.count("standup -> running") > ran or log.count("standup -> damping") > damped
-
-            self.wait_until(settled, timeout=20.0)
-            if self.log(policy).count("standup -> running") > ran:
-                return
-            assert self.log(policy).count("standup -> damping: watchdog") > tripped, self.log(policy)
-        raise AssertionError(f"no stand-up completed in {tries} tries\n{self.log(policy)}")
-
-    def close(self) -> list[str]:
-        """Stop every node process; returns their logs (idempotent)."""
-        if self.closed:
-            return []
-        self.closed = True
-        stop_processes(self.procs)
-        time.sleep(0.2)  # let the reader threads drain the pipes
-        outputs = [self.log(i) for i in range(len(self.procs))]
-        self.node.destroy_node()
-        rclpy.shutdown()
-        return outputs
+from trot.testing import POLICY, ROOT  # noqa: E402
+from trot.testing.faults.artifacts import onnx_runtime_rejects  # noqa: E402
+from trot.testing.graph import Graph, start_robot_and_policy  # noqa: E402
+from trot.testing.processes import fifo_allowed, next_domain, ros_env, stop_processes, thread_cpu_s  # noqa: E402
 
 
 @pytest.fixture
@@ -180,28 +40,6 @@ def graph():
     g = Graph()
     yield g
     g.close()
-
-
-def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tuple[str, ...] = ()) -> None:
-    """Robot + policy processes; returns once the policy runs (discovery takes seconds on a loaded machine)."""
-    g.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
-    policy = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
-                     *extra_policy_params)  # fmt: skip
-    # start_mode auto stands up once; a stall of the machine during it trips the watchdog (rightly)
-    assert g.wait_until(lambda: "standup -> " in g.log(policy), timeout=40.0), g.log(policy)
-    if "standup -> running" not in g.log(policy):
-        assert "standup -> damping: watchdog" in g.log(policy), g.log(policy)
-        g.press_start_until_it_runs(policy)
-    end = time.time() + 20.0  # and until this probe has discovered the policy's command publisher
-    while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
-        g.spin(0.05)
-    assert g.commands, "the probe never received a joint command"
-
-
-def thread_cpu_s(pid: int, name: str) -> float:
-    """CPU time a thread of ``pid`` has run, by its OS name (/proc schedstat: ns on a CPU)."""
-    (tid,) = [tid for tid, comm in realtime.threads(pid).items() if comm == name]
-    return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) * 1e-9
 
 
 def test_closed_loop_go2_walks_at_the_commanded_speed(graph: Graph) -> None:
@@ -301,12 +139,6 @@ def test_the_robot_node_as_a_simulator_clock_at_twice_real_time_pushes_noise_ran
     # damped by the jump, or first by the new samples that came before the new clock (seen in CI:
     # "IMU stamped 11.804 s in the future"): either way at once
     assert re.search(r"running -> damping: (clock jumped|bad input: .* in the future)", graph.log(1)), graph.log(1)
-
-
-def fifo_allowed() -> bool:
-    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
-    code = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
 def test_joint_states_trigger_ticks_at_the_control_rate_with_a_faster_driver(graph: Graph) -> None:
@@ -868,8 +700,8 @@ def test_nothing_is_imported_while_the_policy_node_controls() -> None:
     """Stand-up, RUNNING, /diagnostics, estop, ~/start and a watchdog trip import no module after
     configure: a lazy import is first-time work that stalls the control loop (numpy.ma from the first
     /diagnostics did, ~50 ms on a 16-core machine). A fresh interpreter, since this one has them all."""
-    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "first_time_work_probe.py")], cwd=ROOT, env=env,
+    env = ros_env(next_domain())
+    run = subprocess.run([sys.executable, str(Path(__file__).with_name("first_time_work_probe.py"))], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -1057,7 +889,7 @@ def test_a_reset_restarts_the_push_schedule(graph: Graph) -> None:
     ids=["robot", "robot_timeout", "robot_not_the_policys", "recorder"],
 )  # fmt: skip
 def test_the_robot_and_recorder_nodes_refuse_unsound_numbers_naming_each(module, params, error) -> None:
-    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = ros_env(next_domain())
     args = [sys.executable, "-m", module, "--ros-args", *itertools.chain.from_iterable(("-p", p) for p in params)]
     run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run
@@ -1083,7 +915,7 @@ def test_a_policy_for_an_unshipped_robot_is_refused_with_the_hint_that_starts_it
     onnx.save(model, str(tmp_path / "policy" / "policy.onnx"))
     robot_yaml = yaml.safe_load((ROOT / "sim" / "robots" / "go2.yaml").read_text()) | {"name": "my_go2"}
     (tmp_path / "my_go2.yaml").write_text(yaml.safe_dump(robot_yaml))
-    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = ros_env(next_domain())
     node = [sys.executable, "-m", "trot.ros_nodes.sim_node", "--ros-args", "-p", f"policy_path:={tmp_path / 'policy'}"]
     run = subprocess.run(node, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run
@@ -1238,7 +1070,7 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
     The commands begin 4 s in, with the robot lying: its steps, rich in contacts, are the slow ones.
     (The old code failed this test in 2 of 3 runs here: how long the lock held the commands up
     varied from run to run.)"""
-    env = {**os.environ, "ROS_DOMAIN_ID": str(next(_domains)), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = ros_env(next_domain())
     robot = subprocess.Popen([sys.executable, "-m", "trot.ros_nodes.sim_node",
                               "--ros-args", "-p", f"policy_path:={POLICY}",
                               "-p", "real_time_factor:=0.0", "-p", "publish_clock:=true"], cwd=ROOT, env=env,

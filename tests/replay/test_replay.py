@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from trot.replay.bag import EpisodeBag, read_messages, read_metadata, recover
 from trot.replay.replay import ReplayError, load_episode, resim, shadow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "go2_flat"
 
 
