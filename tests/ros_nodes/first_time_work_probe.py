@@ -6,7 +6,7 @@ JSON, the modules imported after configure, the modes it passed through and the 
 A module imported while the control loop runs is first-time work (found: numpy.percentile's first
 call imports numpy.ma, 35-65 ms with the GIL held in stretches): on a 16-core machine it froze the
 control thread for ~50 ms once per process and tripped the watchdog. Only a fresh interpreter shows
-it, hence this script (tests/ros_nodes/test_ros_nodes.py runs it)."""
+it, hence this script (tests/ros_nodes/test_policy_node.py runs it)."""
 
 from __future__ import annotations
 
