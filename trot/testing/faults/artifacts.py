@@ -18,7 +18,7 @@ from trot.testing.graph import threaded_graph
 def onnx_runtime_rejects(workdir: Path) -> Path:
     """The shipped artifact with one weight matrix a row short, in ``workdir``: its ONNX file,
     signature and contract pass every check of the artifact reader, and ONNX Runtime refuses the
-    graph (before a catch-all, configure failed without a word: rclpy swallows the exception)."""
+    graph (the node must say so itself: rclpy swallows an exception raised in configure)."""
     import onnx
     from onnx import numpy_helper
 

@@ -104,8 +104,8 @@ def recorder_faults(workdir: Path, record_s: float = 3.0) -> list[Row]:
                     lost == 0 and code == 0 and len(expected) > 0.8 * record_s * 1000,
                     {"lost": lost, "code": code, "published": len(expected)}))  # fmt: skip
     # SIGKILL: the bag is recovered with all but the last flush period. The kill comes at a random
-    # phase of the recorder's 0.5 s flush timer (at a fixed 3 s, i.e. 6 periods, it fell just after a
-    # flush, and "lost 0.00 s" showed the best case, not the usual)
+    # phase of the recorder's 0.5 s flush timer (a whole number of periods would fall just after a
+    # flush and measure the best case, not the usual one)
     kill_after = record_s + float(np.random.default_rng().uniform(0.0, 0.5))
     stream, t, _, bag = _record_then_signal(workdir / "sigkill", signal.SIGKILL, kill_after)
     cli = subprocess.run([sys.executable, "-m", "trot.cli", "bag", "recover", str(bag)], cwd=ROOT,
