@@ -62,10 +62,7 @@ class Graph(NodeProcesses):
 
     def wait_until(self, condition, timeout: float = 20.0) -> bool:
         """Spin until ``condition()`` holds (discovery takes seconds on a loaded machine)."""
-        end = time.time() + timeout
-        while time.time() < end and not condition():
-            self.spin(0.05)
-        return bool(condition())
+        return wait(condition, timeout, self.idle)
 
     def spin(self, seconds: float, vx: float | None = None) -> None:
         """Spin the probe; with ``vx``, act as a 50 Hz teleop (publishing on every wake-up would
