@@ -485,7 +485,8 @@ def test_nothing_is_imported_while_the_policy_node_controls() -> None:
 
 FAILING_TICK = """
 import sys
-from trot.ros_nodes import controller, policy_node
+from trot.policies import controller
+from trot.ros_nodes import policy_node
 tick, first = controller.PolicyController.tick, []
 def failing_tick(self, now):
     if self.mode is not controller.Mode.PASSIVE:
