@@ -37,3 +37,14 @@ def deploy_run(tmp_path_factory) -> Path:
     assert "command tracking" in run.stdout and "report:" in run.stdout
     assert "Traceback" not in run.stderr, run.stderr[-3000:]  # e.g. a shutdown race between threads
     return out
+
+
+@pytest.fixture
+def graph():
+    """One ROS domain for one test: its node processes and a probe node (trot.testing.graph.Graph)."""
+    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    from trot.testing.graph import Graph
+
+    g = Graph()
+    yield g
+    g.close()

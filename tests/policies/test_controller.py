@@ -11,7 +11,7 @@ from trot.policies.controller import Mode, PolicyController
 from trot.policies.runtime import PolicyRuntime
 from trot.policies.settings import SafetyConfig
 
-SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
 T = 0.02
 
 

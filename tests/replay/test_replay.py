@@ -19,7 +19,7 @@ from trot.replay.episode import ReplayError, load_episode
 from trot.replay.resim import resim
 from trot.replay.shadow import shadow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "go2_flat"
 
 

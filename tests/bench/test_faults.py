@@ -1,4 +1,4 @@
-"""The fault and bad-input suite (bench/faults.py): every scenario of the reliability table.
+"""The fault and bad-input suite (trot.testing.faults, bench/faults.py): every scenario of the reliability table.
 
 The scenarios are the benchmark's own functions, run with the issue's counts where they are cheap
 (10,000 fuzz messages). Safety invariants are checked exactly (no bad command, no crash, every
@@ -17,17 +17,23 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
-from bench import faults
+from trot.testing import ROOT
+from trot.testing.faults.driver import driver_faults
+from trot.testing.faults.dropouts import dropouts
+from trot.testing.faults.fuzz import fuzz_policy_node
+from trot.testing.faults.recorder import disk_full, recorder_faults
+from trot.testing.faults.table import Row
+from trot.testing.faults.training import training_resume
 
 
-def by_scenario(rows: list[faults.Row]) -> dict[str, faults.Row]:
+def by_scenario(rows: list[Row]) -> dict[str, Row]:
     """Rows by scenario name without its parenthesised counts."""
     for row in rows:
         print(row)
     return {row.scenario.split(" (")[0]: row for row in rows}
 
 
-def reaction_ok(row: faults.Row) -> None:
+def reaction_ok(row: Row) -> None:
     delays, period = np.asarray(row.data["delays_ms"]), row.data["period_ms"]
     assert np.isfinite(delays).all(), row
     assert np.median(delays) <= 3 * period, row
@@ -35,7 +41,7 @@ def reaction_ok(row: faults.Row) -> None:
 
 
 def test_fuzzing_the_policy_node_yields_no_bad_command_no_crash_and_damps_on_every_fault() -> None:
-    summary, timing, bursts, held = faults.fuzz_policy_node(messages=10_000, repeats=1)
+    summary, timing, bursts, held = fuzz_policy_node(messages=10_000, repeats=1)
     print(summary, timing, bursts, held, sep="\n")
     assert summary.data["sent"] >= 10_000
     assert summary.data["violations"] == [], summary
@@ -48,11 +54,11 @@ def test_fuzzing_the_policy_node_yields_no_bad_command_no_crash_and_damps_on_eve
 
 
 def test_dropouts_storms_and_clock_jumps_damp_within_three_periods_and_hold_until_start() -> None:
-    rows = faults.dropouts(repeats=3)
+    rows = dropouts(repeats=3)
     for row in rows:
         print(row)
 
-    def find(prefix: str) -> faults.Row:
+    def find(prefix: str) -> Row:
         return next(r for r in rows if r.scenario.startswith(prefix))
 
     for prefix in ("dropout: joint states stop", "dropout: IMU alone stops", "/cmd_vel storm from another process",
@@ -68,7 +74,7 @@ def test_dropouts_storms_and_clock_jumps_damp_within_three_periods_and_hold_unti
 
 
 def test_a_sigkilled_controller_leaves_the_robot_driver_damping_after_its_command_timeout() -> None:
-    (row,) = faults.driver_faults(repeats=1)
+    (row,) = driver_faults(repeats=1)
     print(row)
     assert "Traceback" not in row.data["log"], row.data["log"]
     (delay,) = row.data["delays_ms"]
@@ -81,14 +87,14 @@ def test_a_sigkilled_controller_leaves_the_robot_driver_damping_after_its_comman
 def test_recorder_loses_nothing_on_sigterm_a_second_at_most_on_sigkill_and_survives_a_full_disk(
     tmp_path: Path,
 ) -> None:
-    rows = by_scenario(faults.recorder_faults(tmp_path))
+    rows = by_scenario(recorder_faults(tmp_path))
     term = rows["SIGTERM mid-episode"]
     assert term.data["lost"] == 0 and term.data["code"] == 0 and term.data["published"] > 2000, term
     kill = rows["SIGKILL mid-episode, then `trot bag recover`"]
     assert kill.data["readable"] and kill.data["holes"] == 0 and kill.data["lost_s"] <= 1.0, kill
     full = next(r for k, r in rows.items() if k.startswith("disk full"))
     # and the fallback where mount namespaces are not allowed: a file-size limit (EFBIG)
-    limited = faults.disk_full(tmp_path / "file_limit", force_file_limit=True)
+    limited = disk_full(tmp_path / "file_limit", force_file_limit=True)
     print(limited)
     for row in (full, limited):
         assert row.ok, row
@@ -96,14 +102,14 @@ def test_recorder_loses_nothing_on_sigterm_a_second_at_most_on_sigkill_and_survi
 
 
 def test_sigkilled_training_resumes_on_the_same_curve(tmp_path: Path) -> None:
-    (row,) = faults.training_resume(tmp_path, iterations=6)
+    (row,) = training_resume(tmp_path, iterations=6)
     print(row)
     assert row.data == {"worst": 0.0, "iterations": 6}, row
 
 
 def test_bad_artifacts_and_configs_are_refused_by_name_and_the_node_never_activates() -> None:
     """Through the bench script itself: its exit code says every row met its target."""
-    run = subprocess.run([sys.executable, "bench/faults.py", "--only", "artifacts"], cwd=faults.ROOT,
+    run = subprocess.run([sys.executable, "bench/faults.py", "--only", "artifacts"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     print(run.stdout)
     rows = [line for line in run.stdout.splitlines() if line.startswith("| artifacts & config |")]

@@ -22,7 +22,7 @@ from trot.replay.bag import (
     typestore,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JS = "sensor_msgs/msg/JointState"
 
 
@@ -63,7 +63,7 @@ def test_a_killed_writer_loses_at_most_the_flush_period_and_recovers(tmp_path: P
     script = textwrap.dedent(
         f"""
         import os, sys, time
-        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_bag import joint_state_cdr
         from trot.replay.bag import EpisodeBag
         bag = EpisodeBag({str(tmp_path / "killed")!r}, {{"robot": "go2"}}, flush_period_s=0.25)
@@ -164,7 +164,6 @@ def test_recover_on_a_full_disk_raises_and_leaves_the_killed_bag_as_it_was(tmp_p
         f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))  # Python ignores SIGXFSZ
-        sys.path.insert(0, {str(ROOT)!r})
         from trot.replay.bag import recover
         recover({str(killed)!r})
         """

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.faults import SMALL_RUN as SMALL
-from bench.faults import interrupted_and_resumed_run
-from bench.faults import training_metrics as metrics
 from trot.policies.runtime import PolicyRuntime
 from trot.sim.strict import ConfigError
+from trot.testing.faults.training import SMALL_RUN as SMALL
+from trot.testing.faults.training import interrupted_and_resumed_run
+from trot.testing.faults.training import training_metrics as metrics
 from trot.training.ppo.envs import LocomotionTrainEnv
 from trot.training.ppo.runner import Runner, TrainingDiverged
 from trot.training.train import IncompatibleRun, TrainConfig, build_env, parse_args, run_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def trot(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
@@ -104,7 +104,7 @@ def test_ctrl_c_on_a_gymnasium_run_checkpoints_and_stops_its_worker_processes(tm
 
 
 def test_resume_after_sigterm_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> None:
-    """(SIGKILL: tests/test_faults.py, the same procedure as a row of the reliability table.)"""
+    """(SIGKILL: tests/bench/test_faults.py, the same procedure as a row of the reliability table.)"""
     iterations = 6
     r = trot("train", "go2-flat", *SMALL, "--max-iterations", str(iterations), "--log-dir", str(tmp_path),
              "--run-name", "straight")  # fmt: skip

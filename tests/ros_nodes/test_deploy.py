@@ -12,7 +12,7 @@ pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
 from trot.replay.bag import read_messages, read_metadata, topic_counts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_deploy_sim_walks_the_script_and_records_the_episode(deploy_run: Path) -> None:

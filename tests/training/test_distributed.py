@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from trot.training.ppo.normalizer import EmpiricalNormalizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _normalizer_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -44,7 +44,7 @@ def test_torchrun_two_ranks_hold_identical_parameters(tmp_path: Path, compiled: 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        str(ROOT / "tests" / "dist_train_worker.py"), str(tmp_path), "compile" if compiled else "eager",
+        str(Path(__file__).with_name("dist_train_worker.py")), str(tmp_path), "compile" if compiled else "eager",
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -328,7 +328,7 @@ def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def trot(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "trot.cli", *args], cwd=root, capture_output=True, text=True,
@@ -354,7 +354,7 @@ def test_shipped_go2_policy_loads_and_matches_the_simulation() -> None:
     from trot.training.artifact_eval import check_contract
     from trot.training.tasks.velocity.config import EnvConfig
 
-    shipped = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+    shipped = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
     runtime = PolicyRuntime(shipped)
     env = LocomotionEnv(EnvConfig(robot=runtime.contract.robot, num_envs=1))
     check_contract(runtime.contract, env.contract)

@@ -6,7 +6,7 @@ JSON, the modules imported after configure, the modes it passed through and the 
 A module imported while the control loop runs is first-time work (found: numpy.percentile's first
 call imports numpy.ma, 35-65 ms with the GIL held in stretches): on a 16-core machine it froze the
 control thread for ~50 ms once per process and tripped the watchdog. Only a fresh interpreter shows
-it, hence this script (tests/test_ros_nodes.py runs it)."""
+it, hence this script (tests/ros_nodes/test_policy_node.py runs it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -26,8 +25,7 @@ from std_srvs.srv import Trigger
 from trot.policies.artifact import read_artifact
 from trot.policies.controller import Mode
 from trot.ros_nodes.policy_node import PolicyNode
-
-POLICY = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+from trot.testing import POLICY
 
 
 def main() -> None:

@@ -1,4 +1,20 @@
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 from trot.training.bench import EnvBenchConfig, bench_env
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def bench_script(name: str) -> ModuleType:
+    """The bench script bench/<name>.py, imported as the module ``name`` (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # (dataclasses look their module up while the class is made)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_env_bench_reports_consistent_figures() -> None:
@@ -16,7 +32,7 @@ def test_ppo_peers_combines_runs_into_means_per_environment() -> None:
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     files = sorted((root / "bench" / "results").glob("ppo_peers_*.json"))
     out = subprocess.run([sys.executable, "bench/ppo_peers.py", "--combine", *map(str, files)], cwd=root,
                          capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
@@ -36,7 +52,7 @@ def test_ros_timing_counts_an_unanswered_round_trip_and_says_so() -> None:
     import pytest
 
     pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
-    from bench import ros_timing
+    ros_timing = bench_script("ros_timing")
 
     ms = np.array([1.0] * 98 + [ros_timing.REPLY_WAIT_S * 1e3] * 2)
     trips = ros_timing.RoundTrips(ms, np.arange(100) * 0.02, np.array([0.5] * 98 + [math.nan] * 2),

@@ -2,7 +2,7 @@
 
 trot is installed into a fresh prefix (like `colcon build` / `pip install` on a robot); the
 launch files are read from that prefix's share directory and the nodes they describe are started
-from its lib/trot/ by tests/launch_subset.py (`ros2 launch` itself cannot be installed here).
+from its lib/trot/ by trot.testing.launch (`ros2 launch` itself cannot be installed here).
 """
 
 import dataclasses
@@ -22,14 +22,16 @@ import yaml
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
 
 from geometry_msgs.msg import Twist  # noqa: E402
-from launch_subset import NodeSpec, UnsupportedLaunchConstruct, resolve  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
-from test_ros_nodes import Graph, fifo_allowed  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from trot.testing.graph import Graph  # noqa: E402
+from trot.testing.launch import NodeSpec, UnsupportedLaunchConstruct, resolve  # noqa: E402
+from trot.testing.processes import fifo_allowed  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 NODES = ("trot_policy_node", "trot_sim_node", "trot_recorder_node", "trot_play_node")
 
 
@@ -265,7 +267,7 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
 
     try:
         # the "driver": the MuJoCo robot node on the driver's topic names
-        graph.start("trot.ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
+        graph.start_args("trot.ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
                     "imu_topic:=/driver/imu", "joint_commands_topic:=/driver/joint_commands")  # fmt: skip
         started = graph.launch(nodes, tmp_path)
         assert graph.wait_for_log(started["/trot_policy"], "configured", timeout=40.0), graph.log(
