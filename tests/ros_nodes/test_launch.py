@@ -267,7 +267,7 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
 
     try:
         # the "driver": the MuJoCo robot node on the driver's topic names
-        graph.start_args("trot.ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
+        graph.start("trot.ros_nodes.sim_node", "policy_path:=go2_flat", "joint_states_topic:=/driver/joint_states",
                     "imu_topic:=/driver/imu", "joint_commands_topic:=/driver/joint_commands")  # fmt: skip
         started = graph.launch(nodes, tmp_path)
         assert graph.wait_for_log(started["/trot_policy"], "configured", timeout=40.0), graph.log(

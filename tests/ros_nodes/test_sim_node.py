@@ -322,10 +322,10 @@ def test_the_robot_node_simulates_the_policys_robot_unless_told_otherwise(graph:
     torque limits and gains (the node once simulated a Go2 whatever the policy; a robot named
     against the policy is refused: test_the_robot_and_recorder_nodes_refuse_unsound_numbers...)."""
     from rclpy.parameter import Parameter as Param
-    from test_export_runtime import train_and_export
 
     from trot.policies.artifact import read_artifact
     from trot.ros_nodes.sim_node import SimNode
+    from trot.testing.export import train_and_export
 
     go1 = train_and_export(tmp_path, task="go1-flat")
     _, contract = read_artifact(go1)
