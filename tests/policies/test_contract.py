@@ -66,7 +66,7 @@ def test_not_json() -> None:
 
 
 # ---------------------------------------------------------------------- self-description (version 2)
-SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
 
 
 def test_every_term_carries_its_definition(contract: Contract) -> None:

@@ -20,7 +20,7 @@ from trot.sim.world import compile_model, home_qpos
 from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.env import LocomotionEnv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THIGH_RANGE = [-0.524, 3.927]  # rad, Unitree's Aliengo thigh limits (the MJCF has none)
 
 

@@ -11,7 +11,7 @@ from trot.policies.inputs import BadInputLog, JointStateCheck, check_imu, public
 from trot.policies.runtime import PolicyRuntime
 from trot.policies.settings import SafetyConfig
 
-POLICY = Path(__file__).resolve().parents[1] / "policies" / "go2_flat"
+POLICY = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
 
 
 def test_a_joint_state_is_plausible_or_its_first_fault_is_named() -> None:

@@ -29,7 +29,7 @@ from trot.training.export import to_onnx
 from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.env import make_contract
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "policies" / "go2_flat"
 
 CONTROLLER = textwrap.dedent(
