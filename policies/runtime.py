@@ -110,8 +110,8 @@ class PolicyRuntime:
     ) -> np.ndarray:
         """A control step's code on these inputs, its targets in a scratch buffer: the next :meth:`step`
         reads nothing this writes (observation terms are rebuilt each step). Why: a process that slept
-        finds its caches cold (on a 2-core VM a step that takes ~35 µs warm took ~0.4-0.6 ms after a
-        20 ms sleep); run just before a sample is due, this brings the weights and the code back."""
+        finds its caches cold, and a cold step costs many times a warm one; run just before a sample is
+        due, this brings the weights and the code back."""
         self.observe(joint_names, joint_pos, joint_vel, base_quat_wxyz, base_ang_vel, command)
         self.session.run_with_iobinding(self._warm_binding)
         return self.mapper(self._scratch_action, out=self._scratch_targets)[0]

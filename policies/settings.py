@@ -63,7 +63,7 @@ class SafetyConfig:
     """A measured base angular speed above this is a sensor fault, rad/s (IMUs saturate at ~35)."""
     max_cmd_rate_hz: float = 1000.0
     """/cmd_vel published faster than this for two control periods is a runaway publisher: a flood
-    crowds sensor data out of the middleware (measured: joint states 0.3 s late), so it is a fault
+    crowds sensor data out of the middleware (joint states arrive late), so it is a fault
     (-> DAMPING) rather than a wait for the watchdog. Teleop sends 10-100 Hz."""
     clock_jump_s: float = 1.0
     """The clock moving forward by more than this between two ticks, or backward by more than a

@@ -194,7 +194,7 @@ def projected_gravity(quat_wxyz: np.ndarray, out: np.ndarray | None = None) -> n
     body frame of orientation ``quat_wxyz`` [..., 4].
 
     Written out (rather than through a rotation library) because it runs every control step on
-    the robot and per environment in training. tests/test_observation.py checks it against
+    the robot and per environment in training. tests/policies/test_observation.py checks it against
     MuJoCo's own quaternion rotation.
     """
     q = np.asarray(quat_wxyz)

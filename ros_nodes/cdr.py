@@ -2,13 +2,13 @@
 JointState written to, the CDR bytes DDS carries (XCDR1, as rmw_fastrtps writes them).
 
 Why by hand: on the control path rclpy builds a Python message object per sample, checking every
-element in its setters, and converts it again on publish. On this 2-core VM each sample arrives
-to cold caches (the process slept since the last one), where that conversion work costs ~5x its
-warm figure: measured, it was a large share of the joint_states -> joint_commands latency. Here a
+element in its setters, and converts it again on publish. Each sample arrives to cold caches (the
+process slept since the last one), where that conversion costs several times its warm figure and
+becomes a large share of the joint_states -> joint_commands latency. Here a
 joint state costs a few struct reads and ``np.frombuffer`` views; the names are decoded only when
 their bytes change (a driver sends one order); a command is a bytes template with the numbers
 written in. Everything else in the package uses rclpy's messages or the rosbags type store.
-tests/test_cdr.py checks each function against rclpy's own serialization.
+tests/ros_nodes/test_cdr.py checks each function against rclpy's own serialization.
 """
 
 from __future__ import annotations

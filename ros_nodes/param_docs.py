@@ -61,9 +61,9 @@ class NodeDoc:
 
 def nodes() -> list[NodeDoc]:
     """trot's nodes and their parameter dataclasses (imported by their stable module paths)."""
-    from trot.policies.controller import SafetyConfig
+    from trot.policies.settings import SafetyConfig
     from trot.ros_nodes.play_node import PlayParams
-    from trot.ros_nodes.policy_node import PolicyNodeParams
+    from trot.ros_nodes.policy_params import PolicyNodeParams
     from trot.ros_nodes.recorder_node import RecorderParams
     from trot.ros_nodes.sim_node import SimNodeParams
 

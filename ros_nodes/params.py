@@ -128,13 +128,13 @@ def failed(node: Node) -> str | None:
 def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_s: float = 0.0) -> int:
     """Run one node until SIGINT/SIGTERM (status 0) or until it is marked failed (:func:`fail`:
     status 1). Nodes keep their timing-critical loops in their own threads: rclpy's multi-threaded
-    executor starved them here.
+    executor can starve them.
 
     The signals set an event that this loop checks between waits of at most 0.1 s, instead of
-    rclpy's handlers shutting the context down under a waiting ``executor.spin()``: a CI run saw
-    a policy node's spin() never woken by SIGTERM (the context shut down, the executor still
-    waiting half an hour later). ``drain_s`` > 0: on the signal, go on handling what already
-    arrived for that long before the node is destroyed (nothing DDS had received is dropped)."""
+    rclpy's handlers shutting the context down under a waiting ``executor.spin()``, which can leave
+    spin() waiting for ever after SIGTERM (the context shut down, the executor not woken).
+    ``drain_s`` > 0: on the signal, go on handling what already arrived for that long before the
+    node is destroyed (nothing DDS had received is dropped)."""
     if not _init(factory, args, signal_handler_options=SignalHandlerOptions.NO):
         return 2
     stop = threading.Event()

@@ -155,7 +155,7 @@ class PolicyNode(LifecycleNode):
         # First calls that import or build caches lazily, made here and not in the first /diagnostics
         # while the policy runs: np.percentile's first call imports numpy.ma (tens of ms with the GIL
         # held in stretches: the control thread would stall and the watchdog damp).
-        # tests/first_time_work_probe.py finds any others.
+        # tests/ros_nodes/first_time_work_probe.py finds any others.
         timing_figures(period, *(np.ones(2),) * 4)
         self._periods_in_sim_time = sim_time  # (the loop's periods: of the robot's time, not the wall's)
         self._cmd_pub = self.create_lifecycle_publisher(JointState, p.joint_commands_topic, 10)

@@ -32,10 +32,12 @@ class PolicyNodeParams:
             "manual: wait for lifecycle transitions (a lifecycle manager)"
         ),
     )
-    joint_states_topic: str = "joint_states"
-    imu_topic: str = "imu"
-    cmd_vel_topic: str = "cmd_vel"
-    joint_commands_topic: str = "joint_commands"
+    joint_states_topic: str = field(default="joint_states", metadata=doc("in: sensor_msgs/JointState, any joint order"))
+    imu_topic: str = field(default="imu", metadata=doc("in: sensor_msgs/Imu"))
+    cmd_vel_topic: str = field(default="cmd_vel", metadata=doc("in: geometry_msgs/Twist, body frame"))
+    joint_commands_topic: str = field(
+        default="joint_commands", metadata=doc("out: sensor_msgs/JointState targets; no positions = damping")
+    )
     forward_command_topic: str = field(default="", metadata=doc("Float64MultiArray topic; empty = off"))
     forward_joint_order: list[str] = field(
         default_factory=list, metadata=doc("the forward_command_controller's joints: each policy joint once")
@@ -62,7 +64,7 @@ class PolicyNodeParams:
             "this long before each tick (timer: its deadline; joint_states: when the next samples are "
             "expected), run the policy once on the current inputs, result thrown away, so that its weights "
             "and code are back in the CPU caches when the tick comes (a process that slept finds them "
-            "cold: on this VM the round trip's median fell from ~1.3 to ~0.95 ms); 0 = off; also off with "
+            "cold, and a cold tick is slower); 0 = off; also off with "
             "use_sim_time and when not below half a control period"
         ),
     )
@@ -71,8 +73,8 @@ class PolicyNodeParams:
         metadata=doc(
             "the control thread busy-waits instead of sleeping this long before each tick (timer: its "
             "deadline) or, with control_trigger:=joint_states, this long either side of when the next "
-            "samples are expected: a CPU that went idle takes time to wake (on this 2-core VM the wake-up "
-            "was 0.2 ms late at p99, 0.5 ms at p99.9); costs this much CPU per tick (twice with "
+            "samples are expected: a CPU that went idle takes time to wake, a fraction of a millisecond at "
+            "the tail; costs this much CPU per tick (twice with "
             "joint_states); 0 = off; also off with use_sim_time"
         ),
     )

@@ -3,8 +3,8 @@ middleware's) and the garbage collector's pauses.
 
 A SCHED_FIFO control thread alone is not enough for low input latency: each sample first passes
 through a DDS receive thread, which at the default scheduling waits behind whatever else runs on
-the robot's computer (measured here: 0.19-0.25 ms median from publication to reception with the
-control thread at SCHED_FIFO, 0.04 ms with the receive threads at SCHED_FIFO as well).
+the robot's computer, so the receive threads get a real-time priority just below the control
+thread's (bench/results/ros_timing.md has the figures).
 """
 
 from __future__ import annotations

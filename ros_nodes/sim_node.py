@@ -67,27 +67,29 @@ class SimNodeParams:
     )
     policy_path: str = field(default="", metadata=doc("if set, PD gains come from this artifact's contract"))
     kp: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
-    kd: list[float] = field(default_factory=list)
+    kd: list[float] = field(default_factory=list, metadata=doc("per-joint override, robot joint order"))
     damping_kd: float = field(default=DAMPING_KD, metadata=doc("gain for commands without positions"))
     command_timeout_s: float = field(
         default=0.25, metadata=doc("no joint command for this long (wall clock and sim time) -> damping; 0 = off")
     )
     real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
     publish_clock: bool = field(default=False, metadata=doc("publish /clock and stamp with simulation time"))
-    joint_noise: float = 0.0
-    gyro_noise: float = 0.0
+    joint_noise: float = field(default=0.0, metadata=doc("std of Gaussian noise on published joint positions, rad"))
+    gyro_noise: float = field(default=0.0, metadata=doc("std of Gaussian noise on the published gyro, rad/s"))
     randomize: bool = field(default=False, metadata=doc("draw the training domain randomization once"))
     push_interval_s: float = field(default=0.0, metadata=doc("0 = no pushes"))
-    push_velocity: float = 0.5
+    push_velocity: float = field(
+        default=0.5, metadata=doc("m/s added to the base's horizontal velocity, random direction, at each push")
+    )
     shuffle_joint_order: bool = field(default=False, metadata=doc("publish joints in a permuted order"))
     publish_rate: float = field(
         default=250.0, metadata=doc("Hz of joint_states/imu/odom (a multiple of physics steps)")
     )
-    seed: int = 0
-    joint_states_topic: str = "joint_states"
-    imu_topic: str = "imu"
-    odom_topic: str = "odom"
-    joint_commands_topic: str = "joint_commands"
+    seed: int = field(default=0, metadata=doc("seed of the noise, pushes and randomization"))
+    joint_states_topic: str = field(default="joint_states", metadata=doc("out: sensor_msgs/JointState"))
+    imu_topic: str = field(default="imu", metadata=doc("out: sensor_msgs/Imu"))
+    odom_topic: str = field(default="odom", metadata=doc("out: nav_msgs/Odometry, the simulated base's true state"))
+    joint_commands_topic: str = field(default="joint_commands", metadata=doc("in: sensor_msgs/JointState targets"))
 
     def problems(self) -> list[str]:
         """Each unsound number, named with its value and what it must be (a NaN gain makes the

@@ -40,8 +40,8 @@ def is_gym_task(task: str) -> bool:
 def default_config(task: str) -> TrainConfig:
     """Per-task defaults: rsl_rl-style for locomotion, CleanRL's MuJoCo settings for Gymnasium."""
     if not is_gym_task(task):
-        # 512 envs x 24 steps per iteration: ~1.7 s per iteration on 2 cores, and a 29-minute
-        # budget so that a default run is done within half an hour on a workstation.
+        # 512 envs x 24 steps per iteration, and a 29-minute budget: a default run ends within
+        # half an hour on a 2-core workstation.
         return TrainConfig(task=task, env=make_task_config(task), max_iterations=3000, max_minutes=29.0)
     return TrainConfig(
         task=task,

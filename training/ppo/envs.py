@@ -3,8 +3,8 @@
 - :class:`LocomotionTrainEnv`: trot's own batched locomotion tasks (asymmetric critic).
 - :class:`GymTrainEnv`: any Gymnasium environment with a Box action space, stepped in worker
   processes so every core is used: one process per core, this one included, each stepping its
-  share of the environments (gymnasium's ``AsyncVectorEnv`` runs one process per environment:
-  8 processes on 2 cores made collection ~2x slower than stepping them all in-process).
+  share of the environments (gymnasium's ``AsyncVectorEnv`` runs one process per environment,
+  which on a few cores is slower than stepping them all in-process).
 
 Both reset ended episodes in the same step and report which endings were time-outs together
 with the critic observation of the final state, so PPO can bootstrap time-outs exactly.
@@ -165,9 +165,8 @@ class WorkerPool:
     """Environments split over this process and ``workers - 1`` child processes, stepped in parallel.
 
     This process steps the first share itself while the children step theirs: it would otherwise
-    sleep in ``recv``, and on a small VM every wake-up from such a sleep costs more than stepping
-    a few MuJoCo environments (measured: 2 children + an idle parent took 1.5x the time of one
-    in-process SyncVectorEnv).
+    sleep in ``recv``, and on a few cores every wake-up from such a sleep costs more than stepping
+    a few MuJoCo environments.
     """
 
     def __init__(self, env_id: str, num_envs: int, workers: int) -> None:

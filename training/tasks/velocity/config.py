@@ -74,16 +74,13 @@ class RewardConfig:
     """Width of the exp kernel of the tracking terms, (m/s)^2. With legged_gym's 0.25 (and weights 1.0
     and 0.5) standing still lost less tracking reward than walking slowly costs in torque, joint
     acceleration and body motion, and the policy ignored commands under ~0.3 m/s or rad/s (roughly,
-    the dead band is where weight x (1 - exp(-command^2 / sigma)) equals the cost of walking). At
-    1060 iterations, 0.1 left a dead band of 0.2 / 0.2 / 0.3 (vx, vy, yaw); 0.05 left 0.1 / 0.2 / 0.1
-    and tracked better everywhere (one run each, README)."""
+    the dead band is where weight x (1 - exp(-command^2 / sigma)) equals the cost of walking). A
+    narrower kernel shrinks that dead band (CHANGELOG.md has the runs)."""
     air_time_target: float = 0.5
     """Feet air time above this is rewarded at touchdown, s."""
     air_time_bonus_only: bool = True
     """Reward steps longer than air_time_target and never penalise shorter ones: slow commands need
-    short steps, and legged_gym's form makes them cost more than standing still. Alone (one 29-minute
-    run, with single-axis commands) it left the 0.3 dead band as it was; the tracking kernel
-    (tracking_sigma) is what shrank it."""
+    short steps, and legged_gym's form makes them cost more than standing still."""
     soft_joint_limit: float = 0.9
     """Fraction of the joint range beyond which joint_limits penalises."""
     only_positive: bool = True
