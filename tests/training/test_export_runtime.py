@@ -14,30 +14,8 @@ import yaml
 from trot.policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
 from trot.policies.contract import CONTRACT_VERSION, Contract
 from trot.policies.runtime import PolicyRuntime
-from trot.training.export import ExportConfig, export
-from trot.training.ppo.runner import Runner
-from trot.training.tasks import make_task_config
+from trot.testing.export import train_and_export
 from trot.training.tasks.velocity.env import LocomotionEnv
-from trot.training.train import TrainConfig, build_env, run_meta
-
-
-def train_and_export(root: Path, action_clip: float | None = None, task: str = "go2-flat") -> Path:
-    """A 2-iteration run of ``task``, exported."""
-    cfg = TrainConfig(task=task, steps_per_env=8, max_iterations=2, save_interval=2, seed=3)
-    cfg.env = make_task_config(task)
-    cfg.env.num_envs = 32
-    if action_clip is not None:
-        cfg.env.observation.action_clip = action_clip
-    cfg.log_dir, cfg.run_name = root, "run"
-    env = build_env(cfg)
-    run = root / "run"
-    run.mkdir()
-    from trot.training.train import save_config
-
-    save_config(cfg, run)
-    Runner(cfg, env, run, run_meta(cfg, env)).learn(progress=False)
-    env.close()
-    return export(ExportConfig(run=run, out=root / "policy"))
 
 
 @pytest.fixture(scope="module")
