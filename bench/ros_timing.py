@@ -49,6 +49,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from trot.policies.artifact import read_artifact  # noqa: E402
 from trot.ros_nodes.cdr import JointStateReader  # noqa: E402
+from trot.testing.processes import node_args, stop_processes  # noqa: E402
 
 ECHO = textwrap.dedent(
     """
@@ -193,10 +194,7 @@ class Bench(Node):
 
 
 def start_node(*params: str, module: str | None = "trot.ros_nodes.policy_node", echo: str = ECHO) -> subprocess.Popen:
-    if module is None:
-        args = [sys.executable, "-c", echo]
-    else:
-        args = [sys.executable, "-m", module, "--ros-args", *[a for p in params for a in ("-p", p)]]
+    args = [sys.executable, "-c", echo] if module is None else node_args(module, *params)
     # the node's log (rclpy writes it to stderr) kept, so that the bench can say why it damped
     with tempfile.NamedTemporaryFile("w", prefix="trot_bench_node_", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -223,11 +221,7 @@ def damping_reason(proc: subprocess.Popen, diag: dict[str, str]) -> str:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_processes([proc])
     proc.log_path.unlink(missing_ok=True)  # type: ignore[attr-defined]
     gc.collect()  # (main: this process collects only here)
 
