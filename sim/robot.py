@@ -132,6 +132,17 @@ def available_robots() -> list[str]:
     return sorted(p.stem for p in ROBOTS_DIR.glob("*.yaml"))
 
 
+#: Keys of robot files written before the files named parts by role, and what replaced each.
+RENAMED = {
+    "base_body": "'base'",
+    "foot_bodies": "'feet'",
+    "thigh_bodies": "'undesired_contacts'",
+    "imu_site": "'imu: {site: ...}'",
+    "gyro_sensor": "'imu: {gyro: ...}'",
+    "orientation_sensor": "'imu: {orientation: ...}'",
+}
+
+
 def load_robot(name_or_path: str) -> RobotConfig:
     """Load a shipped robot by name (``go2``) or any robot YAML by path."""
     path = Path(name_or_path)
@@ -147,4 +158,6 @@ def load_robot(name_or_path: str) -> RobotConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"robot: {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    if isinstance(data, dict) and (old := next((k for k in RENAMED if k in data), None)):
+        raise ConfigError(f"robot.{old}: now {RENAMED[old]} (robot files name each part by its role)")
     return from_mapping(RobotConfig, data, "robot")

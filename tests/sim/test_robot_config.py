@@ -65,7 +65,8 @@ def test_unknown_robot_is_named() -> None:
         (lambda d: d.update(action_scale=-1.0), r"robot\.action_scale"),
         (lambda d: d["sim"].update(cone="round"), r"robot\.sim\.cone: 'round' is not one of"),
         (lambda d: d["imu"].update(gyroo="imu_gyro"), r"robot\.imu\.gyroo: unknown key"),
-        (lambda d: d.update(foot_bodies=d.pop("feet")), r"robot\.foot_bodies: unknown key \(valid keys: .*'feet'"),
+        (lambda d: d.update(foot_bodies=d.pop("feet")), r"robot\.foot_bodies: now 'feet' \(robot files name"),
+        (lambda d: d.update(thigh_bodies=d.pop("undesired_contacts")), r"robot\.thigh_bodies: now 'undesired_"),
     ],
 )
 def test_malformed_config_names_the_field(tmp_path: Path, mutate, message: str) -> None:
