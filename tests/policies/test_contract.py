@@ -43,7 +43,7 @@ def test_layout_and_json_roundtrip(contract: Contract) -> None:
         (lambda d: d.update(control_dt=-0.02), "contract.control_dt"),
         (lambda d: d.update(default_joint_pos=["x"] * 12), "contract.default_joint_pos"),
         (lambda d: d["command_ranges"].pop("lin_vel_y"), "contract.command_ranges"),
-        # each a field the error used to leave unnamed, or an AttributeError that escaped ContractError
+        # each a field the error must name (not an AttributeError escaping ContractError)
         (lambda d: d.update(command_ranges=[[-1.0, 1.0]] * 3), "contract.command_ranges: malformed (AttributeError"),
         (lambda d: d["command_ranges"].update(lin_vel_x=[1.0]), "contract.command_ranges: malformed (ValueError"),
         (lambda d: d.update(action_scale=[0.25]), "contract.action_scale: malformed (TypeError"),

@@ -515,7 +515,7 @@ def test_a_control_loop_that_raises_damps_and_ends_the_process_with_status_1(gra
     assert any(len(m.position) == 12 for _, m in graph.commands), f"it commanded before the fault\n{log[-2000:]}"
     assert len(graph.commands[-1][1].position) == 0, "its last command damps"
     graph.spin(0.5)
-    # (a stall of this machine may have tripped the robot node's timeout earlier: then commands came again)
+    # (a stall of the host may have tripped the robot node's timeout earlier: then commands came again)
     robot_log = graph.log(robot)
     assert robot_log.rfind("no joint command for") < robot_log.rfind("joint commands again") or (
         "no joint command for" not in robot_log

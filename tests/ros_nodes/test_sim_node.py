@@ -406,7 +406,7 @@ def test_commands_reach_a_robot_node_running_as_fast_as_it_can() -> None:
     finally:
         stop_processes([robot])
     log = robot.stdout.read()
-    # one trip when they stopped; one more, with its "again", is allowed for a stall of this machine
+    # one trip when they stopped; one more, with its "again", is allowed for a stall of the host
     # (the old code: 5-9 more)
     trips, agains = log.count("no joint command for 0.25 s"), log.count("joint commands again")
     assert 1 <= trips <= 2 and agains == trips - 1, log[-3000:]

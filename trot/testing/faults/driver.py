@@ -50,7 +50,7 @@ def driver_faults(repeats: int = 3) -> list[Row]:
                 raise RuntimeError(f"the policy node did not stay RUNNING:\n{r.log(policy)[-2000:]}")
             if not wait(lambda: heights, timeout=30.0):
                 raise RuntimeError("no odometry from the robot node")
-            # (a stall of this machine may have tripped the timeout before: count from here)
+            # (a stall of the host may have tripped the timeout before: count from here)
             before, standing, killed = r.log(sim).count(SILENCE), heights[-1], time.time()
             r.procs[policy].kill()
             r.procs[policy].wait()
