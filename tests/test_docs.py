@@ -1,10 +1,13 @@
-"""The generated node parameter reference (docs/ros/parameters.md) is current and comes from the dataclasses."""
+"""The generated node parameter reference (docs/ros/parameters.md) and shared parameter file
+(launch/config/nodes.yaml) are current and come from the dataclasses."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass, field
+
+import yaml
 
 from trot.ros_nodes import param_docs
 from trot.ros_nodes.params import doc
@@ -69,3 +72,33 @@ def test_the_page_is_rendered_from_whatever_the_dataclasses_say() -> None:
         "label": ("string", '""', ""),
     }}  # fmt: skip
     assert f"`{__name__}._Params`" in page and "`x_exe`" in page
+
+
+def test_the_committed_parameter_file_is_current_and_holds_every_default() -> None:
+    assert param_docs.PARAMETER_FILE.read_text() == param_docs.render_parameter_file(), (
+        "launch/config/nodes.yaml is stale: run `python -m trot.ros_nodes.param_docs` (or `make docs`)"
+    )
+    sections = yaml.safe_load(param_docs.PARAMETER_FILE.read_text())
+    for node in param_docs.nodes():
+        if node.name not in param_docs.ROBOT_FILE_KEYS:
+            assert f"/**/{node.name}" not in sections
+            continue
+        values = sections[f"/**/{node.name}"]["ros__parameters"]
+        fields = [f for cls in node.params for f in dataclasses.fields(cls)]
+        robot_keys = set(param_docs.ROBOT_FILE_KEYS[node.name])
+        assert list(values) == [f.name for f in fields if f.name not in robot_keys], node.name
+        for f in fields:
+            if f.name in robot_keys:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            # parsed back as the node will parse it: the same value and the same type (a double stays a double)
+            assert values[f.name] == default and type(values[f.name]) is type(default), (node.name, f.name)
+
+
+def test_the_parameter_file_is_rendered_with_each_description_above_its_key() -> None:
+    text = param_docs.render_parameter_file([param_docs.NodeDoc("trot_sim", "x_exe", "A node.", (_Params,))])
+    body = text.split("/**/trot_sim:\n  ros__parameters:\n", 1)[1]
+    assert body.splitlines()[:5] == ["    # how often | per second", "    rate_hz: 4.0", "    # Listed names.",
+                                     "    names: [a, b]", "    enabled: true"]  # fmt: skip
+    assert yaml.safe_load(text)["/**/trot_sim"]["ros__parameters"] == {
+        "rate_hz": 4.0, "names": ["a", "b"], "enabled": True, "label": ""}  # fmt: skip

@@ -157,7 +157,8 @@ def tolerant_params(prefix: Path, tmp_path: Path) -> str:
     ~0.35 s, which trips the 2-period watchdog into DAMPING, as it should on a robot, and would end a
     walking test."""
     config = prefix / "share" / "trot" / "config"
-    assert "    stale_periods: 2.0 " in (config / "nodes.yaml").read_text()
+    shared = yaml.safe_load((config / "nodes.yaml").read_text())
+    assert shared["/**/trot_policy"]["ros__parameters"]["stale_periods"] == 2.0
     params = yaml.safe_load((config / "go2.yaml").read_text())
     params["/**/trot_policy"]["ros__parameters"]["stale_periods"] = 25.0
     file = tmp_path / "go2_ci.yaml"
