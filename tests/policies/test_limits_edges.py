@@ -351,6 +351,27 @@ def test_cmd_vel_outside_on_every_axis_at_once_is_clipped_to_every_bound(runtime
         assert np.array_equal(r.c.command_now(r.now), bound)
 
 
+def test_cmd_vel_is_held_for_cmd_timeout_s_then_decays_linearly_to_zero_over_cmd_decay_s(runtime) -> None:
+    """Up to exactly cmd_timeout_s after the last /cmd_vel the command is held as sent; just after, it
+    has begun to shrink; it reaches zero exactly cmd_decay_s later and stays there."""
+    safety = SafetyConfig()
+    timeout, decay = safety.cmd_timeout_s, safety.cmd_decay_s
+    c = PolicyController(runtime, safety)
+    sent = np.array([0.8 * runtime.contract.command_ranges[k][i] for k, i in zip(CMD_AXES, (1, 0, 1), strict=True)])
+    assert c.set_command(*sent, now=0.0)
+    assert np.array_equal(c.command_now(timeout * INSIDE), sent)
+    assert np.array_equal(c.command_now(timeout), sent)
+    just_after = c.command_now(timeout * OUTSIDE)
+    assert (np.abs(just_after) < np.abs(sent)).all()
+    np.testing.assert_allclose(just_after, sent * (1.0 - timeout * REL / decay), rtol=1e-9)
+    np.testing.assert_allclose(c.command_now(timeout + 0.5 * decay), 0.5 * sent, rtol=1e-9)
+    almost = c.command_now(timeout + decay * INSIDE)
+    assert (np.sign(almost) == np.sign(sent)).all()
+    np.testing.assert_allclose(almost, sent * REL, rtol=1e-6)
+    for later in (timeout + decay, (timeout + decay) * OUTSIDE, 100.0):
+        assert not c.command_now(later).any(), later
+
+
 # ------------------------------------------------------------------ targets
 def test_a_target_step_just_below_max_target_step_passes_and_just_above_is_limited_to_it(runtime) -> None:
     """From a previous target (take_over sets it), a policy target less than max_target_step away
