@@ -1,4 +1,5 @@
-"""The policy node's controller (mode machine + safety filters) with the shipped ONNX policy."""
+"""The policy node's controller (mode machine + safety filters) with the shipped ONNX policy (each
+safety limit probed at its edge: test_limits_edges.py)."""
 
 from pathlib import Path
 

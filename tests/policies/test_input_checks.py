@@ -1,5 +1,6 @@
 """trot.policies.inputs: what counts as bad sensor or command input, how it is named, and how often
-it is logged (the controller's reaction to it: tests/test_controller.py)."""
+it is logged (the controller's reaction to it: tests/policies/test_controller.py; each limit at its
+edge: tests/policies/test_limits_edges.py)."""
 
 import math
 from pathlib import Path
