@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
 
-from trot.replay.bag import read_messages, read_metadata, topic_counts
+require("rclpy")
+
+from trot.replay.bag import read_messages, read_metadata, topic_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
