@@ -1,6 +1,7 @@
 """Each randomization, switched on alone, gives different parameters to different environments
 AND makes the same action sequence produce different trajectories."""
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -211,4 +212,46 @@ def test_a_step_in_the_action_reaches_the_actuators_exactly_the_configured_delay
     first = int(np.argmax(differs))
     assert differs.any() and first == (k + steps) * decimation + substeps, (first, np.flatnonzero(differs)[:3])
     assert np.abs(per_substep[0, first] - per_substep[1, first]).max() > 1e-6  # the step itself, not rounding
+    env.close()
+
+
+@pytest.mark.parametrize(("steps", "substeps"), [(0, 0), (1, 0), (0, 2), (1, 2), (2, 4)])
+def test_each_sub_step_drives_the_actuators_with_the_target_of_the_action_that_delay_earlier(
+    quiet_cfg, steps: int, substeps: int
+) -> None:
+    """The target each actuator worked to at every physics sub-step, read back from its force sensor
+    (force = kp x (target - q) - kd x qdot, with the state the sub-step started from), is the
+    target of the action taken `steps` control steps earlier from sub-step `substeps` of the control
+    step on, and of the one before it until then: a pulse of actions shows each boundary."""
+    cfg = quiet_cfg(num_envs=1)
+    cfg.commands.zero_probability = 1.0
+    cfg.randomization.action_delay_steps = Range(steps, steps)
+    cfg.randomization.action_delay_substeps = Range(substeps, substeps)
+    env = LocomotionEnv(cfg, seed=0)
+    env.reset()
+    m, dec = env.models[0], env.decimation
+    actions = np.zeros((8, 12))
+    actions[2], actions[3], actions[4] = 0.4, -0.3, 0.2  # (distinct consecutive actions)
+    before, states, sensors = env.state[0].copy(), [], []
+    for a in actions:
+        env.step(a[None, :])
+        states.append(env._state_out[0].copy())  # [sub-step, state]: the state after each physics sub-step
+        sensors.append(env._sensor_out[0].copy())
+    states, sensors = np.concatenate(states), np.concatenate(sensors)
+    started_from = np.vstack([before, states[:-1]])  # the state each sub-step started from
+    act = env.index.actuator_ids
+    joint = m.actuator_trnid[act, 0]
+    adr = [int(m.sensor_adr[(m.sensor_type == mujoco.mjtSensor.mjSENS_ACTUATORFRC) & (m.sensor_objid == a)][0])
+           for a in act]  # fmt: skip
+    q = started_from[:, env._qpos][:, m.jnt_qposadr[joint]]
+    qd = started_from[:, env._qvel][:, m.jnt_dofadr[joint]]
+    force = sensors[:, adr]
+    assert np.all(np.abs(force) < m.actuator_forcerange[act, 1]), "a clamped force would hide the target"
+    target = (force - m.actuator_biasprm[act, 1] * q - m.actuator_biasprm[act, 2] * qd) / m.actuator_gainprm[act, 0]
+    expected = []
+    for g in range(len(actions) * dec):
+        source = g // dec - steps - (g % dec < substeps)  # the control step whose action is in force
+        a = actions[source] if source >= 0 else np.zeros(12)
+        expected.append(env.action_mapper.targets_of(a, out=np.empty(12)))
+    np.testing.assert_allclose(target, np.array(expected), atol=1e-6)
     env.close()
