@@ -8,6 +8,17 @@ from trot.sim.gl import choose_offscreen_gl
 
 choose_offscreen_gl()  # before mujoco's first import, which reads MUJOCO_GL (see trot.sim.gl)
 
+from trot.testing.requires import in_ci, message, missing, require
+
+if in_ci():  # a package that does not import ends the run here, before any test could skip for it
+    _missing = missing()
+    if _missing:
+        pytest.exit(
+            "CI=true, and the suite needs every package: "
+            + "; ".join(message(name, error) for name, error in _missing.items()),
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
 from trot.training.tasks.velocity.config import EnvConfig
 
 
@@ -27,7 +38,7 @@ def quiet_cfg():
 @pytest.fixture(scope="session")
 def deploy_run(tmp_path_factory) -> Path:
     """One `trot deploy --sim` episode (with its replay report), shared by the deploy and replay tests."""
-    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    require("rclpy")
     out = tmp_path_factory.mktemp("deploy")
     run = subprocess.run(
         [sys.executable, "-m", "trot.cli", "deploy", "--sim", "--out", str(out), "--domain-id", "199"],
@@ -42,7 +53,7 @@ def deploy_run(tmp_path_factory) -> Path:
 @pytest.fixture
 def graph():
     """One ROS domain for one test: its node processes and a probe node (trot.testing.graph.Graph)."""
-    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    require("rclpy")
     from trot.testing.graph import Graph
 
     g = Graph()

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from trot.testing.requires import require
 from trot.training.bench import EnvBenchConfig, bench_env
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -49,9 +50,8 @@ def test_ros_timing_counts_an_unanswered_round_trip_and_says_so() -> None:
     import math
 
     import numpy as np
-    import pytest
 
-    pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+    require("rclpy")
     ros_timing = bench_script("ros_timing")
 
     ms = np.array([1.0] * 98 + [ros_timing.REPLY_WAIT_S * 1e3] * 2)

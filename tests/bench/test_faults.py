@@ -13,17 +13,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
 
-from trot.testing import ROOT
-from trot.testing.faults.driver import driver_faults
-from trot.testing.faults.dropouts import dropouts
-from trot.testing.faults.fuzz import fuzz_policy_node
-from trot.testing.faults.recorder import disk_full, recorder_faults
-from trot.testing.faults.table import Row
-from trot.testing.faults.training import training_resume
+require("rclpy")
+
+from trot.testing import ROOT  # noqa: E402
+from trot.testing.faults.driver import driver_faults  # noqa: E402
+from trot.testing.faults.dropouts import dropouts  # noqa: E402
+from trot.testing.faults.fuzz import fuzz_policy_node  # noqa: E402
+from trot.testing.faults.recorder import disk_full, recorder_faults  # noqa: E402
+from trot.testing.faults.table import Row  # noqa: E402
+from trot.testing.faults.training import training_resume  # noqa: E402
 
 
 def by_scenario(rows: list[Row]) -> dict[str, Row]:

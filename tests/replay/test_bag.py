@@ -194,3 +194,32 @@ def test_a_broken_or_incomplete_vendor_definition_is_named_not_raised(tmp_path: 
     binary = register_type("vendor_msgs/msg/Binary")
     assert binary is not None and "cannot read the definition of vendor_msgs/msg/Binary" in binary, binary
     assert not {"vendor_msgs/msg/Motor", "vendor_msgs/msg/Broken"} & set(typestore().fielddefs)
+
+
+def test_bag_info_prints_the_metadata_and_each_topic_with_its_count(tmp_path: Path) -> None:
+    """`trot bag info` on a bag written like the recorder's: every metadata key, every topic (an empty
+    one too) with its message count; a folder that is no bag is named, exit status 2."""
+    bag = EpisodeBag(tmp_path / "ep", {"robot": "go2", "job": "trot deploy --sim"})
+    bag.add_topic("/joint_states", JS)
+    bag.add_topic("/imu", "sensor_msgs/msg/Imu")
+    bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")
+    for i in range(37):
+        bag.write("/joint_states", 1_000_000 * (i + 1), joint_state_cdr(i))
+    store = typestore()
+    vector = store.types["geometry_msgs/msg/Vector3"]
+    twist = store.types["geometry_msgs/msg/Twist"](linear=vector(0.6, 0.0, 0.0), angular=vector(0.0, 0.0, 0.0))
+    for i in range(5):
+        bag.write("/cmd_vel", 1_000_000 * (i + 1), bytes(store.serialize_cdr(twist, "geometry_msgs/msg/Twist")))
+    bag.close()
+    cli = [sys.executable, "-m", "trot.cli", "bag", "info"]
+    run = subprocess.run([*cli, str(tmp_path / "ep")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert "robot: go2" in lines and "job: trot deploy --sim" in lines, run.stdout
+    counts = {line.split()[0]: int(line.split()[1]) for line in lines if line.startswith("/")}
+    assert counts == {"/joint_states": 37, "/imu": 0, "/cmd_vel": 5}, run.stdout
+    assert all(line.endswith(" messages") for line in lines if line.startswith("/")), run.stdout
+    (tmp_path / "empty").mkdir()
+    missing = subprocess.run([*cli, str(tmp_path / "empty")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.startswith("trot bag info: "), missing.stderr
+    assert missing.stdout == "", missing.stdout

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("rclpy")
-from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import Imu, JointState
+from trot.testing.requires import require
 
-from trot.ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu
+require("rclpy")
+from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from sensor_msgs.msg import Imu, JointState  # noqa: E402
+
+from trot.ros_nodes.cdr import CdrError, JointStateReader, JointStateWriter, read_imu  # noqa: E402
 
 GO2 = [f"{leg}_{part}_joint" for leg in ("FL", "FR", "RL", "RR") for part in ("hip", "thigh", "calf")]
 

@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
 
-from trot.replay.bag import read_messages, read_metadata, topic_counts
+require("rclpy")
+
+from trot.replay.bag import read_messages, read_metadata, topic_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,9 @@ def test_deploy_sim_walks_the_script_and_records_the_episode(deploy_run: Path) -
     assert list(segments) == ["stand", "forward", "turn", "sideways", "stop"]
     assert abs(segments["forward"]["measured"][0] - 0.6) <= 0.15
     assert abs(segments["turn"]["measured"][2] - 0.8) <= 0.2
-    assert segments["sideways"]["measured"][1] > 0.1, "walked left"  # (0.16-0.17 m/s of 0.3 in 11 runs here)
+    assert segments["sideways"]["measured"][1] > 0.2, (
+        "walked left"
+    )  # (0.27 of 0.3 measured; a command dead band walks at 0.16-0.17)
     assert np.abs(segments["stop"]["measured"]).max() < 0.1 and np.abs(segments["stand"]["measured"]).max() < 0.1
     assert min(s["min_height"] for s in segments.values()) > 0.2, "the robot went down"
     control = summary["control"]

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
+
+rclpy = require("rclpy")
 
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
+
+rclpy = require("rclpy")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
+
+rclpy = require("rclpy")
 
 from std_srvs.srv import Trigger  # noqa: E402
 

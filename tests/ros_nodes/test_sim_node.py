@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels are installed by `make test`")
+from trot.testing.requires import require
+
+rclpy = require("rclpy")
 
 from nav_msgs.msg import Odometry  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
