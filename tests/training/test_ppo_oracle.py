@@ -312,9 +312,9 @@ def test_linear_schedule_rate_at_first_mid_and_last_iteration(float64: None, ite
 @pytest.mark.parametrize(
     ("kl", "factor"),
     [
-        (0.045, 1 / 1.5), (0.0201, 1 / 1.5),  # above 2 x desired_kl: down
-        (0.0199, 1.0), (0.01, 1.0), (0.0051, 1.0),  # within [desired/2, 2 desired]: unchanged
-        (0.0049, 1.5), (0.001, 1.5),  # below desired_kl / 2: up
+        (0.045, 1 / 1.5), (0.02002, 1 / 1.5),  # above 2 x desired_kl: down
+        (0.01998, 1.0), (0.01, 1.0), (0.005005, 1.0),  # within [desired/2, 2 desired]: unchanged
+        (0.004995, 1.5), (0.001, 1.5),  # below desired_kl / 2: up
     ],
 )  # fmt: skip
 def test_adaptive_schedule_moves_the_rate_on_the_kl_thresholds_before_the_step(
