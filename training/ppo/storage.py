@@ -79,10 +79,10 @@ class RolloutStorage:
     def minibatches(self, num_minibatches: int, num_epochs: int, generator: torch.Generator) -> Iterator[Batch]:
         total = self.steps * self.num_envs
         size = total // num_minibatches
-        flat = {
-            name: getattr(self, name).reshape(total, -1).squeeze(-1)
-            for name in ("obs", "critic_obs", "actions", "log_probs", "values", "advantages", "returns", "mean", "std")
-        }
+        # [T, N, ...] -> [T * N, ...]: per-sample scalars stay [B], vectors stay [B, size] even when
+        # size is 1 (one action, one observation)
+        names = ("obs", "critic_obs", "actions", "log_probs", "values", "advantages", "returns", "mean", "std")
+        flat = {name: getattr(self, name).flatten(0, 1) for name in names}
         for _ in range(num_epochs):
             order = torch.randperm(total, generator=generator).to(self.rewards.device)
             shuffled = {name: t[order] for name, t in flat.items()}  # one gather per epoch; minibatches are views
