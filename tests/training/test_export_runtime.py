@@ -1,20 +1,27 @@
 """Export a short real training run and run the artifact through the deploy-side runtime."""
 
+import copy
 import gc
 import json
+import re
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import mujoco
 import numpy as np
 import onnx
 import pytest
+import torch
 import yaml
+from onnx import numpy_helper
 
 from trot.policies.artifact import CONTRACT_KEY, DIGEST_KEY, ArtifactError, read_artifact
 from trot.policies.contract import CONTRACT_VERSION, Contract
 from trot.policies.runtime import PolicyRuntime
 from trot.testing.export import train_and_export
+from trot.training.evaluate import load_run_policy
+from trot.training.export import ParityError, check_parity, parity_observations
 from trot.training.tasks.velocity.env import LocomotionEnv
 
 
@@ -52,7 +59,7 @@ def test_artifact_files_contract_and_parity(artifact: Path) -> None:
     assert on_disk["obs_terms"][3]["definition"]["offset"] == "default_joint_pos"
     assert on_disk["action_definition"] == json.loads(meta[CONTRACT_KEY])["action_definition"]
     parity = json.loads((artifact / "parity.json").read_text())
-    assert parity["samples"] >= 10_000 and parity["max_abs_diff"] <= 1e-5
+    assert parity["samples"] >= 10_000 and parity["max_abs_diff"] <= 1e-5 and parity["tolerance"] == PARITY_TOLERANCE
 
 
 @pytest.mark.parametrize("clipped", [False, True], ids=["default_clip", "tight_clip"])
@@ -60,8 +67,11 @@ def test_runtime_observation_equals_the_env_observation_in_closed_loop(
     artifact: Path, tightly_clipped_artifact: Path, quiet_cfg, clipped: bool
 ) -> None:
     """The robot's runtime builds, bit for bit, the observation training built; with a tight action
-    clip that includes the previous action as clipped (the network's raw output exceeds it)."""
-    runtime = PolicyRuntime(tightly_clipped_artifact if clipped else artifact)
+    clip that includes the previous action as clipped (the network's raw output exceeds it). Its
+    action is the checkpoint's, evaluated independently of the ONNX graph."""
+    path = tightly_clipped_artifact if clipped else artifact
+    runtime = PolicyRuntime(path)
+    checkpoint = checkpoint_policy(path.parent / "run")
     env_cfg = quiet_cfg(num_envs=1)
     if clipped:
         env_cfg.observation.action_clip = TIGHT_ACTION_CLIP
@@ -86,12 +96,113 @@ def test_runtime_observation_equals_the_env_observation_in_closed_loop(
             command=env.commands[0],
         )
         np.testing.assert_array_equal(runtime.builder.out, obs)
+        np.testing.assert_allclose(runtime.action, checkpoint(obs), rtol=0, atol=PARITY_TOLERANCE)
         beyond_the_clip += int(np.abs(runtime.action).max() > runtime.contract.action_clip)
         obs, *_ = env.step(runtime.action.copy())
         np.testing.assert_array_equal(env._last_targets[0], targets)
     env.close()
     if clipped:  # the clip acted (on 40 ticks)
         assert beyond_the_clip > 20, beyond_the_clip
+
+
+#: The exporter's tolerance (ExportConfig.tolerance): largest |checkpoint - ONNX Runtime| action.
+PARITY_TOLERANCE = 1e-5
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "elu": torch.nn.functional.elu, "tanh": torch.tanh, "relu": torch.relu, "silu": torch.nn.functional.silu,
+}  # fmt: skip
+
+
+def checkpoint_policy(run: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The deterministic policy of a run's last checkpoint, evaluated in float64 with plain torch ops
+    from the saved tensors, not through trot's modules or the exported graph: the observation
+    normalizer, (obs - mean) / sqrt(var + 0.01) clamped to +-10, then the actor's linear layers with
+    the run's activation between them."""
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["model"]
+    activation = _ACTIVATIONS[yaml.safe_load((run / "config.yaml").read_text())["policy"]["activation"]]
+    mean, var = state["actor_norm.mean"].double(), state["actor_norm.var"].double()
+    layers = sorted({int(key.split(".")[1]) for key in state if key.startswith("actor.")})
+    weights = [(state[f"actor.{i}.weight"].double(), state[f"actor.{i}.bias"].double()) for i in layers]
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.clamp((torch.as_tensor(obs, dtype=torch.float64) - mean) / torch.sqrt(var + 0.01), -10.0, 10.0)
+        for k, (w, b) in enumerate(weights):
+            x = x @ w.T + b
+            if k < len(weights) - 1:
+                x = activation(x)
+        return x.numpy()
+
+    return act
+
+
+def test_runtime_actions_equal_the_checkpoint_evaluated_independently(artifact: Path, quiet_cfg) -> None:
+    """The artifact's actions, through the deploy runtime (ONNX Runtime), are the checkpoint's: on
+    observations of a closed-loop rollout, and on wide random ones that reach the normalizer's clamp
+    (measured: 5e-8 and 5e-7 apart; an exported graph without the normalizer is 0.15 apart, one with
+    its epsilon at 1e-5 0.02, tanh for elu 0.03)."""
+    runtime = PolicyRuntime(artifact)
+    checkpoint = checkpoint_policy(artifact.parent / "run")
+    env = LocomotionEnv(quiet_cfg(num_envs=16), seed=1)
+    obs, _ = env.reset()
+    rollout = []
+    for _ in range(50):
+        rollout.append(obs)
+        obs, *_ = env.step(runtime.act_batch(obs))
+    env.close()
+    wide = np.random.default_rng(1).normal(0.0, 3.0, size=(800, obs.shape[1])).astype(np.float32)
+    for observations in (np.concatenate(rollout), wide):
+        actions = runtime.act_batch(observations)
+        assert np.abs(actions).max() > 100 * PARITY_TOLERANCE  # (the young policy's actions are not ~0)
+        np.testing.assert_allclose(actions, checkpoint(observations), rtol=0, atol=PARITY_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def parity_inputs(artifact: Path) -> tuple:
+    """The run's actor as the exporter loads it, and fresh parity observations (another seed)."""
+    actor, train_cfg, _ = load_run_policy(artifact.parent / "run")
+    return actor, parity_observations(train_cfg, actor, 2000, seed=1)
+
+
+def _last_bias_plus_2e_5(model: onnx.ModelProto) -> None:
+    """One action offset by twice the tolerance."""
+    bias = next(i for i in model.graph.initializer if i.name.startswith("actor.") and i.name.endswith(".bias")
+                and numpy_helper.to_array(i).shape == (12,))  # fmt: skip
+    values = numpy_helper.to_array(bias).copy()
+    values[0] += 2e-5
+    bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+
+
+def _elu_alpha_0_99(model: onnx.ModelProto) -> None:
+    """An activation's parameter not the torch module's (a converter's mistake)."""
+    (alpha,) = next(n for n in model.graph.node if n.op_type == "Elu").attribute
+    alpha.f = 0.99
+
+
+def _normalizer_clip_at_9(model: onnx.ModelProto) -> None:
+    """The normalizer's clamp at +-9 instead of +-10 (the Clip node's bounds)."""
+    clip = next(n for n in model.graph.node if n.op_type == "Clip")
+    for bound in clip.input[1:]:
+        (value,) = next(n for n in model.graph.node if bound in n.output).attribute
+        value.t.CopyFrom(numpy_helper.from_array(np.sign(numpy_helper.to_array(value.t)) * np.float32(9.0)))
+
+
+@pytest.mark.parametrize(
+    ("perturb", "figure_range"),
+    [(_last_bias_plus_2e_5, (1.9e-5, 2.2e-5)), (_elu_alpha_0_99, (1e-4, 1.0)), (_normalizer_clip_at_9, (1e-3, 10.0))],
+    ids=["last_bias_plus_2e-5", "elu_alpha_0.99", "normalizer_clip_at_9"],
+)
+def test_export_parity_refuses_a_perturbed_graph(artifact: Path, parity_inputs: tuple, perturb, figure_range) -> None:
+    """The exporter's parity check, run here on the exported graph (it passes: measured 5e-7) and on a
+    copy perturbed after conversion: ParityError naming the difference (measured 2.04e-5, 2.1e-3, 0.087)."""
+    actor, obs = parity_inputs
+    model = onnx.load(artifact / "policy.onnx")
+    assert check_parity(actor, model, obs, PARITY_TOLERANCE)["max_abs_diff"] <= PARITY_TOLERANCE
+    perturbed = copy.deepcopy(model)
+    perturb(perturbed)
+    with pytest.raises(ParityError, match=r"differ by \S+ > 1e-05 on 2000 samples") as error:
+        check_parity(actor, perturbed, obs, PARITY_TOLERANCE)
+    figure = float(re.search(r"differ by (\S+) >", str(error.value)).group(1))
+    assert figure_range[0] < figure < figure_range[1], error.value
 
 
 def test_runtime_reuses_buffers_and_allocates_nothing_per_step(artifact: Path) -> None:
