@@ -124,7 +124,7 @@ class NodeProcesses:
 
 
 def fifo_allowed() -> bool:
-    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    """Whether the host lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
     code = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
