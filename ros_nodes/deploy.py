@@ -137,7 +137,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
 
     from trot.policies.artifact import read_artifact
     from trot.policies.controller import Mode
-    from trot.ros_nodes.params import failed, realtime_friendly_gil
+    from trot.ros_nodes.params import failed, realtime_friendly_gil, use_trot_dds_profile
     from trot.ros_nodes.policy_node import PolicyNode
     from trot.ros_nodes.recorder_node import RecorderNode
     from trot.ros_nodes.sim_node import SimNode
@@ -148,6 +148,7 @@ def deploy(cfg: DeployConfig) -> dict[str, Any]:
     realtime_friendly_gil()
     # Ctrl-C / SIGTERM end the script early, then the normal teardown closes the bag (rclpy's own
     # handlers would shut the context down under the nodes' threads: a page of tracebacks)
+    use_trot_dds_profile()
     rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     interrupted = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: interrupted.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

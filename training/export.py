@@ -5,7 +5,7 @@ its metadata, with each observation term's definition and the action mapping: en
 without trot), ``policy.yaml`` (the same contract, for people) and ``parity.json``. Every export
 compares torch and ONNX Runtime on >= 10,000 observations (random and recorded from rollouts of
 the policy in its training environment) and refuses to write the artifact if they differ by
-more than the tolerance.
+more than the tolerance; a failed export writes nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,17 +158,24 @@ def export(cfg: ExportConfig) -> Path:
     obs = parity_observations(train_cfg, actor, cfg.parity_samples, cfg.seed)
     parity = check_parity(actor, model, obs, cfg.tolerance)
 
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, cfg.out / ONNX_FILE)
-    header = "# Deployment contract of policy.onnx (the same JSON is in its metadata). Do not edit.\n"
-    (cfg.out / "policy.yaml").write_text(header + yaml.safe_dump(contract.to_dict(), sort_keys=False))
-    (cfg.out / "parity.json").write_text(json.dumps(parity, indent=2))
-    from trot.training.evaluate import plot_curve
+    # Written beside the artifact folder and read back as a robot will read it; only then moved in,
+    # file by file: a failed export leaves no artifact, and an earlier one in cfg.out untouched.
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{cfg.out.name}.", dir=cfg.out.parent) as staging:
+        stage = Path(staging)
+        onnx.save(model, stage / ONNX_FILE)
+        header = "# Deployment contract of policy.onnx (the same JSON is in its metadata). Do not edit.\n"
+        (stage / "policy.yaml").write_text(header + yaml.safe_dump(contract.to_dict(), sort_keys=False))
+        (stage / "parity.json").write_text(json.dumps(parity, indent=2))
+        from trot.training.evaluate import plot_curve
 
-    curve = plot_curve(cfg.run)
-    if curve is not None:
-        shutil.copyfile(curve, cfg.out / "training_curve.png")
-    if (cfg.run / "eval.json").exists():  # `trot eval RUN_DIR` figures on the training distribution
-        shutil.copyfile(cfg.run / "eval.json", cfg.out / "training_eval.json")
-    read_artifact(cfg.out)  # what a robot will do: refuse now rather than there
+        curve = plot_curve(cfg.run)
+        if curve is not None:
+            shutil.copyfile(curve, stage / "training_curve.png")
+        if (cfg.run / "eval.json").exists():  # `trot eval RUN_DIR` figures on the training distribution
+            shutil.copyfile(cfg.run / "eval.json", stage / "training_eval.json")
+        read_artifact(stage)  # what a robot will do: refuse now rather than there
+        cfg.out.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == ONNX_FILE):  # the policy last
+            os.replace(f, cfg.out / f.name)
     return cfg.out

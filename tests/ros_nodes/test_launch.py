@@ -359,6 +359,7 @@ def test_replay_launch_runs_a_policy_in_shadow_on_a_logged_episode(
             if enough() or graph.log(policy).count("damping: watchdog") == handled:
                 break
             handled = graph.log(policy).count("damping: watchdog")
+            graph.restarted("watchdog trip while the shadow policy ran")
             graph.press_start_until_it_runs(policy)
         running = [m for m in shadow if len(m.position) == 12]
         assert len(running) > 20, (f"the shadow policy commands on shadow/joint_commands ({len(shadow)} "

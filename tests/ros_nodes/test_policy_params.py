@@ -27,3 +27,15 @@ def test_configure_names_the_first_parameter_problem_and_passes_sound_ones() -> 
     problem = configure_problem(PolicyNodeParams(busy_wait_s=-0.001), SafetyConfig(joint_limit_margin=float("nan")), [])
     assert problem == ("busy_wait_s is -0.001: must be a finite number >= 0 (0 = off); "
                        "joint_limit_margin is nan: must be a finite number >= 0 (rad)")  # fmt: skip
+
+
+def test_trot_loads_its_fast_dds_profile_unless_the_user_chose_one_or_another_rmw() -> None:
+    from trot.ros_nodes.params import DDS_PROFILE, use_trot_dds_profile
+
+    assert DDS_PROFILE.is_file() and "<heartbeatPeriod>" in DDS_PROFILE.read_text()
+    env: dict[str, str] = {}
+    assert use_trot_dds_profile(env) and env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(DDS_PROFILE)
+    for theirs in ({"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}, {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"},
+                   {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}):  # fmt: skip
+        env = dict(theirs)
+        assert not use_trot_dds_profile(env) and env == theirs

@@ -439,6 +439,26 @@ def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
 
+def test_a_failed_export_writes_nothing_and_leaves_an_earlier_artifact_intact(artifact: Path, tmp_path: Path) -> None:
+    """Parity fails (tolerance 0: the conversion differs by ~5e-7): no artifact folder appears, an
+    existing one keeps its files byte for byte, and no staging folder is left beside it."""
+    from trot.training.export import ExportConfig, export
+
+    run = artifact.parent / "run"
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ParityError, match="differ by"):
+        export(ExportConfig(run=run, out=fresh, parity_samples=500, tolerance=0.0))
+    assert not fresh.exists()
+    earlier = tmp_path / "earlier"
+    export(ExportConfig(run=run, out=earlier, parity_samples=500))
+    before = {f.name: f.read_bytes() for f in earlier.iterdir()}
+    assert {"policy.onnx", "policy.yaml", "parity.json"} <= set(before)
+    with pytest.raises(ParityError):
+        export(ExportConfig(run=run, out=earlier, parity_samples=500, tolerance=0.0))
+    assert {f.name: f.read_bytes() for f in earlier.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier"]
+
+
 def test_shipped_go2_policy_loads_and_matches_the_simulation() -> None:
     """The artifact in the repository must stay usable as the robot config evolves."""
     from trot.training.artifact_eval import check_contract

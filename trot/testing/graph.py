@@ -26,11 +26,16 @@ from std_srvs.srv import Trigger
 
 from trot.testing import POLICY
 from trot.testing.processes import NodeProcesses, stop_processes, wait
+from trot.testing.stalls import StallProbe
+
+MAX_RESTARTS = 1
+"""Restarts a test may make after a watchdog trip it did not cause (a stall of the loaded machine)."""
 
 
 class Graph(NodeProcesses):
     """One ROS domain for one test: node processes plus a probe node in the test process, which
-    records odometry, joint commands and the policy node's /diagnostics, and acts as a teleop."""
+    records odometry, joint commands and the policy node's /diagnostics, and acts as a teleop.
+    Restarts after a watchdog trip the test did not cause are counted and capped (:meth:`restarted`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +53,7 @@ class Graph(NodeProcesses):
         self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival, the policy node's values)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._last_cmd = 0.0
+        self.restarts: list[str] = []  # why the test had to ~/start again (restarted)
 
     def _on_diagnostics(self, m: DiagnosticArray) -> None:
         for status in m.status:
@@ -83,23 +89,32 @@ class Graph(NodeProcesses):
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
         return future.result()
 
+    def restarted(self, why: str) -> None:
+        """Count a restart the test did not plan (after a watchdog trip a host stall caused); more
+        than MAX_RESTARTS in one test fail it: a node that needs them is not running reliably."""
+        self.restarts.append(why)
+        assert len(self.restarts) <= MAX_RESTARTS, f"{len(self.restarts)} restarts in one test: {self.restarts}"
+
     def running_after_any_stall(self, policy: int = 1) -> None:
         """Before a test's own fault, the node must run. A stall of the loaded machine (CI) may have
-        tripped its watchdog, rightly: then ~/start again, as an operator would. A watchdog trip is
-        the only reason accepted for not running."""
+        tripped its watchdog, rightly: then ~/start again, as an operator would (counted: restarted).
+        A watchdog trip is the only reason accepted for not running."""
         if self.commands and len(self.commands[-1][1].position) == 12:
             return
         damped = [line for line in self.log(policy).splitlines() if "-> damping" in line]
         assert damped and "damping: watchdog" in damped[-1], self.log(policy)[-2000:]
+        self.restarted(damped[-1].split("]: ")[-1])
         self.press_start_until_it_runs(policy)
         self.spin(0.5)
 
-    def press_start_until_it_runs(self, policy: int, tries: int = 3) -> None:
+    def press_start_until_it_runs(self, policy: int, tries: int = MAX_RESTARTS + 1) -> None:
         """~/start as an operator presses it on a loaded 2-core machine, where the driver (or the
         whole VM) can stall for more than the 2 control periods the node allows: again while it is
-        refused for want of a fresh sample, and again when such a stall trips the watchdog during
-        the stand-up (the only reason accepted for not reaching RUNNING)."""
-        for _ in range(tries):
+        refused for want of a fresh sample, and again (a restart, counted) when such a stall trips
+        the watchdog during the stand-up (the only reason accepted for not reaching RUNNING)."""
+        for attempt in range(tries):
+            if attempt:
+                self.restarted("watchdog during the stand-up")
             log = self.log(policy)
             ran, damped = log.count("standup -> running"), log.count("standup -> damping")
             tripped = log.count("standup -> damping: watchdog")
@@ -142,6 +157,7 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tu
     assert g.wait_until(lambda: "standup -> " in g.log(policy), timeout=40.0), g.log(policy)
     if "standup -> running" not in g.log(policy):
         assert "standup -> damping: watchdog" in g.log(policy), g.log(policy)
+        g.restarted("watchdog during the automatic stand-up")
         g.press_start_until_it_runs(policy)
     end = time.time() + 20.0  # and until this probe has discovered the policy's command publisher
     while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
@@ -168,6 +184,7 @@ class ThreadedGraph(NodeProcesses):
         self._spin.start()
         self.on_close: list[Callable[[], None]] = []  # stop this process's publishing threads first
         self._clients: dict[str, Any] = {}  # made once: never destroyed under the spinning thread
+        self.stalls = StallProbe()  # host stalls while it runs: what may excuse a late reaction
 
     def _spin_forever(self) -> None:
         """Until the context shuts down. An entity destroyed by another thread while the executor
@@ -202,6 +219,7 @@ class ThreadedGraph(NodeProcesses):
     def close(self) -> None:
         for stop in self.on_close:
             stop()
+        self.stalls.close()
         stop_processes(self.procs)
         self.executor.shutdown(timeout_sec=1.0)
         self._spin.join(timeout=2.0)

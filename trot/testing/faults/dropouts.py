@@ -41,19 +41,22 @@ def dropouts(repeats: int = 3) -> list[Row]:
     rows: list[Row] = []
     violations: list[str] = []
 
-    def row(label: str, delays: list[float], held: list[bool], period_ms: float, after: str) -> Row:
-        d = np.array(delays) * 1e3
+    def row(label: str, delays: list[float], stalls: list[float], held: list[bool], period_ms: float,
+            after: str) -> Row:  # fmt: skip
+        d, s = np.array(delays) * 1e3, np.array(stalls) * 1e3
         return Row("policy node", f"{label} ({len(d)}x)", f"DAMPING {np.median(d):.1f} ms p50, "
                    f"{d.max():.1f} ms max ({d.max() / period_ms:.2f} periods) after {after}; held until ~/start: "
-                   f"{sum(held)}/{len(held)}", "<= 3 periods; held", d.max() <= 3 * period_ms and all(held),
-                   {"delays_ms": d.tolist(), "held": held, "period_ms": period_ms})  # fmt: skip
+                   f"{sum(held)}/{len(held)}; longest stall measured {s.max():.1f} ms", "<= 3 periods; held",
+                   d.max() <= 3 * period_ms and all(held),
+                   {"delays_ms": d.tolist(), "stalls_ms": s.tolist(), "held": held,
+                    "period_ms": period_ms})  # fmt: skip
 
     with threaded_graph() as r:
         p = PolicyUnderTest(r)
         period_ms = p.period * 1e3
         for label, attr, stamp in (("dropout: joint states stop", "js_on", "last_js_stamp"),
                                    ("dropout: IMU alone stops", "imu_on", "last_imu_stamp")):  # fmt: skip
-            delays, held = [], []
+            delays, stalls, held = [], [], []
             for _ in range(repeats):
                 p.ensure_running(timeout=60.0)
                 time.sleep(0.2)
@@ -65,7 +68,8 @@ def dropouts(repeats: int = 3) -> list[Row]:
                 time.sleep(0.3)
                 held.append(p.mode == "damping")  # ...and DAMPING holds until an explicit start
                 delays.append(damped - last if damped is not None else math.inf)
-            rows.append(row(label, delays, held, period_ms, "the last sample"))
+                stalls.append(p.stall(last, damped if damped is not None else time.time()))
+            rows.append(row(label, delays, stalls, held, period_ms, "the last sample"))
         # teleop at 100 Hz (the fast end of normal) must not trip the flood detection
         from geometry_msgs.msg import Twist
 
@@ -83,7 +87,7 @@ def dropouts(repeats: int = 3) -> list[Row]:
                         {"mode": p.mode, "command_rate": rate}))  # fmt: skip
         # a /cmd_vel storm from another process (a runaway teleop node), as fast as it can publish
         # for 1 s, half of it out of range, while this process keeps streaming the sensors
-        delays, held, reasons, rates = [], [], [], []
+        delays, stalls, held, reasons, rates = [], [], [], [], []
         for _ in range(repeats):
             p.ensure_running()
             time.sleep(0.2)
@@ -95,18 +99,19 @@ def dropouts(repeats: int = 3) -> list[Row]:
             rates.append(count / (t1 - t0))
             damped = p.first_damping_after(t0)
             delays.append(damped - t0 if damped is not None else math.inf)
+            stalls.append(p.stall(t0, damped if damped is not None else time.time()))
             time.sleep(0.3)  # the storm is over
             held.append(p.mode == "damping")
             reasons.append(p.log().count("/cmd_vel flood"))
-        rows.append(row(f"/cmd_vel storm from another process at {np.median(rates):.0f} msg/s", delays, held,
-                        period_ms, "the storm began"))  # fmt: skip
+        rows.append(row(f"/cmd_vel storm from another process at {np.median(rates):.0f} msg/s", delays, stalls,
+                        held, period_ms, "the storm began"))  # fmt: skip
         rows[-1].data["flood_logged"] = reasons
         with p.lock:
             violations += p.violations
     with threaded_graph() as r:  # sim time: the clock jumps (a simulator reset, a replayed bag looping)
         p = PolicyUnderTest(r, sim_time=True)
         for label, jump in (("sim clock jumps forward 10 s", 10.0), ("sim clock jumps back 20 s", -20.0)):
-            delays, held = [], []
+            delays, stalls, held = [], [], []
             for _ in range(repeats):
                 p.ensure_running(timeout=60.0)
                 time.sleep(0.2)
@@ -114,9 +119,10 @@ def dropouts(repeats: int = 3) -> list[Row]:
                 p.time_offset += jump  # clock and sensor stamps jump together: only the jump itself is wrong
                 damped = p.first_damping_after(t, by_stamp=False)  # stamps are sim time: use receipt
                 delays.append(damped - t if damped is not None else math.inf)
+                stalls.append(p.stall(t, damped if damped is not None else time.time(), by_stamp=False))
                 time.sleep(0.3)
                 held.append(p.mode == "damping")
-            rows.append(row(label, delays, held, period_ms, "the jump"))
+            rows.append(row(label, delays, stalls, held, period_ms, "the jump"))
         # not a fault: a player catching up publishes /clock and samples in bursts; each sample
         # must be judged against the /clock published with it, never as "from the future". (The
         # watchdog may still trip: at ~50x real time a sample that DDS delivers 1 ms after its

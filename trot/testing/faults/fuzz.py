@@ -15,10 +15,24 @@ from trot.testing.graph import threaded_graph
 
 def _fuzz_catalogue(p: PolicyUnderTest) -> dict[str, tuple[str, Callable[[np.random.Generator], object], bool]]:
     """name -> (topic, generator, must_damp). Faults must force DAMPING; the others must not."""
-    names, default = p.names, p.default
+    from trot.policies.settings import SafetyConfig
+
+    names, default, safety = p.names, p.default, SafetyConfig()  # (the node runs with the default limits)
 
     def huge(rng) -> float:
         return float(rng.choice([-1, 1]) * 10.0 ** rng.uniform(3, 300))
+
+    def beyond(rng, limit: float) -> float:
+        """Past ``limit`` (either sign): just past it (by 0.1 % to 100 % of it) or far (up to 1e300)."""
+        over = limit * 10.0 ** rng.uniform(-3, 0) if rng.random() < 0.5 else 10.0 ** rng.uniform(3, 300)
+        return float(rng.choice([-1, 1]) * (limit + over))
+
+    def outside_range(rng) -> list[float]:
+        """One joint's position past its range by more than the tolerance: by 1 mrad up to 1e300 rad."""
+        k, v, over = int(rng.integers(12)), list(default), 10.0 ** rng.uniform(-3, 300)
+        tol = safety.joint_pos_tolerance
+        v[k] = float(p.upper[k] + tol + over if rng.random() < 0.5 else p.lower[k] - tol - over)
+        return v
 
     def js(rng, **kw):
         return p.joint_state(**kw)
@@ -58,8 +72,14 @@ def _fuzz_catalogue(p: PolicyUnderTest) -> dict[str, tuple[str, Callable[[np.ran
         ),
         "NaN position": ("js", lambda r: js(r, position=with_one(r, math.nan)), True),
         "Inf velocity": ("js", lambda r: js(r, velocity=with_one(r, math.inf)[:12]), True),
-        "huge position": ("js", lambda r: js(r, position=with_one(r, huge(r))), True),
-        "huge velocity": ("js", lambda r: js(r, velocity=[huge(r)] + [0.0] * 11), True),
+        "position beyond its range": ("js", lambda r: js(r, position=outside_range(r)), True),
+        "joint speed beyond its limit": (
+            "js",
+            lambda r: js(
+                r, velocity=list(np.roll([beyond(r, safety.max_joint_velocity)] + [0.0] * 11, r.integers(12)))
+            ),
+            True,
+        ),
         "stamp far in the future": ("js", lambda r: js(r, t=p.now() + 10.0 ** r.uniform(0, 6)), True),
         # IMU
         "non-unit quaternion": (
@@ -70,7 +90,11 @@ def _fuzz_catalogue(p: PolicyUnderTest) -> dict[str, tuple[str, Callable[[np.ran
         "zero quaternion": ("imu", lambda r: p.imu(quat=(0.0, 0.0, 0.0, 0.0)), True),
         "NaN quaternion": ("imu", lambda r: p.imu(quat=(math.nan, 0.0, 0.0, 1.0)), True),
         "Inf angular velocity": ("imu", lambda r: p.imu(gyro=(0.0, -math.inf, 0.0)), True),
-        "huge angular velocity": ("imu", lambda r: p.imu(gyro=(huge(r), 0.0, 0.0)), True),
+        "angular speed beyond its limit": (
+            "imu",
+            lambda r: p.imu(gyro=np.roll([beyond(r, safety.max_angular_velocity), 0.0, 0.0], r.integers(3))),
+            True,
+        ),
         "IMU without orientation": ("imu", lambda r: p.imu(no_orientation=True), True),
         "IMU stamp in the future": ("imu", lambda r: p.imu(t=p.now() + 10.0 ** r.uniform(0, 6)), True),
         # velocity commands
@@ -108,7 +132,7 @@ def fuzz_policy_node(
         p = PolicyUnderTest(r)
         catalogue = _fuzz_catalogue(p)
         p.ensure_running(timeout=60.0)
-        sent, delays, missed, false_trips, not_held = 0, [], [], [], []
+        sent, delays, stalls, missed, false_trips, not_held = 0, [], [], [], [], []
         for _ in range(repeats):
             for name, (topic, make, must_damp) in catalogue.items():
                 p.ensure_running()
@@ -122,6 +146,7 @@ def fuzz_policy_node(
                         missed.append(name)
                         continue
                     delays.append(damped - t)
+                    stalls.append(p.stall(t, damped))
                     time.sleep(4 * p.period)  # the valid stream goes on: DAMPING must hold
                     if p.mode != "damping" or p.position_commands_since(damped + 0.01):
                         not_held.append(name)
@@ -132,7 +157,7 @@ def fuzz_policy_node(
         single = sent
         names = list(catalogue)
         faults = [n for n in names if catalogue[n][2]]
-        rates, burst_delays, burst_ok = [], [], True
+        rates, burst_delays, after_end, burst_stalls, burst_ok = [], [], [], [], True
         faulty = sum(catalogue[n][2] for n in catalogue) * repeats
         while sent < messages:
             p.ensure_running()
@@ -152,6 +177,8 @@ def fuzz_policy_node(
                 missed.append("burst")
             else:  # DDS keeps the last 10 per topic: the first fault may be overwritten, a later one counts
                 burst_delays.append(damped - t0)
+                after_end.append(damped - t1)
+                burst_stalls.append(p.stall(t0, damped))
                 burst_ok &= damped - t0 <= (t1 - t0) + 3 * p.period
         time.sleep(0.3)
         alive = p.alive() and "Traceback" not in p.log()
@@ -162,7 +189,7 @@ def fuzz_policy_node(
             violations, commands = list(p.violations), len(p.commands)
         p.stop_stream()
         period_ms = p.period * 1e3
-    d = np.array(delays) * 1e3
+    d, s = np.array(delays) * 1e3, np.array(stalls) * 1e3
     rows.append(Row("policy node", f"fuzz: {sent} messages in {len(catalogue)} categories "
                     f"({single} one by one, the rest in bursts at {np.median(rates) if rates else 0:.0f} msg/s)",
                     f"{len(violations)} non-finite or out-of-limit commands of {commands} published; "
@@ -172,15 +199,19 @@ def fuzz_policy_node(
                     {"sent": sent, "violations": violations, "alive": alive, "commands": commands}))  # fmt: skip
     rows.append(Row("policy node", f"fuzz: time to DAMPING after a bad input ({len(d)} faults, "
                     f"{len(faults)} kinds)", f"p50 {np.median(d):.1f} ms, max {d.max():.1f} ms "
-                    f"({d.max() / period_ms:.2f} periods); missed: {sorted(set(missed)) or 'none'}",
-                    "every fault, <= 3 periods (60 ms)", not missed and d.max() <= 3 * period_ms,
-                    {"delays_ms": d.tolist(), "missed": missed, "period_ms": period_ms}))  # fmt: skip
+                    f"({d.max() / period_ms:.2f} periods); missed: {sorted(set(missed)) or 'none'}; longest stall "
+                    f"measured {s.max():.1f} ms", "every fault, <= 3 periods (60 ms)",
+                    not missed and d.max() <= 3 * period_ms,
+                    {"delays_ms": d.tolist(), "stalls_ms": s.tolist(), "missed": missed,
+                     "period_ms": period_ms}))  # fmt: skip
     if burst_delays:
         b = np.array(burst_delays) * 1e3
         rows.append(Row("policy node", f"fuzz bursts: time to DAMPING from burst start ({len(b)} bursts)",
                         f"p50 {np.median(b):.1f} ms, max {b.max():.1f} ms; burst rate p50 {np.median(rates):.0f} "
                         "msg/s", ">= 5 kHz; <= 3 periods after the burst ends",
-                        burst_ok and np.median(rates) >= 5000, {"rates": rates, "delays_ms": b.tolist()}))  # fmt: skip
+                        burst_ok and np.median(rates) >= 5000,
+                        {"rates": rates, "delays_ms": b.tolist(), "after_end_ms": (np.array(after_end) * 1e3).tolist(),
+                         "stalls_ms": (np.array(burst_stalls) * 1e3).tolist(), "period_ms": period_ms}))  # fmt: skip
     rows.append(Row("policy node", "fuzz: DAMPING holds until ~/start; dropped, clipped, valid inputs keep RUNNING",
                     f"left DAMPING by itself: {sorted(set(not_held)) or 'never'}; false trips: "
                     f"{sorted(set(false_trips)) or 'none'}", "never; none",

@@ -17,6 +17,7 @@ import numpy as np
 from trot.testing import POLICY
 from trot.testing.graph import ThreadedGraph
 from trot.testing.processes import wait
+from trot.testing.stalls import longest_gap
 
 
 class PolicyUnderTest:
@@ -178,6 +179,15 @@ class PolicyUnderTest:
 
         wait(lambda: find() is not None, timeout)
         return find()
+
+    def stall(self, t0: float, t1: float, by_stamp: bool = True) -> float:
+        """The longest stall measured during [t0, t1] (wall clock; with ``by_stamp`` the commands'
+        stamps, else their receipt here): of the host (the graph's StallProbe) or of the node's own
+        control loop (a gap in its commands beyond a control period)."""
+        index = 1 if by_stamp else 0
+        with self.lock:
+            stamps = [c[index] for c in self.commands if t0 - 2 * self.period <= c[index] <= t1 + self.period]
+        return max(self.rig.stalls.longest(t0, t1), longest_gap(stamps, t0, t1, self.period))
 
     def position_commands_since(self, t: float) -> int:
         with self.lock:
