@@ -36,7 +36,7 @@ docs-check: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: venv lint docs-check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: venv
 	$(BIN)/python bench/env_throughput.py
