@@ -15,13 +15,17 @@ controller on one robot's ``joint_commands`` makes the robot obey two. Two kinds
   sequence numbers disagree, so the log can name the sources. A publisher that sends nothing yet
   is a second source all the same.
 
-:class:`SourceTracker` is ROS-free; :func:`publisher_names` is the graph query (rclpy).
+:class:`SourceTracker` is ROS-free; :func:`publisher_names` is the graph query (rclpy) and
+:class:`InputSources` the policy node's use of both.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from trot.policies.controller import Mode, PolicyController
 
 # rmw_dds_common's names for an endpoint whose node the graph does not know (yet)
 _UNKNOWN = ("_NODE_NAME_UNKNOWN_", "_NODE_NAMESPACE_UNKNOWN_")
@@ -126,3 +130,82 @@ def sources_problem(trackers: Sequence[SourceTracker]) -> str | None:
     """Every tracker's problem, joined; None when each input has one source."""
     problems = [p for tracker in trackers if (p := tracker.problem()) is not None]
     return "; ".join(problems) if problems else None
+
+
+class InputSources:
+    """The sources of a node's inputs, by label (the policy node's: joint_states, imu, cmd_vel):
+    each message's sequence number comes from the thread that takes it (:meth:`message`), the graph
+    is polled by one thread (:meth:`poll`), and :meth:`judge` acts on what they show. ``graph_node``:
+    any node of the process's context (its graph is the process's); ``topics``: label -> resolved
+    topic name; ``accepted``: label -> node names allowed to publish together."""
+
+    def __init__(
+        self, graph_node, topics: dict[str, str], accepted: dict[str, Iterable[str]] | None = None,
+        poll_s: float = 0.01,
+    ) -> None:  # fmt: skip
+        self._node = graph_node
+        accepted = accepted or {}
+        self.trackers = {label: SourceTracker(topic, frozenset(accepted.get(label, ()))) for label, topic in
+                         topics.items()}  # fmt: skip
+        # the graph's counts: ~3 us a topic (count_publishers), the names ~50 us (read on a change only);
+        # every poll_s, well within the 3 control periods a second source must be caught in
+        self.poll_s = poll_s
+        self._next_poll = 0.0
+        self._lock = threading.Lock()  # the trackers' (the input and control threads feed them)
+        self.judged: str | None = None  # the problem last acted on (judge)
+
+    def message(self, label: str, info: dict, now: float) -> bool:
+        """A message on input ``label`` with its take_message ``info``, at ``now`` (perf_counter);
+        True when its sequence number changed what they show (then :meth:`refresh` and judge)."""
+        tracker = self.trackers[label]
+        with self._lock:
+            before = tracker.interleaved
+            return tracker.message(info.get("publication_sequence_number"), now) is not before
+
+    def refresh(self, *labels: str) -> None:
+        """Read the graph's publisher names for ``labels`` (default: every input) now."""
+        for label in labels or tuple(self.trackers):
+            tracker = self.trackers[label]
+            names = publisher_names(self._node, tracker.topic)
+            with self._lock:
+                tracker.graph(names)
+
+    def poll(self, now: float) -> float:
+        """Once every poll_s (``now``: perf_counter): each topic's publisher count, the names read
+        again where it changed (or where the sequence numbers show a publisher the graph did not);
+        runs of sequence numbers gone quiet forgotten. Returns when the next poll is due."""
+        if now < self._next_poll:
+            return self._next_poll
+        self._next_poll = now + self.poll_s
+        for label, tracker in self.trackers.items():
+            with self._lock:
+                tracker.expire(now)
+                known, interleaved = len(tracker.publishers), tracker.interleaved
+            count = self._node.count_publishers(tracker.topic)
+            if count != known or (interleaved and count < 2):
+                self.refresh(label)
+        return self._next_poll
+
+    def problem(self) -> str | None:
+        """:func:`sources_problem` over every input."""
+        with self._lock:
+            return sources_problem(list(self.trackers.values()))
+
+    def counts(self) -> dict[str, int]:
+        """Each input's publisher count (:meth:`SourceTracker.count`)."""
+        with self._lock:
+            return {label: tracker.count() for label, tracker in self.trackers.items()}
+
+    def judge(self, controller: PolicyController, now: float) -> None:
+        """With the controller's lock held: a problem new or changed since the last judgement is
+        logged (a WARN naming the sources, a name the graph learnt since included); while STANDUP or
+        RUNNING it damps. DAMPING then holds until ~/start, which is refused while it lasts."""
+        if (problem := self.problem()) == self.judged:
+            return
+        self.judged = problem
+        if problem is None:
+            controller.log("each input has one source again")
+        elif controller.mode in (Mode.STANDUP, Mode.RUNNING):
+            controller.stop(now, reason=f"more than one source: {problem}")  # (a WARN: not "requested")
+        else:
+            controller.warn(f"more than one source: {problem}")
