@@ -104,3 +104,64 @@ def test_a_bag_played_on_a_live_robots_domain_is_caught_as_a_second_source(tmp_p
         refused = r.call_trigger("trot_policy/start")
         assert refused is not None and not refused.success and "/trot_play" in refused.message, refused
         assert r.procs[player].wait(timeout=30) == 0, r.log(player)
+
+
+def _teleop(p, name: str) -> tuple:
+    """A /cmd_vel publisher on a node ``name`` of its own, sending 0.3 m/s at 50 Hz from a thread
+    until the returned stop() is called (which destroys the node)."""
+    import threading
+
+    from geometry_msgs.msg import Twist
+
+    node = rclpy.create_node(name, context=p.rig.context, start_parameter_services=False, enable_rosout=False)
+    pub, on = node.create_publisher(Twist, "cmd_vel", 10), threading.Event()
+    twist = Twist()
+    twist.linear.x = 0.3
+
+    def loop() -> None:
+        while not on.wait(0.02):
+            pub.publish(twist)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        on.set()
+        thread.join(timeout=2.0)
+        node.destroy_node()
+
+    return stop
+
+
+def test_cmd_vel_from_a_second_teleop_damps_unless_cmd_vel_sources_lists_it() -> None:
+    """The default: a second /cmd_vel publisher is a second source (DAMPING, named; /diagnostics
+    counts each input's publishers). With cmd_vel_sources listing both teleops, they drive together
+    and the node stays RUNNING; a third, unlisted, damps."""
+    from geometry_msgs.msg import Twist
+
+    from trot.testing.faults.policy import PolicyUnderTest
+    from trot.testing.graph import threaded_graph
+
+    for accepted in ((), ("/fault_probe", "/teleop_b")):
+        with threaded_graph() as r:
+            params = (f"cmd_vel_sources:={list(accepted)!r}",) if accepted else ()
+            p = PolicyUnderTest(r, *params)
+            p.ensure_running(timeout=60.0)
+            stop_b = _teleop(p, "teleop_b")
+            for _ in range(50):  # 1 s of the probe's own teleop beside it
+                p.cmd_pub.publish(Twist())
+                time.sleep(0.02)
+            if not accepted:
+                assert p.mode == "damping", p.log()[-2000:]
+                assert "/cmd_vel has 2 publishers: /fault_probe, /teleop_b" in p.log(), p.log()[-2000:]
+                diagnostics = p.diagnostics()
+                assert diagnostics["cmd_vel_publishers"] == "2", diagnostics
+                assert diagnostics["joint_states_publishers"] == diagnostics["imu_publishers"] == "1", diagnostics
+                stop_b()
+                continue
+            assert p.mode == "running", p.log()[-2000:]
+            stop_stray = _teleop(p, "stray")
+            assert wait(lambda p=p: p.mode == "damping", 3.0), p.log()[-2000:]
+            assert "/stray not in the accepted sources" in p.log(), p.log()[-2000:]
+            stop_stray()
+            stop_b()
