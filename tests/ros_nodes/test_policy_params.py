@@ -27,3 +27,11 @@ def test_configure_names_the_first_parameter_problem_and_passes_sound_ones() -> 
     problem = configure_problem(PolicyNodeParams(busy_wait_s=-0.001), SafetyConfig(joint_limit_margin=float("nan")), [])
     assert problem == ("busy_wait_s is -0.001: must be a finite number >= 0 (0 = off); "
                        "joint_limit_margin is nan: must be a finite number >= 0 (rad)")  # fmt: skip
+
+
+def test_cmd_vel_sources_must_be_fully_qualified_node_names() -> None:
+    safety = SafetyConfig()
+    assert configure_problem(PolicyNodeParams(cmd_vel_sources=["/teleop", "/ns/nav"]), safety, []) is None
+    assert configure_problem(PolicyNodeParams(cmd_vel_sources=["teleop", "/ns/"]), safety, []) == (
+        "cmd_vel_sources ['teleop', '/ns/']: each must be a fully qualified node name (/teleop, /ns/teleop)"
+    )
