@@ -24,8 +24,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from trot.policies.controller import Mode, PolicyController
+if TYPE_CHECKING:  # (not imported: the robot node and the recorder need no ONNX Runtime)
+    from trot.policies.controller import PolicyController
 
 # rmw_dds_common's names for an endpoint whose node the graph does not know (yet)
 _UNKNOWN = ("_NODE_NAME_UNKNOWN_", "_NODE_NAMESPACE_UNKNOWN_")
@@ -208,7 +210,7 @@ class InputSources:
         self.judged = problem
         if problem is None:
             controller.log("each input has one source again")
-        elif controller.mode in (Mode.STANDUP, Mode.RUNNING):
+        elif controller.mode.value in ("standup", "running"):
             controller.stop(now, reason=f"more than one source: {problem}")  # (a WARN: not "requested")
         else:
             controller.warn(f"more than one source: {problem}")

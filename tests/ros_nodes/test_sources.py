@@ -2,6 +2,7 @@
 joint-state source before and while running, two controllers on one robot, a bag played on a live
 robot's domain."""
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -93,13 +94,21 @@ def test_a_bag_played_on_a_live_robots_domain_is_caught_as_a_second_source(tmp_p
         r.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}")
         policy = r.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=0.5")
         assert r.wait_for_log(policy, "standup -> running", timeout=60.0), r.log(policy)
+        before = len(r.log(policy))
         played = time.time()
         player = r.start_args([sys.executable, "-m", "trot.cli", "replay", "play", str(tmp_path / "episode")])
-        assert r.wait_for_log(policy, "-> damping: more than one source", timeout=20.0), r.log(policy)
+
+        def after() -> str:
+            return r.log(policy)[before:]
+
         # (a new process's endpoint may come before its node's name: the log names it once known)
-        named = lambda: [x for x in r.log(policy).splitlines() if "more than one source" in x and "/trot_play" in x]  # noqa: E731
-        assert wait(named, 5.0), r.log(policy)
+        named = lambda: [x for x in after().splitlines() if "more than one source" in x and "/trot_play" in x]  # noqa: E731
+        assert wait(named, 20.0), r.log(policy)
         assert "/trot_sim" in named()[0], named()
+        # RUNNING when the player came (not damped by a stall of this loaded machine): damped for it
+        running = re.findall(r"\w+ -> (\w+):", r.log(policy)[:before])[-1] == "running"
+        if running and "-> damping: watchdog" not in after().split("more than one source")[0]:
+            assert "running -> damping: more than one source" in after(), after()
         assert wait(lambda: any(t > played for t in damping), 5.0), "damping commands"
         refused = r.call_trigger("trot_policy/start")
         assert refused is not None and not refused.success and "/trot_play" in refused.message, refused
@@ -159,7 +168,8 @@ def test_cmd_vel_from_a_second_teleop_damps_unless_cmd_vel_sources_lists_it() ->
                 assert diagnostics["joint_states_publishers"] == diagnostics["imu_publishers"] == "1", diagnostics
                 stop_b()
                 continue
-            assert p.mode == "running", p.log()[-2000:]
+            assert "more than one source" not in p.log(), p.log()[-2000:]  # (a stall may trip the watchdog)
+            p.ensure_running()
             stop_stray = _teleop(p, "stray")
             assert wait(lambda p=p: p.mode == "damping", 3.0), p.log()[-2000:]
             assert "/stray not in the accepted sources" in p.log(), p.log()[-2000:]
