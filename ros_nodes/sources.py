@@ -149,8 +149,8 @@ class InputSources:
         accepted = accepted or {}
         self.trackers = {label: SourceTracker(topic, frozenset(accepted.get(label, ()))) for label, topic in
                          topics.items()}  # fmt: skip
-        # the graph's counts: ~3 us a topic (count_publishers), the names ~50 us (read on a change only);
-        # every poll_s, well within the 3 control periods a second source must be caught in
+        # the graph's counts cost microseconds a topic (count_publishers), the names some tens (read on a
+        # change only): every poll_s, well within the 3 control periods a second source must be caught in
         self.poll_s = poll_s
         self._next_poll = 0.0
         self._lock = threading.Lock()  # the trackers' (the input and control threads feed them)
@@ -184,9 +184,10 @@ class InputSources:
             with self._lock:
                 tracker.expire(now)
                 known, interleaved = len(tracker.publishers), tracker.interleaved
-                unnamed = any(name.startswith("gid:") for name in tracker.publishers)
+                unnamed = known > 1 and any(name.startswith("gid:") for name in tracker.publishers)
             count = self._node.count_publishers(tracker.topic)
-            # (a new process's endpoints come before its node names: read until the graph has them)
+            # (a new process's endpoints come before its node names: read until the graph has them, for
+            # the log that names the sources)
             if count != known or unnamed or (interleaved and count < 2):
                 self.refresh(label)
         return self._next_poll
