@@ -39,3 +39,11 @@ def test_trot_loads_its_fast_dds_profile_unless_the_user_chose_one_or_another_rm
                    {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}):  # fmt: skip
         env = dict(theirs)
         assert not use_trot_dds_profile(env) and env == theirs
+
+
+def test_cmd_vel_sources_must_be_fully_qualified_node_names() -> None:
+    safety = SafetyConfig()
+    assert configure_problem(PolicyNodeParams(cmd_vel_sources=["/teleop", "/ns/nav"]), safety, []) is None
+    assert configure_problem(PolicyNodeParams(cmd_vel_sources=["teleop", "/ns/"]), safety, []) == (
+        "cmd_vel_sources ['teleop', '/ns/']: each must be a fully qualified node name (/teleop, /ns/teleop)"
+    )
