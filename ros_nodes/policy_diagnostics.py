@@ -66,10 +66,11 @@ class TickTimes:
 
 
 def diagnostic_status(
-    name: str, c: PolicyController, timing: dict[str, float], now: float, overruns: int, warm_ups: int, gc: GcPauses
-) -> DiagnosticArray:
-    """The node's /diagnostics message (unstamped): mode (WARN in DAMPING), timing, sample ages and
-    the fault counters."""
+    name: str, c: PolicyController, timing: dict[str, float], now: float, overruns: int, warm_ups: int, gc: GcPauses,
+    publishers: dict[str, int] | None = None,
+) -> DiagnosticArray:  # fmt: skip
+    """The node's /diagnostics message (unstamped): mode (WARN in DAMPING), timing, sample ages, the
+    fault counters and each input's publisher count (``publishers``: input -> count; one is right)."""
     status = DiagnosticStatus(name=name, hardware_id=c.contract.robot)
     status.level = DiagnosticStatus.OK if c.mode is not Mode.DAMPING else DiagnosticStatus.WARN
     status.message = c.mode.value
@@ -86,6 +87,7 @@ def diagnostic_status(
         "clock_jumps": str(c.stats.clock_jumps),
         "gc_collections": str(gc.count),
         "gc_pause_max_ms": f"{gc.longest_s * 1e3:.2f}",
+        **{f"{label}_publishers": str(count) for label, count in (publishers or {}).items()},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return DiagnosticArray(status=[status])

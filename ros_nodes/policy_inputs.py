@@ -29,6 +29,7 @@ from trot.policies.controller import PolicyController
 from trot.policies.inputs import Fault
 from trot.ros_nodes import realtime
 from trot.ros_nodes.cdr import CdrError, JointStateReader, read_imu
+from trot.ros_nodes.sources import InputSources
 
 
 class PolicyInputs:
@@ -64,6 +65,11 @@ class PolicyInputs:
         )  # fmt: skip
         self._cmd_sub = self._cmd_mailbox.create_subscription(Twist, topic(p.cmd_vel_topic), lambda msg: None, 10)
         self._wake = self.io.create_guard_condition(lambda: None)  # ends the input thread's wait
+        # one source per input (trot.ros_nodes.sources): the sequence numbers of what the threads take,
+        # the graph polled by the input thread
+        self.sources = InputSources(self.io, {
+            "joint_states": topic(p.joint_states_topic), "imu": topic(p.imu_topic), "cmd_vel": topic(p.cmd_vel_topic),
+        }, accepted={"cmd_vel": p.cmd_vel_sources})  # fmt: skip
         self.pending_clock_ns: int | None = None  # see _serve
         self.sample_arrival = 0.0  # perf_counter of the last joint state or IMU message
         self._serving = True
@@ -95,7 +101,8 @@ class PolicyInputs:
 
     def take_commands(self, controller: PolicyController, now: float) -> None:
         """Every /cmd_vel waiting in the mailbox (each is checked; the newest stays), received ``now``;
-        their publication instants go to the flood detection."""
+        their publication instants go to the flood detection, their sequence numbers to the check
+        for a second source (the controller's lock held)."""
         published: list[float] = []
         while len(published) < 16:
             with self._cmd_sub.handle:
@@ -104,8 +111,18 @@ class PolicyInputs:
                 break
             msg, info = taken
             published.append(info["source_timestamp"] * 1e-9)
+            if self.sources.message("cmd_vel", info, time.perf_counter()):
+                self.sources.refresh("cmd_vel")
+                self.sources.judge(controller, now)
             controller.set_command(msg.linear.x, msg.linear.y, msg.angular.z, now)
         controller.commands_received(published, now)
+
+    def judge_sources(self) -> None:
+        """The input thread: act on a change in what the sources show (InputSources.judge)."""
+        node, sources = self._node, self.sources
+        if (controller := node.controller) is not None and sources.problem() != sources.judged:
+            with node.lock:
+                sources.judge(controller, self.input_now())
 
     def _on_joint_state(self, data: bytes) -> None:
         node, events = self._node, self._node.events
@@ -183,6 +200,8 @@ class PolicyInputs:
         # joint states last: when an IMU sample arrived with them, the tick they trigger uses it
         inputs = [sub for sub in self.io.subscriptions if sub is not clock_sub]
         inputs.sort(key=lambda sub: sub is self._js_sub)
+        labels = {sub: "joint_states" if sub is self._js_sub else "imu" for sub in inputs}
+        sources = self.sources
         subscriptions = [*inputs, *([clock_sub] if clock_sub else [])]
         newest_clock = None
 
@@ -204,6 +223,9 @@ class PolicyInputs:
                         if sub is self._js_sub and (received := taken[1]["received_timestamp"]):
                             times.js_received_ns = received  # 0: an RMW without reception stamps
                             times.delivery_s.append((received - taken[1]["source_timestamp"]) * 1e-9)
+                        if sources.message(labels[sub], taken[1], time.perf_counter()):
+                            sources.refresh(labels[sub])  # (a second source: judged before its sample counts)
+                            self.judge_sources()
                         sub.callback(taken[0])
                         served += 1
                 total += served
@@ -226,7 +248,10 @@ class PolicyInputs:
                 wait_set.add_guard_condition(self._wake.handle)
                 expected = self._samples_expected()  # (once per wake-up: in a busy-wait this loop is the poll)
                 warm_at, (spin_from, spin_until) = events.warm_up_at(expected), events.busy_wait_window(expected)
-                now, timeout = time.perf_counter(), 0.2  # 0.2 s: also a bound on noticing a context shut down
+                now = time.perf_counter()
+                poll_due = sources.poll(now)  # (a few microseconds: the graph's publisher counts)
+                self.judge_sources()
+                timeout = min(0.2, max(0.0, poll_due - now))  # 0.2 s: also a bound on noticing a context shut down
                 if warm_at is not None:
                     timeout = min(timeout, max(0.0, warm_at - now))
                 if spin_from is not None and now < spin_until:  # busy_wait_s: from spin_from on, poll:

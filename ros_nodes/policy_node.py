@@ -9,7 +9,8 @@ forward_command_controller (in DAMPING the measured pose: a position interface c
 stiffness). Services ~/start, ~/stop, ~/estop (std_srvs/Trigger).
 All decisions are made by :class:`trot.policies.controller.PolicyController`. Parameters:
 :mod:`trot.ros_nodes.policy_params`; input thread: :mod:`trot.ros_nodes.policy_inputs`; tick
-schedule: :mod:`trot.ros_nodes.schedule`; /diagnostics: :mod:`trot.ros_nodes.policy_diagnostics`.
+schedule: :mod:`trot.ros_nodes.schedule`; /diagnostics: :mod:`trot.ros_nodes.policy_diagnostics`;
+one source per input (~/start refused, DAMPING while running): :mod:`trot.ros_nodes.sources`.
 """
 
 from __future__ import annotations
@@ -343,7 +344,7 @@ class PolicyNode(LifecycleNode):
         # time keeps 20 ms of its own time, not of the wall's), else the monotonic wall clock
         self.times.ticked(now if self._periods_in_sim_time else time.perf_counter())
         with self.lock:
-            if self._auto_start and self.controller.mode is Mode.PASSIVE:
+            if self._auto_start and self.controller.mode is Mode.PASSIVE and self._inputs.sources.problem() is None:
                 ok, _ = self.controller.start(now)
                 self._auto_start = not ok
             self._inputs.take_commands(self.controller, now)
@@ -389,6 +390,11 @@ class PolicyNode(LifecycleNode):
         if action == "start" and not self.active:  # nothing would tick: the stand-up would not run
             response.success, response.message = False, "not active: activate the node (lifecycle) first"
             return response
+        if action == "start":  # one source per input (trot.ros_nodes.sources): the graph read now
+            self._inputs.sources.refresh()
+            if problem := self._inputs.sources.problem():
+                response.success, response.message = False, f"refusing to start: more than one source: {problem}"
+                return response
         with self._tick_lock, self.lock:  # (a tick in flight publishes first: none of its mode after the reply)
             response.success, response.message = getattr(controller, action)(self.now())
         return response
@@ -406,7 +412,7 @@ class PolicyNode(LifecycleNode):
             return
         now = self.now()
         msg = diagnostic_status(self.get_fully_qualified_name(), c, self.timing(last=100), now, self.overruns,
-                                self.warm_ups, self._gc)  # fmt: skip
+                                self.warm_ups, self._gc, self._inputs.sources.counts())  # fmt: skip
         msg.header.stamp = self.control_clock().now().to_msg()
         self._diag_pub.publish(msg)
 

@@ -35,6 +35,14 @@ class PolicyNodeParams:
     joint_states_topic: str = field(default="joint_states", metadata=doc("in: sensor_msgs/JointState, any joint order"))
     imu_topic: str = field(default="imu", metadata=doc("in: sensor_msgs/Imu"))
     cmd_vel_topic: str = field(default="cmd_vel", metadata=doc("in: geometry_msgs/Twist, body frame"))
+    cmd_vel_sources: list[str] = field(
+        default_factory=list,
+        metadata=doc(
+            "fully qualified node names (/ns/teleop) allowed to publish on cmd_vel together (teleop beside a "
+            "planner); empty = one source only, as joint states and IMU always: a second publisher refuses "
+            "~/start and damps a running robot"
+        ),
+    )
     joint_commands_topic: str = field(
         default="joint_commands", metadata=doc("out: sensor_msgs/JointState targets; no positions = damping")
     )
@@ -97,6 +105,8 @@ def configure_problem(params: PolicyNodeParams, safety: SafetyConfig, unknown: S
         return f"start_mode {params.start_mode!r} is not passive, auto or manual"
     if params.control_trigger not in CONTROL_TRIGGERS:
         return f"control_trigger {params.control_trigger!r} is not 'timer' or 'joint_states'"
+    if bad := [name for name in params.cmd_vel_sources if not name.startswith("/") or name.endswith("/")]:
+        return f"cmd_vel_sources {bad}: each must be a fully qualified node name (/teleop, /ns/teleop)"
     if problems := params.problems() + safety.problems():
         return "; ".join(problems)
     return None

@@ -38,6 +38,7 @@ from std_srvs.srv import SetBool, Trigger
 from trot.policies.settings import at_least, unsound
 from trot.ros_nodes.cdr import JointStateWriter
 from trot.ros_nodes.params import declare, doc, fail, spin_node
+from trot.ros_nodes.sources import SourceTracker, publisher_names
 from trot.sim import randomization
 from trot.sim.randomization import RandomizationConfig
 from trot.sim.robot import load_robot
@@ -173,7 +174,10 @@ class SimNode(Node):
         self.pub_imu = self.create_publisher(Imu, p.imu_topic, 10)
         self.pub_odom = self.create_publisher(Odometry, p.odom_topic, 10)
         self.pub_clock = self.create_publisher(Clock, "/clock", 10) if p.publish_clock else None
-        self.create_subscription(JointState, p.joint_commands_topic, self._on_command, 10)
+        # one controller per robot (trot.ros_nodes.sources): commands from two publishers at once
+        # (their sequence numbers interleave) are refused, damping, until one is left
+        self._commanders = SourceTracker(self.resolve_topic_name(p.joint_commands_topic))
+        self.create_subscription(JointState, p.joint_commands_topic, lambda msg, info: self._on_command(msg, info), 10)
         self.create_service(Trigger, "~/reset", self._srv_reset)
         self.create_service(SetBool, "~/pause", self._srv_pause)
         self.reset()
@@ -201,10 +205,13 @@ class SimNode(Node):
                              "damps between its commands")  # fmt: skip
 
     # ------------------------------------------------------------------ commands
-    def _on_command(self, msg: JointState) -> None:
+    def _on_command(self, msg: JointState, info: dict | None = None) -> None:
         """The newest command, held for the physics loop. A bad one is ignored with a warning at most
         once a second per kind: a broken controller at 500 Hz must not flood the log, whose every
-        line costs ~1 ms of Python in this process."""
+        line costs ~1 ms of Python in this process. Commands from more than one publisher: damping."""
+        if self._several_commanders(info):
+            self._take(None, np.zeros(len(self.joint_names)))
+            return
         key = tuple(msg.name)
         order = self._name_cache.get(key)
         if order is None:
@@ -241,6 +248,22 @@ class SimNode(Node):
                 return
             feed_forward += gain * values
         self._take(target, feed_forward)
+
+    def _several_commanders(self, info: dict | None) -> bool:
+        """Whether the commands come from more than one publisher now (their sequence numbers
+        interleave): logged once as it begins, naming the publishers the graph shows, and once as it
+        ends. A publisher that sends nothing drives nothing (a dead one stays in the graph for the
+        middleware's lease, ~20 s), so only the commands themselves count here."""
+        tracker = self._commanders
+        before = tracker.interleaved
+        several = tracker.message((info or {}).get("publication_sequence_number"), time.monotonic())
+        if several and not before:
+            names = ", ".join(publisher_names(self, tracker.topic)) or "(the graph shows none yet)"
+            self.get_logger().warn(f"joint commands from more than one publisher ({names}): refused, damping "
+                                   "until one is left")  # fmt: skip
+        elif before and not several:
+            self.get_logger().info("joint commands from one publisher again: taking them")
+        return several
 
     def _take(self, target: np.ndarray | None, feed_forward: np.ndarray) -> None:
         """The newest command for the physics loop: targets (robot order), or None for damping."""

@@ -13,10 +13,11 @@ from trot.testing.faults.dropouts import dropouts
 from trot.testing.faults.fuzz import fuzz_policy_node
 from trot.testing.faults.garbage import garbage_log
 from trot.testing.faults.recorder import recorder_faults
+from trot.testing.faults.sources import sources_faults
 from trot.testing.faults.table import Row
 from trot.testing.faults.training import training_resume
 
-SCENARIOS = ("fuzz", "garbage", "dropouts", "driver", "recorder", "training", "artifacts")
+SCENARIOS = ("fuzz", "garbage", "dropouts", "driver", "sources", "recorder", "training", "artifacts")
 
 
 def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[Row]:
@@ -34,6 +35,8 @@ def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[
                 rows += dropouts()
             elif name == "driver":
                 rows += driver_faults()
+            elif name == "sources":
+                rows += sources_faults()
             elif name == "recorder":
                 rows += recorder_faults(work / "recorder")
             elif name == "training":
