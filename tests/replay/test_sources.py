@@ -55,7 +55,10 @@ def test_the_timeline_names_each_topics_publishers_then_only_what_changed_markin
 
 
 def test_a_bag_without_sources_has_no_timeline(tmp_path: Path) -> None:
-    bag = EpisodeBag(tmp_path / "old", {})
-    bag.add_topic("/joint_states", "sensor_msgs/msg/JointState")
+    store, bag = typestore(), EpisodeBag(tmp_path / "old", {})
+    bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")  # (rosbags reads every topic when asked for none)
+    vector = store.types["geometry_msgs/msg/Vector3"](0.0, 0.0, 0.0)
+    twist = store.types["geometry_msgs/msg/Twist"](linear=vector, angular=vector)
+    bag.write("/cmd_vel", S, bytes(store.serialize_cdr(twist, "geometry_msgs/msg/Twist")))
     bag.close()
     assert read_sources(tmp_path / "old") == [] and sources_timeline(tmp_path / "old") == ([], [])
