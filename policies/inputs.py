@@ -159,26 +159,27 @@ def publication_rate(publish_times: Sequence[float]) -> float:
 class _InputLines:
     """One input's side of :class:`BadInputLog`."""
 
-    logged: deque[float]  # when its last lines were logged (at most per_second of them)
+    spacing: float  # the least time between two of its lines
     firsts: deque[tuple[BadInput, float]] = field(default_factory=deque)  # first occurrences not yet logged
     unlogged: dict[Fault, int] = field(default_factory=dict)  # faults counted since its last line
     last_line: float = -math.inf
     last_fault: float = -math.inf
 
     def room(self, now: float) -> bool:
-        if self.logged and now < self.logged[-1]:  # the clock went back: a new time line
-            self.logged.clear()
-        return len(self.logged) < (self.logged.maxlen or 0) or now - self.logged[0] >= 1.0
+        """A line may be logged ``now`` (also when the clock went back: a new time line)."""
+        return not 0.0 <= now - self.last_line < self.spacing
 
 
 class BadInputLog:
     """The WARN lines for bad input, bounded whatever the variety of the sender's garbage: each input
-    (joint state, IMU, /cmd_vel) gets at most ``per_second`` lines in any one second, and every line
-    says how many of that input's faults went unlogged since its previous line, by category.
+    (joint state, IMU, /cmd_vel) gets at most ``per_second`` lines a second, spread (1/per_second s
+    apart at least, so that a log written a little late still shows no more than that in any one
+    second), and every line says how many of that input's faults went unlogged since its previous
+    line, by category.
 
     The first occurrence of each fault category is always logged, with its own text: at once, or,
-    when its input's lines for the second are spent, as that input's next line (saying how long ago
-    it happened). Whatever is left when an input's faults stop goes out from :meth:`flush` (the
+    when its input had a line less than 1/per_second s before, as that input's next line (saying how
+    long ago it happened). Whatever is left when an input's faults stop goes out from :meth:`flush` (the
     controller calls it every control period) once the input has been quiet for ``quiet_s``. So
     every fault is in the log exactly once: as a line, or in a line's count."""
 
@@ -195,7 +196,7 @@ class BadInputLog:
         first of its category)."""
         lines = self._inputs.get(bad.fault.input)
         if lines is None:
-            lines = self._inputs[bad.fault.input] = _InputLines(deque(maxlen=self.per_second))
+            lines = self._inputs[bad.fault.input] = _InputLines(1.0 / self.per_second)
         lines.last_fault = now
         first = bad.fault not in self._seen
         if first:
@@ -243,7 +244,6 @@ class BadInputLog:
             counts = ", ".join(f"{fault} {n}" for fault, n in sorted(lines.unlogged.items(), key=lambda kv: -kv[1]))
             text = (f"not logged since this input's previous line {max(0.0, now - lines.last_line):.2f} s ago: "
                     f"{sum(lines.unlogged.values())} ({counts})")  # fmt: skip
-        lines.logged.append(now)
         lines.last_line = now
         lines.unlogged.clear()
         return text
