@@ -16,7 +16,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -146,13 +146,16 @@ def spin_node(factory: Callable[[], Node], args: list[str] | None = None, drain_
     executor.add_node(node)
     try:
         while not stop.is_set() and not failed(node):
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:  # the node shut its context down (the player at its bag's end)
+                break
         if drain_s > 0:
             _drain(executor, node, drain_s)
     finally:
         exit_if_teardown_hangs()
         node.destroy_node()
-        rclpy.shutdown()
+        rclpy.try_shutdown()  # (or the node did)
     return 1 if failed(node) else 0
 
 

@@ -172,8 +172,9 @@ class InputSources:
 
     def poll(self, now: float) -> float:
         """Once every poll_s (``now``: perf_counter): each topic's publisher count, the names read
-        again where it changed (or where the sequence numbers show a publisher the graph did not);
-        runs of sequence numbers gone quiet forgotten. Returns when the next poll is due."""
+        again where it changed, where a publisher's node is not known yet, or where the sequence
+        numbers show a publisher the graph did not; runs of sequence numbers gone quiet forgotten.
+        Returns when the next poll is due."""
         if now < self._next_poll:
             return self._next_poll
         self._next_poll = now + self.poll_s
@@ -181,8 +182,10 @@ class InputSources:
             with self._lock:
                 tracker.expire(now)
                 known, interleaved = len(tracker.publishers), tracker.interleaved
+                unnamed = any(name.startswith("gid:") for name in tracker.publishers)
             count = self._node.count_publishers(tracker.topic)
-            if count != known or (interleaved and count < 2):
+            # (a new process's endpoints come before its node names: read until the graph has them)
+            if count != known or unnamed or (interleaved and count < 2):
                 self.refresh(label)
         return self._next_poll
 

@@ -44,10 +44,17 @@ class Graph(NodeProcesses):
         self.node.create_subscription(
             JointState, "joint_commands", lambda m: self.commands.append((time.time(), m)), 50
         )
-        self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
+        self._cmd_pub = None  # (made when first used: one nobody drives would be a second /cmd_vel source)
         self.diagnostics: list[tuple[float, dict[str, str]]] = []  # (arrival, the policy node's values)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._last_cmd = 0.0
+
+    @property
+    def cmd_pub(self):
+        """The probe's /cmd_vel publisher (a teleop), made on first use."""
+        if self._cmd_pub is None:
+            self._cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
+        return self._cmd_pub
 
     def _on_diagnostics(self, m: DiagnosticArray) -> None:
         for status in m.status:
