@@ -37,7 +37,9 @@ def write_report(ep: Episode, out: Path, sections: dict[str, str]) -> Path:
         timeline, crowded = [], []
         ep.notes.append(f"the recorded sources could not be read ({exc})")
     if timeline:
-        summary = f"more than one publisher at times on {', '.join(crowded)}" if crowded else "at most one publisher per topic throughout"
+        summary = "at most one publisher per topic throughout"
+        if crowded:
+            summary = f"more than one publisher at times on {', '.join(crowded)}"
         lines += [f"- sources: {summary} (see Sources)"]
         sections = {**sections, "Sources": f"Each recorded topic's publishers ({SOURCES_TOPIC}), seconds from the "
                     "bag's start; `!`: more than one.\n\n```\n" + "\n".join(timeline) + "\n```"}  # fmt: skip
