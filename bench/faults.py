@@ -5,7 +5,8 @@ training runs killed with SIGKILL) with the full counts and prints the reliabili
 status is 0 when every row met its target, else 1. The tests (tests/bench/test_faults.py) run the
 same scenarios.
 
-    python bench/faults.py [--fuzz-messages 10000] [--only fuzz,dropouts,driver,sources,recorder,training,artifacts]
+    python bench/faults.py [--fuzz-messages 10000]
+        [--only fuzz,garbage,dropouts,driver,sources,recorder,training,artifacts]
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trot.policies.inputs import BadInputLog, JointStateCheck, check_imu, publication_rate
+from trot.policies.inputs import BadInput, BadInputLog, Fault, JointStateCheck, check_imu, publication_rate
 from trot.policies.runtime import PolicyRuntime
 from trot.policies.settings import SafetyConfig
 
@@ -142,20 +142,22 @@ class PolicyController:
     ) -> bool:
         """A joint state message (header ``stamp``, received at ``now``); joints matched by name, any order."""
         if len(position) != len(names) or len(velocity) != len(names):
-            return self._bad_input(
-                f"joint state has {len(names)} names, {len(position)} positions, {len(velocity)} velocities", now
-            )
+            fault = Fault.JOINT_STATE_POSITIONS if len(position) != len(names) else Fault.JOINT_STATE_VELOCITIES
+            return self._bad_input(BadInput(fault, f"joint state has {len(names)} names, {len(position)} "
+                                            f"positions, {len(velocity)} velocities"), now)  # fmt: skip
         try:  # (checked once per name order: the runtime caches it)
             order = self.runtime.joint_order(names)
-        except (KeyError, ValueError) as exc:  # missing or duplicated names
-            return self._bad_input(f"joint state: {exc.args[0]}", now)
+        except KeyError as exc:
+            return self._bad_input(BadInput(Fault.JOINT_STATE_MISSING, f"joint state: {exc.args[0]}"), now)
+        except ValueError as exc:
+            return self._bad_input(BadInput(Fault.JOINT_STATE_REPEATED, f"joint state: {exc.args[0]}"), now)
         pos, vel = np.asarray(position, dtype=np.float64)[order], np.asarray(velocity, dtype=np.float64)[order]
         if not self._joint_check.plausible(pos, vel) and (problem := self._joint_check.problem(pos, vel)):
             return self._bad_input(problem, now)
         return self._accept_joint_state(pos, vel, stamp, now)
 
     def _accept_joint_state(self, pos: np.ndarray, vel: np.ndarray, stamp: float, now: float) -> bool:
-        if not self._stamp_ok("joint state", stamp, now):
+        if not self._stamp_ok("joint state", Fault.JOINT_STATE_FUTURE, stamp, now):
             return False
         self.joint_pos[:], self.joint_vel[:] = pos, vel
         self._joints = _Sample(min(stamp, now), True)  # (see _stamp_ok)
@@ -168,9 +170,9 @@ class PolicyController:
         """An IMU sample; ``has_orientation`` False when the driver says it has none (REP 145:
         orientation covariance[0] = -1): the observation needs it."""
         sample = check_imu(quat_wxyz, gyro, has_orientation, self.safety.max_angular_velocity)
-        if isinstance(sample, str):
+        if isinstance(sample, BadInput):
             return self._bad_input(sample, now)
-        if not self._stamp_ok("IMU", stamp, now):
+        if not self._stamp_ok("IMU", Fault.IMU_FUTURE, stamp, now):
             return False
         self.quat[:], self.gyro[:] = sample
         self._imu = _Sample(min(stamp, now), True)  # (see _stamp_ok)
@@ -182,7 +184,7 @@ class PolicyController:
         if not np.isfinite(c).all():
             i = int(np.argmax(~np.isfinite(c)))
             field_name = ("linear.x", "linear.y", "angular.z")[i]
-            return self._bad_input(f"/cmd_vel {field_name} is {c[i]} (NaN or Inf)", now)
+            return self._bad_input(BadInput(Fault.CMD_NON_FINITE, f"/cmd_vel {field_name} is {c[i]} (NaN or Inf)"), now)
         self.cmd[:] = np.clip(c, self.cmd_lo, self.cmd_hi)
         self._cmd = _Sample(now, True)
         return True
@@ -192,17 +194,17 @@ class PolicyController:
         few: the middleware keeps a short queue): their rate detects a flood."""
         rate = publication_rate(publish_times)
         self._flooded_ticks = self._flooded_ticks + 1 if rate > self.safety.max_cmd_rate_hz else 0
-        if self._flooded_ticks >= 2:  # (every period it lasts: a restart during it damps again; logged once a second)
-            self._bad_input(f"/cmd_vel flood: published at {rate:.0f} Hz, above max_cmd_rate_hz "
-                            f"{self.safety.max_cmd_rate_hz:g}", now)  # fmt: skip
+        if self._flooded_ticks >= 2:  # (every period it lasts: a restart during it damps again; the log is bounded)
+            self._bad_input(BadInput(Fault.CMD_FLOOD, f"/cmd_vel flood: published at {rate:.0f} Hz, above "
+                                     f"max_cmd_rate_hz {self.safety.max_cmd_rate_hz:g}"), now)  # fmt: skip
 
-    def _stamp_ok(self, what: str, stamp: float, now: float) -> bool:
+    def _stamp_ok(self, what: str, future: Fault, stamp: float, now: float) -> bool:
         """Future stamps are a broken clock (-> DAMPING); too-old samples are dropped, and if no
         fresh one follows, the watchdog damps. A stamp a little ahead (a driver's clock, within
         stale_periods) counts as received now: it must not keep the sample fresh for longer."""
         limit = self.safety.stale_periods * self.period
         if stamp > now + limit:
-            return self._bad_input(f"{what} stamped {stamp - now:.3f} s in the future", now)
+            return self._bad_input(BadInput(future, f"{what} stamped {stamp - now:.3f} s in the future"), now)
         if stamp < now - limit:
             self.stats.stale_dropped += 1
             if now - self._last_drop_log >= 1.0:  # at most one line a second: logging must not add lag
@@ -224,17 +226,18 @@ class PolicyController:
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
             self._transition(Mode.DAMPING, f"clock jumped by {delta_s:+.3f} s", now)
 
-    def reject(self, reason: str, now: float) -> bool:
-        """Input the node could not even decode (malformed bytes): a fault like any other bad input."""
-        return self._bad_input(reason, now)
+    def reject(self, fault: Fault, reason: str, now: float) -> bool:
+        """Input the node could not even decode (malformed bytes), of category ``fault``: a fault
+        like any other bad input."""
+        return self._bad_input(BadInput(fault, reason), now)
 
-    def _bad_input(self, reason: str, now: float) -> bool:
-        """Count it, damp, and log it (each kind at most once a second: BadInputLog)."""
+    def _bad_input(self, bad: BadInput, now: float) -> bool:
+        """Count it, damp, and log it (a few lines a second per input, every fault counted: BadInputLog)."""
         self.stats.bad_inputs += 1
-        if (line := self._bad_input_log.line(reason, now)) is not None:
+        if (line := self._bad_input_log.line(bad, now)) is not None:
             self.warn(line)
         if self.mode in (Mode.STANDUP, Mode.RUNNING):
-            self._transition(Mode.DAMPING, f"bad input: {reason}", now)
+            self._transition(Mode.DAMPING, f"bad input: {bad}", now)
         return False
 
     # ------------------------------------------------------------------ transitions
@@ -317,6 +320,9 @@ class PolicyController:
 
     def tick(self, now: float) -> JointCommand | None:
         """One control period: the command to send, or None in PASSIVE."""
+        if self._bad_input_log.pending:  # bad-input lines held back by the log's rate (BadInputLog.flush)
+            for line in self._bad_input_log.flush(now):
+                self.warn(line)
         if self.mode in (Mode.STANDUP, Mode.RUNNING) and not self.fresh(now):
             self.stats.watchdog_trips += 1
             ages = ", ".join(f"{what} {now - sample.stamp:.3f} s old" if sample.ok else f"no {what}"

@@ -223,6 +223,8 @@ def read_messages(
     with Reader(Path(path)) as reader:
         connections = [c for c in reader.connections if (topics is None or c.topic in topics)
                        and (msgtypes is None or c.msgtype in msgtypes)]  # fmt: skip
+        if not connections:  # (rosbags reads every connection when given none)
+            return
         if any(c.msgtype not in _jazzy_types for c in connections):  # this bag's own definitions, not
             store = get_typestore(Stores.ROS2_JAZZY)  # another's of the same name (an SDK update)
             _learn_types(connections, store)

@@ -11,6 +11,7 @@ from trot.replay.episode import TOPIC_TYPES, Episode, ReplayError, load_episode
 from trot.replay.plots import plot_episode, resim_plot, shadow_plot
 from trot.replay.resim import resim
 from trot.replay.shadow import shadow
+from trot.replay.sources import SOURCES_TOPIC, sources_timeline
 from trot.replay.video import render_video
 
 
@@ -30,6 +31,18 @@ def write_report(ep: Episode, out: Path, sections: dict[str, str]) -> Path:
             f"{safety['joint_limit_margin']} rad, standup_s {safety['standup_s']}, realtime_priority "
             f"{node['realtime_priority']}, use_sim_time {params['use_sim_time']} (all of it: trot_policy/parameters)"
         ]
+    try:
+        timeline, crowded = sources_timeline(ep.path)
+    except Exception as exc:  # (a damaged bag: the rest of the report stands)
+        timeline, crowded = [], []
+        ep.notes.append(f"the recorded sources could not be read ({exc})")
+    if timeline:
+        summary = "at most one publisher per topic throughout"
+        if crowded:
+            summary = f"more than one publisher at times on {', '.join(crowded)}"
+        lines += [f"- sources: {summary} (see Sources)"]
+        sections = {**sections, "Sources": f"Each recorded topic's publishers ({SOURCES_TOPIC}), seconds from the "
+                    "bag's start; `!`: more than one.\n\n```\n" + "\n".join(timeline) + "\n```"}  # fmt: skip
     for title, body in sections.items():
         lines += ["", f"## {title}", "", body]
     if ep.notes:

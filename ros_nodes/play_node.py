@@ -22,6 +22,7 @@ from rclpy.qos import QoSProfile
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
+from trot.replay.sources import SOURCES_TOPIC
 from trot.ros_nodes.params import declare, doc, spin_node
 from trot.ros_nodes.recorder_node import message_class
 
@@ -63,6 +64,7 @@ class PlayNode(Node):
         # here means the topic in this node's namespace, so one exclude list serves every namespace
         topics, exclude = ({self.resolve_topic_name(t, only_expand=True) for t in names}  # (not remapped: the
                            for names in (p.topics, p.exclude))  # bag's names are as recorded)  # fmt: skip
+        exclude.add(SOURCES_TOPIC)  # the recorder's notes on who published, not a topic to publish
         self.connections = [c for c in self.reader.connections
                             if (not topics or c.topic in topics) and c.topic not in exclude]  # fmt: skip
         self.publishers_ = {c.topic: self.create_publisher(message_class(c.msgtype), c.topic, QoSProfile(depth=100))

@@ -26,6 +26,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Imu, JointState
 
 from trot.policies.controller import PolicyController
+from trot.policies.inputs import Fault
 from trot.ros_nodes import realtime
 from trot.ros_nodes.cdr import CdrError, JointStateReader, read_imu
 from trot.ros_nodes.sources import InputSources
@@ -132,7 +133,7 @@ class PolicyInputs:
         except CdrError as exc:
             if (controller := node.controller) is not None:
                 with node.lock:
-                    controller.reject(f"joint state: {exc}", self.input_now())
+                    controller.reject(Fault.JOINT_STATE_UNDECODABLE, f"joint state: {exc}", self.input_now())
             return
         self.seen_joint_names = msg.names
         self._last_joint_state = data
@@ -168,7 +169,7 @@ class PolicyInputs:
             msg = read_imu(data)
         except CdrError as exc:
             with node.lock:
-                controller.reject(f"IMU: {exc}", now)
+                controller.reject(Fault.IMU_UNDECODABLE, f"IMU: {exc}", now)
             return
         with node.lock:
             controller.set_imu(msg.quat_wxyz, msg.angular_velocity, msg.stamp or now, now,

@@ -5,6 +5,11 @@ topic's type from the graph as soon as a publisher appears, stamps each message 
 middleware received it (the node clock with use_sim_time), like ``ros2 bag record``. ~/split
 (std_srvs/Trigger) ends the episode's bag and starts the next. SIGINT/SIGTERM close the bag
 cleanly; after a SIGKILL, ``trot bag recover BAG`` restores all but the last ``flush_period_s``.
+
+Which publisher each message came from: rclpy gives no publisher identity per message, so the bag's
+``/trot/sources`` topic holds each recorded topic's publishers (node names, from the graph) at every
+episode start and whenever they change, and the topics whose publication sequence numbers show two
+publishers at once (:mod:`trot.replay.sources`): a replay shows when a second source appeared.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib
 import itertools
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +31,18 @@ from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import WriterError
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from trot.policies.settings import above, unsound
 from trot.replay.bag import EpisodeBag, register_type
+from trot.replay.sources import SOURCES_TOPIC, SOURCES_TYPE, encode
 from trot.ros_nodes.params import declare, doc, fail, spin_node
+from trot.ros_nodes.sources import SourceTracker, publisher_names
+
+SOURCES_POLL_S = 0.05  # how often the graph's publishers of the recorded topics are looked at
 
 # relative names follow the node's namespace (two robots side by side); /diagnostics is global by convention
 DEFAULT_TOPICS = [
@@ -95,6 +107,13 @@ class RecorderNode(Node):
         self._latched: dict[str, bytes | None] = {}  # transient-local topics: their last message
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self._last_stamp = 0  # ns: the newest log time written
+        # the recorded topics' sources (written to SOURCES_TOPIC): the graph's publishers, polled
+        # (a count per topic is microseconds; the names are read when it changes, and once a second
+        # in case one publisher replaced another), and per message the sequence numbers (intake thread)
+        self._topic_publishers: dict[str, list[str]] = {topic: [] for topic in self.topics}
+        self._interleaved: set[str] = set()
+        self._trackers: dict[str, SourceTracker] = {}  # the intake thread's
+        self._source_polls = 0
         # The recorded topics' subscriptions live on a companion node that no executor waits on:
         # one thread waits on them all and takes every message that is in at each wake-up. rclpy's
         # executor rebuilds its wait set and runs its task machinery per message; at ~800 messages
@@ -110,6 +129,7 @@ class RecorderNode(Node):
         self._open_bag()
         self._discover()
         self._discovery = self.create_timer(0.2, self._discover)
+        self._sources_timer = self.create_timer(SOURCES_POLL_S, self._poll_sources)
         self._flush_timer = self.create_timer(self.params.flush_period_s, self._flush)
         self.create_service(Trigger, "~/split", self._srv_split)
         self._intake_thread = threading.Thread(target=self._serve_intake, name="trot_recorder_intake", daemon=True)
@@ -149,7 +169,7 @@ class RecorderNode(Node):
             self.bag = None
             self.get_logger().error(f"cannot open bag {path}: {exc}; not recording episode {self.episode}")
             return
-        for topic, type_name in self.types.items():
+        for topic, type_name in (*self.types.items(), (SOURCES_TOPIC, SOURCES_TYPE)):
             bag.add_topic(topic, type_name)
         now = self.get_clock().now().nanoseconds
         if not self._sim_time:  # (reception stamps that follow must not go back before it)
@@ -157,6 +177,7 @@ class RecorderNode(Node):
         for topic, raw in self._latched.items():  # a latched topic's last message opens every episode
             if raw is not None:
                 bag.write(topic, now, raw)
+        bag.write(SOURCES_TOPIC, now, self._sources_message())  # (and so do the sources)
         self.bag = bag
         self.bags.append(path)
         self.get_logger().info(f"recording episode {self.episode} to {path}")
@@ -184,6 +205,36 @@ class RecorderNode(Node):
                 sub = self._intake.create_subscription(message_class(type_name), topic, lambda raw: None, qos, raw=True)
                 self._intake_topics[sub] = topic
                 self._intake_wake.trigger()  # (the intake thread waits on the new one too)
+
+    def _sources_message(self) -> bytes:
+        return serialize_message(String(data=encode(self._topic_publishers, sorted(self._interleaved))))
+
+    def _write_sources(self, stamp: int | None = None) -> None:
+        """The sources now (with the lock held), at ``stamp`` (default: the node clock's now)."""
+        now = self.get_clock().now().nanoseconds if stamp is None else stamp
+        if not self._sim_time:
+            now = self._last_stamp = max(now, self._last_stamp)
+        if self.bag is not None:
+            self.bag.write(SOURCES_TOPIC, now, self._sources_message())
+
+    def _poll_sources(self) -> None:
+        """Each recorded topic's publishers from the graph; written when they changed."""
+        self._source_polls += 1
+        every_second = self._source_polls % round(1.0 / SOURCES_POLL_S) == 0
+        changed = {}
+        for topic, known in self._topic_publishers.items():
+            # (a publisher whose node the graph does not know yet is named by its gid: looked at again)
+            looked = (
+                every_second or self.count_publishers(topic) != len(known) or any(n.startswith("gid:") for n in known)
+            )
+            if looked and (names := publisher_names(self, topic)) != known:
+                changed[topic] = names
+        if changed:
+            with self._lock:
+                self._topic_publishers.update(changed)
+                self._write_sources()
+            for topic, names in changed.items():
+                self.get_logger().info(f"{topic}: publishers now {', '.join(names) or 'none'}")
 
     def _serve_intake(self) -> None:
         try:
@@ -242,6 +293,7 @@ class RecorderNode(Node):
         self.received += 1
         received = (info or {}).get("received_timestamp", 0) if not self._sim_time else 0
         now = received or self.get_clock().now().nanoseconds
+        interleaved = self._interleaving(topic, info)
         with self._lock:
             if received:  # in order: two topics' receptions can cross by a hair, a bag's log times may not
                 now = self._last_stamp = max(now, self._last_stamp)
@@ -249,6 +301,22 @@ class RecorderNode(Node):
                 self._latched[topic] = raw
             if self.bag is not None:
                 self.bag.write(topic, now, raw)
+            if interleaved is not None:
+                (self._interleaved.add if interleaved else self._interleaved.discard)(topic)
+                self._write_sources(now)
+
+    def _interleaving(self, topic: str, info: dict | None) -> bool | None:
+        """Whether ``topic``'s sequence numbers show two publishers at once now, if that changed
+        with this message (else None). The middleware numbers each publisher's messages; 0 or
+        missing: it does not (nothing is learnt)."""
+        if not (sequence := (info or {}).get("publication_sequence_number")):
+            return None
+        tracker = self._trackers.get(topic)
+        if tracker is None:
+            tracker = self._trackers[topic] = SourceTracker(topic)
+        before = tracker.interleaved
+        now = tracker.message(sequence, time.monotonic())
+        return now if now is not before else None
 
     def _write_failed(self, message: str) -> None:
         self.get_logger().error(message)

@@ -174,6 +174,7 @@ def bag_cmd(argv: list[str]) -> int:
         print("usage: trot bag {info,recover} BAG", file=sys.stderr)
         return 2
     from trot.replay.bag import read_metadata, recover, topic_counts
+    from trot.replay.sources import SOURCES_TOPIC, sources_timeline
 
     action, bag = argv[0], Path(argv[1])
     try:
@@ -185,6 +186,10 @@ def bag_cmd(argv: list[str]) -> int:
         print(f"{key}: {value}")
     for topic, n in counts.items():
         print(f"{topic:<24} {n:>8} messages")
+    if action == "info" and (lines := sources_timeline(bag)[0]):
+        print(f"sources ({SOURCES_TOPIC}: each topic's publishers from the bag's start, then each change; "
+              "! more than one):")  # fmt: skip
+        print("\n".join(lines))
     return 0
 
 

@@ -9,8 +9,10 @@ import pytest
 from onnx import numpy_helper
 
 from trot.policies.controller import Mode, PolicyController
+from trot.policies.inputs import Fault
 from trot.policies.runtime import PolicyRuntime
 from trot.policies.settings import SafetyConfig
+from trot.testing.faults.log_lines import parse
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies" / "go2_flat"
 T = 0.02
@@ -141,25 +143,36 @@ def test_bad_input_damps_and_is_logged(bad) -> None:
     assert np.array_equal(c.joint_pos, c.default), "a rejected sample must not reach the state"
 
 
-def test_bad_input_log_lines_name_the_field_and_a_flood_is_logged_once_a_second() -> None:
+def test_bad_input_log_lines_name_the_field_and_category_and_a_flood_of_them_is_bounded() -> None:
     warnings: list[str] = []
     c = PolicyController(PolicyRuntime(SHIPPED), SafetyConfig(standup_s=0.0), log=lambda m: None, warn=warnings.append)
     names, pos = list(c.names), list(c.default)
     c.set_joint_state(names, pos, [0.0] * 5 + [np.inf] + [0.0] * 6, stamp=0.0, now=0.0)
     c.set_imu([1.0, 0, 0, 0], [0, np.nan, 0], stamp=0.0, now=0.0)
-    c.set_imu([0.5, 0, 0, 0], [0, 0, 0], stamp=0.0, now=0.0)
+    c.set_imu([0.5, 0, 0, 0], [0, 0, 0], stamp=0.4, now=0.4)  # (an input's lines are 1/3 s apart)
     c.set_command(0.1, 0.0, np.inf, now=0.0)
     assert warnings == [
-        f"bad input: joint state {names[5]} velocity is inf (NaN or Inf; 1 of 12 joints)",
-        "bad input: IMU angular_velocity [0.0, nan, 0.0] is not finite (NaN or Inf)",
-        "bad input: IMU orientation quaternion is not unit length (norm 0.5, accepted 0.9-1.1)",
-        "bad input: /cmd_vel angular.z is inf (NaN or Inf)",
+        f"bad input: joint state {names[5]} velocity is inf (NaN or Inf; 1 of 12 joints) [joint state: NaN or Inf, "
+        "first occurrence]",
+        "bad input: IMU angular_velocity [0.0, nan, 0.0] is not finite (NaN or Inf) [IMU: angular velocity NaN or "
+        "Inf, first occurrence]",
+        "bad input: IMU orientation quaternion is not unit length (norm 0.5, accepted 0.9-1.1) [IMU: non-unit "
+        "quaternion, first occurrence]",
+        "bad input: /cmd_vel angular.z is inf (NaN or Inf) [/cmd_vel: NaN or Inf, first occurrence]",
     ]
     warnings.clear()
     for k in range(400):  # a broken driver: 200 bad samples a second for 2 s, each a little different
-        c.set_joint_state(names, pos[:11] + [10.0 + k], [0.0] * 12, stamp=k * 0.005, now=k * 0.005)
-    assert c.stats.bad_inputs == 404 and len(warnings) == 2, warnings
-    assert warnings[1].endswith("(199 more like it in the last 1.0 s)"), warnings[1]
+        now = 10.0 + k * 0.005
+        c.set_joint_state(names, pos[:11] + [10.0 + k], [0.0] * 12, stamp=now, now=now)
+        if k % 4 == 0:
+            c.tick(now)  # (PASSIVE: no command; the held-back lines go out from here)
+    for k in range(1, 100):
+        c.tick(12.0 + k * 0.02)
+    assert c.stats.bad_inputs == 404 and len(warnings) == 7, warnings  # 1/3 s apart for 2 s, then the rest
+    parsed = [parse(line) for line in warnings]
+    assert sum(p.fault is not None for p in parsed) + sum(sum(p.unlogged.values()) for p in parsed) == 400
+    assert parsed[0].first and parsed[0].fault is Fault.JOINT_STATE_BEYOND_LIMITS
+    assert parsed[-1].fault is None and parsed[-1].unlogged == {Fault.JOINT_STATE_BEYOND_LIMITS: 64}, warnings
 
 
 @pytest.mark.parametrize("action", ["estop", "stop"])
@@ -375,7 +388,10 @@ def test_an_infinite_joint_speed_is_refused_even_with_the_speed_check_off() -> N
     velocity[3] = -np.inf
     assert not c.set_joint_state(list(c.names), list(c.default), velocity, stamp=now, now=now)
     assert c.tick(now).mode is Mode.DAMPING and not np.isinf(c.joint_vel).any()
-    assert warnings[0] == f"bad input: joint state {c.names[3]} velocity is -inf (NaN or Inf; 1 of 12 joints)"
+    assert warnings[0] == (
+        f"bad input: joint state {c.names[3]} velocity is -inf (NaN or Inf; 1 of 12 joints) "
+        "[joint state: NaN or Inf, first occurrence]"
+    )
 
 
 def test_thousands_of_joint_names_with_duplicates_are_refused_in_one_bounded_line() -> None:

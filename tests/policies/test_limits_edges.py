@@ -79,11 +79,13 @@ class Running:
         assert not self.warnings and self.c.stats.bad_inputs == 0
 
     def damped_by(self, now: float, expected_warning: str) -> None:
-        """The tick at ``now`` damps, and the only warnings are ``expected_warning`` and the
-        transition it caused."""
+        """The tick at ``now`` damps, and the only warnings are ``expected_warning`` (tagged with its
+        category, a first occurrence) and the transition it caused."""
         out = self.c.tick(now)
         assert self.c.mode is Mode.DAMPING and out.mode is Mode.DAMPING
-        assert self.warnings[0] == expected_warning, self.warnings
+        assert re.fullmatch(re.escape(expected_warning) + r" \[[^\]]+, first occurrence\]", self.warnings[0]), (
+            self.warnings
+        )
         assert self.warnings[1:] == [f"running -> damping: {expected_warning}"], self.warnings
 
 

@@ -47,6 +47,10 @@ def test_deploy_leaves_a_replay_report_with_video_plots_and_resim(bag: Path) -> 
     assert "Re-simulation" in report
     # what the policy node ran with, from its latched trot_policy/parameters in the bag
     assert "- policy node: 50 Hz (timer), watchdog 25.0 periods, max_target_step 0.25 rad" in report, report
+    # who published, from the recorder's /trot/sources: the robot node alone on its sensor topics
+    assert "- sources: " in report and "## Sources" in report, report
+    timeline = report.split("## Sources")[1]
+    assert "/joint_states: /trot_sim" in timeline and "/joint_states: /trot_sim," not in timeline, timeline
 
 
 #: Re-simulation divergence bounds, about 3x what a sim bag measures (joint RMS 0.0029-0.0044 rad,

@@ -5,6 +5,6 @@ real ROS 2 (rclpy, Fast DDS), real rosbag2 files, real training runs killed with
 test process is the robot side: it streams valid sensor data, injects the faults, and checks every
 command the node publishes. Each scenario returns rows of the reliability table
 (:class:`~trot.testing.faults.table.Row`); ``bench/faults.py`` prints them, and the tests run the
-same functions with smaller counts. One module per area: fuzz, dropouts, driver, recorder,
+same functions with smaller counts. One module per area: fuzz, garbage, dropouts, driver, recorder,
 training, artifacts; :mod:`~trot.testing.faults.suite` runs a chosen set of them.
 """

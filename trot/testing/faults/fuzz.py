@@ -13,7 +13,7 @@ from trot.testing.faults.table import Row
 from trot.testing.graph import threaded_graph
 
 
-def _fuzz_catalogue(p: PolicyUnderTest) -> dict[str, tuple[str, Callable[[np.random.Generator], object], bool]]:
+def fuzz_catalogue(p: PolicyUnderTest) -> dict[str, tuple[str, Callable[[np.random.Generator], object], bool]]:
     """name -> (topic, generator, must_damp). Faults must force DAMPING; the others must not."""
     from trot.policies.settings import SafetyConfig
 
@@ -130,7 +130,7 @@ def fuzz_policy_node(
     rows: list[Row] = []
     with threaded_graph() as r:
         p = PolicyUnderTest(r)
-        catalogue = _fuzz_catalogue(p)
+        catalogue = fuzz_catalogue(p)
         p.ensure_running(timeout=60.0)
         sent, delays, stalls, missed, false_trips, not_held = 0, [], [], [], [], []
         for _ in range(repeats):

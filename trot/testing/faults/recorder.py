@@ -177,7 +177,7 @@ def disk_full(workdir: Path, size_mib: int = 1, force_file_limit: bool = False) 
         log = r.log(index)
         if not tmpfs:
             shutil.copytree(mount, out, dirs_exist_ok=True)
-    match = re.search(r"(\d+) messages written before are safe", log)
+    match = re.search(r"messages written before are safe on disk \(.*'/fault_seq': (\d+)", log)  # (its topic's)
     durable = int(match.group(1)) if match else -1
     bags = [d for d in out.iterdir() if d.is_dir()]
     seqs: list[int] = []

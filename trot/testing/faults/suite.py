@@ -11,12 +11,13 @@ from trot.testing.faults.artifacts import artifact_refusals
 from trot.testing.faults.driver import driver_faults
 from trot.testing.faults.dropouts import dropouts
 from trot.testing.faults.fuzz import fuzz_policy_node
+from trot.testing.faults.garbage import garbage_log
 from trot.testing.faults.recorder import recorder_faults
 from trot.testing.faults.sources import sources_faults
 from trot.testing.faults.table import Row
 from trot.testing.faults.training import training_resume
 
-SCENARIOS = ("fuzz", "dropouts", "driver", "sources", "recorder", "training", "artifacts")
+SCENARIOS = ("fuzz", "garbage", "dropouts", "driver", "sources", "recorder", "training", "artifacts")
 
 
 def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[Row]:
@@ -28,6 +29,8 @@ def run(only: tuple[str, ...] = SCENARIOS, fuzz_messages: int = 10_000) -> list[
             t0 = time.time()
             if name == "fuzz":
                 rows += fuzz_policy_node(messages=fuzz_messages)
+            elif name == "garbage":
+                rows += garbage_log()
             elif name == "dropouts":
                 rows += dropouts()
             elif name == "driver":
