@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from trot.testing.requires import require
 
 rclpy = require("rclpy")
@@ -18,6 +16,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from trot.ros_nodes.sources import publisher_names  # noqa: E402
 from trot.testing.faults.sources import policy_node_sources, two_controllers  # noqa: E402
 from trot.testing.processes import wait  # noqa: E402
+from trot.testing.stalls import judge  # noqa: E402
 
 
 def test_publisher_names_are_fully_qualified_one_per_publisher() -> None:
@@ -40,8 +39,8 @@ def test_publisher_names_are_fully_qualified_one_per_publisher() -> None:
 
 def test_a_second_joint_state_source_refuses_start_and_damps_a_running_node_within_three_periods() -> None:
     """Before ~/start: refused, both sources named. While RUNNING: DAMPING within 3 control periods
-    of its first message (the issue's bound; the median of 3, as the fault bench judges it), both
-    named in the log, held after it is gone until ~/start."""
+    of its first message (every one of 3: >= 95 % within, trot.testing.stalls), both named in the
+    log, held after it is gone until ~/start."""
     rows = policy_node_sources(repeats=3)
     for row in rows:
         print(row)
@@ -49,8 +48,8 @@ def test_a_second_joint_state_source_refuses_start_and_damps_a_running_node_with
     assert len(rows) == 2, rows[2:]  # (a third row: commands outside the limits)
     assert before.ok, before
     assert all(running.data[key] for key in ("held", "named", "refused")) and all(running.data["held"]), running
-    delays = np.asarray(running.data["delays_ms"])
-    assert np.isfinite(delays).all() and np.median(delays) <= 3 * running.data["period_ms"], running
+    verdict = judge(running.data["delays_ms"], running.data["stalls_ms"], 3 * running.data["period_ms"])
+    assert verdict.ok, f"{verdict}\n{running}"
 
 
 def test_two_policy_nodes_on_one_robot_node_are_refused_named_and_the_robot_damps() -> None:

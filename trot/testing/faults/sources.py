@@ -96,7 +96,7 @@ def second_source_while_running(r: ThreadedGraph, p: PolicyUnderTest, repeats: i
     """RUNNING; a second joint-state source starts (publishing at once, not waiting to be matched):
     DAMPING, timed from its first message to the first damping command's stamp (both this host's
     clock); the log names both; DAMPING holds after it is gone, until ~/start."""
-    delays, held, named, refusals, caught_by = [], [], [], [], []
+    delays, stalls, held, named, refusals, caught_by = [], [], [], [], [], []
     robot = "/" + r.node.get_name()
     for _ in range(repeats):
         p.ensure_running(timeout=60.0)
@@ -107,6 +107,7 @@ def second_source_while_running(r: ThreadedGraph, p: PolicyUnderTest, repeats: i
         wait(lambda s=second: s.first_sent is not None, 2.0)
         damped = p.first_damping_after(second.first_sent or time.time(), timeout=3.0)
         delays.append(damped - second.first_sent if damped is not None and second.first_sent else math.inf)
+        stalls.append(p.stall(second.first_sent, damped) if damped is not None and second.first_sent else 0.0)
         time.sleep(0.3)
         refused = r.call_trigger("trot_policy/start")
         refusals.append(refused is not None and not refused.success and _named(refused.message, SECOND, robot))
@@ -118,12 +119,12 @@ def second_source_while_running(r: ThreadedGraph, p: PolicyUnderTest, repeats: i
         caught_by.append("sequence numbers" if "interleaved" in p.log().split("-> damping: more than one")[-1]
                          .splitlines()[0] else "graph")  # fmt: skip
     d, period_ms = np.array(delays) * 1e3, p.period * 1e3
-    ok = bool(np.isfinite(d).all() and np.median(d) <= 3 * period_ms and all(held) and all(named) and all(refusals))
+    ok = bool(np.isfinite(d).all() and d.max() <= 3 * period_ms and all(held) and all(named) and all(refusals))
     return Row("policy node", f"a second joint-state source starts while RUNNING ({repeats}x)",
                f"damping {np.median(d):.0f} ms p50, {d.max():.0f} ms max after its first message; held; named",
                f"<= {3 * period_ms:.0f} ms (3 periods)", ok,
-               {"delays_ms": d.tolist(), "period_ms": period_ms, "held": held, "named": named,
-                "refused": refusals, "caught_by": caught_by})  # fmt: skip
+               {"delays_ms": d.tolist(), "stalls_ms": (np.array(stalls) * 1e3).tolist(), "period_ms": period_ms,
+                "held": held, "named": named, "refused": refusals, "caught_by": caught_by})  # fmt: skip
 
 
 def policy_node_sources(repeats: int = 3) -> list[Row]:
