@@ -59,17 +59,21 @@ def render_video(ep: Episode, path: Path, fps: float = 30.0, workers: int | None
     segments = [str(path.with_name(f".{path.stem}_{i}.mp4")) for i in range(len(chunks))]
     context = multiprocessing.get_context("spawn")  # a fresh GL context per worker
     pool = concurrent.futures.ProcessPoolExecutor(len(chunks), mp_context=context)
-    # Ctrl-C is the parent's to handle: the workers are started with SIGINT ignored, which they keep
-    # across exec (set in their own code, it came after ~0.6 s of imports, with a traceback each before)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-    try:  # (ProcessPoolExecutor starts a worker per submitted task here, none idle yet)
-        futures = [pool.submit(_render_segment, robot_name, chunk, segment, fps)
-                   for chunk, segment in zip(chunks, segments, strict=True)]  # fmt: skip
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+    # Ctrl-C is the parent's to handle: the workers are started with SIGINT blocked, which they keep
+    # across exec (set in their own code, it came after ~0.6 s of imports, with a traceback each
+    # before). Blocked, not ignored, in the parent meanwhile: a Ctrl-C in that window stays pending
+    # and is raised here once the workers have started, instead of being lost.
+    block = threading.current_thread() is threading.main_thread()
+    futures: list[concurrent.futures.Future] = []
     try:
+        if block:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:  # (ProcessPoolExecutor starts a worker per submitted task here, none idle yet)
+            futures = [pool.submit(_render_segment, robot_name, chunk, segment, fps)
+                       for chunk, segment in zip(chunks, segments, strict=True)]  # fmt: skip
+        finally:
+            if block:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for future in futures:
             future.result()
     except BaseException as exc:  # a worker's error, one that died (BrokenProcessPool), or Ctrl-C here

@@ -332,9 +332,10 @@ def test_the_demos_replay_stopped_midway_says_so_and_leaves_no_worker(bag: Path,
         return subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
 
     deadline = time.time() + 60
-    while time.time() < deadline and len(group()) < 3:  # the render workers have started
-        time.sleep(0.05)
-    time.sleep(1.0)
+    while time.time() < deadline and len(group()) < 3:  # the render workers are starting
+        time.sleep(0.01)
+    # Ctrl-C at once: while the workers start (a window in which it was once lost); the others later
+    time.sleep(0.0 if signum == signal.SIGINT else 1.0)
     if signum == signal.SIGKILL:  # one worker (the newest process of the group: not the parent)
         os.kill(max(int(pid) for pid in group() if int(pid) != proc.pid), signal.SIGKILL)
     else:
