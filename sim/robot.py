@@ -60,6 +60,24 @@ class ImuConfig:
 
 
 @dataclass(frozen=True)
+class UnitreeConfig:
+    """Unitree's low-level interface (``rt/lowstate``, ``rt/lowcmd``): which joint each motor slot
+    drives, by joint name, so that the motor order never reaches the policy's joint order."""
+
+    motors: tuple[str, ...]
+    """The joint of each motor slot, slot 0 first (Go2: FR, FL, RR, RL legs; hip, thigh, calf each).
+    Slots past these are unused."""
+    feet: tuple[str, ...] = ()
+    """The foot body of each ``foot_force`` entry, in Unitree's order (Go2: FR, FL, RR, RL)."""
+
+    def __post_init__(self) -> None:
+        if not self.motors:
+            raise ValueError("motors: no motors")
+        if repeated := sorted({n for n in self.motors if self.motors.count(n) > 1}):
+            raise ValueError(f"motors: joints {repeated} drive more than one motor slot")
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """Physics settings of the training simulation."""
 
@@ -104,6 +122,8 @@ class RobotConfig:
     init_base_height: float
     """Base height, m, at which episodes start (feet just touching the ground)."""
     sim: SimConfig = field(default_factory=SimConfig)
+    unitree: UnitreeConfig | None = None
+    """Unitree's low-level interface, on robots that speak it (trot_unitree_bridge)."""
 
     def __post_init__(self) -> None:
         if not self.joints:
@@ -112,6 +132,15 @@ class RobotConfig:
             raise ConfigError(f"robot.action_scale: must be positive, got {self.action_scale}")
         if not self.feet:
             raise ConfigError("robot.feet: no feet")
+        if self.unitree is not None:
+            u = self.unitree
+            if (unknown := [n for n in u.motors if n not in self.joints]) or (
+                missing := [n for n in self.joints if n not in u.motors]
+            ):
+                what = f"joints {unknown} the robot does not have" if unknown else f"no motor for joints {missing}"
+                raise ConfigError(f"robot.unitree.motors: {what} (each joint drives one motor slot, by name)")
+            if unknown := [n for n in u.feet if n not in self.feet]:
+                raise ConfigError(f"robot.unitree.feet: {unknown} are not among the robot's feet {list(self.feet)}")
 
     @property
     def joint_names(self) -> tuple[str, ...]:
