@@ -29,7 +29,8 @@ LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface
 class UnitreeProbe:
     """rt/lowcmd and rt/lowstate as they arrive (``time.time()``, message), and a rt/lowcmd writer."""
 
-    def __init__(self, domain: int | None = None) -> None:
+    def __init__(self, domain: int | None = None, lowstate: bool = True) -> None:
+        """``lowstate=False``: no rt/lowstate reader (500 Hz of deserializing in this process)."""
         self.domain = next_domain() if domain is None else domain
         self._domain = Domain(self.domain, LOOPBACK)
         self.participant = DomainParticipant(self.domain)
@@ -39,7 +40,7 @@ class UnitreeProbe:
             DataReader(self.participant, Topic(self.participant, topic, kind), listener=Listener(
                 on_data_available=lambda reader, out=out: out.extend((time.time(), s) for s in reader.take(64))))
             for topic, kind, out in ((um.LOWCMD_TOPIC, LowCmd_, self.lowcmd),
-                                     (um.LOWSTATE_TOPIC, LowState_, self.lowstate))
+                                     (um.LOWSTATE_TOPIC, LowState_, self.lowstate))[:2 if lowstate else 1]
         ]  # fmt: skip
         self._writer: DataWriter | None = None
 
@@ -55,18 +56,29 @@ class UnitreeProbe:
         return len(getattr(self, what)) >= count
 
 
+STALE_PERIODS = "stale_periods:=10.0"
+"""The policy node's sensor watchdog in the chain: 0.2 s over its default 2 periods (40 ms). Four node
+processes and a probe on this 2-core host (beside whatever else runs) stall a process past 40 ms now
+and then, which trips the watchdog into DAMPING, rightly on a robot, and would end a walk."""
+
+
 def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool = True) -> None:
     """The simulated Go2 board (index 0), the bridge (1) and, with ``policy``, the policy node (2,
-    start_mode auto); returns once the policy runs (a watchdog trip of a stalled machine during its
+    start_mode auto, :data:`STALE_PERIODS`); returns once the policy runs (a watchdog trip during its
     stand-up is answered with ~/start, counted as a restart, as start_robot_and_policy does)."""
     g.start("trot.ros_nodes.unitree_board", f"dds_domain:={unitree_domain}")
     g.start("trot.ros_nodes.unitree_bridge", f"policy_path:={POLICY}", "network_interface:=lo",
             f"dds_domain:={unitree_domain}", *bridge_params)  # fmt: skip
     if not policy:
         return
-    index = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5")
+    index = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
+                    STALE_PERIODS)  # fmt: skip
     assert g.wait_until(lambda: "standup -> " in g.log(index), timeout=40.0), g.log(index) + g.log(1)
     if "standup -> running" not in g.log(index):
         assert "standup -> damping: watchdog" in g.log(index), g.log(index)
         g.restarted("watchdog during the automatic stand-up")
         g.press_start_until_it_runs(index)
+    end = time.time() + 20.0  # and until this probe has discovered the policy's command publisher
+    while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
+        g.spin(0.05)
+    assert g.commands, "the probe never received a joint command"

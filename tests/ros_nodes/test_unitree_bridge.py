@@ -1,0 +1,153 @@
+"""The real Go2 path in simulation: the simulated motor board and the bridge as processes, speaking
+Unitree's low-level interface over CycloneDDS on the loopback interface (a Unitree domain per test),
+and the policy node over ROS 2 (Fast DDS); a CycloneDDS probe in the test process reads rt/lowcmd and
+rt/lowstate and writes rt/lowcmd."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from trot.testing.requires import require
+
+rclpy = require("rclpy")
+require("unitree_sdk2py")
+
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from trot.policies.artifact import read_artifact  # noqa: E402
+from trot.ros_nodes import unitree_map as um  # noqa: E402
+from trot.sim.robot import ROBOTS_DIR, load_robot  # noqa: E402
+from trot.testing import POLICY  # noqa: E402
+from trot.testing.graph import Graph  # noqa: E402
+from trot.testing.unitree import UnitreeProbe, start_chain  # noqa: E402
+
+BRIDGE_TIMEOUT_S = 0.1  # trot_unitree_bridge's command_timeout_s default
+
+
+def _damping(cmd, motors: um.MotorMap) -> bool:
+    """Every mapped motor damped: no position loop, no gain on it."""
+    return not motors.read_command(cmd)[2].any()
+
+
+def test_the_go2_walks_through_the_bridge_which_damps_when_the_policy_dies_as_the_board_does_without_it(
+    graph: Graph,
+) -> None:
+    """Board <-> bridge <-> policy node: the Go2 walks at the commanded speed on the contract's gains,
+    every rt/lowcmd at ~500 Hz with a valid CRC. The policy node SIGKILLed: the bridge holds the last
+    target for its timeout, then damps; the bridge SIGKILLed: the board damps on its own timeout."""
+    probe = UnitreeProbe(lowstate=False)
+    start_chain(graph, probe.domain)
+    _, contract = read_artifact(POLICY)
+    motors = um.MotorMap.of(load_robot("go2"), contract.joint_names)
+    trips = 0
+    for attempt in range(2):  # a stall of this 2-core host past the policy's watchdog damps it, rightly: once more
+        graph.spin(1.0, vx=0.0)
+        t_walk = time.time()
+        # the policy node may discover this probe's /cmd_vel publisher seconds late on a busy host:
+        # the speed is measured from 1 s after the robot responds
+        while time.time() < t_walk + 15.0 and not (graph.odom and graph.odom[-1][1] > 0.25):
+            graph.spin(0.1, vx=0.5)
+        t_respond = time.time()
+        graph.spin(3.5, vx=0.5)
+        if graph.log(2).count("running -> damping: watchdog") == trips:
+            break
+        assert attempt == 0, f"the watchdog damped both walks\n{graph.log(2)[-3000:]}"
+        trips = graph.log(2).count("running -> damping: watchdog")
+        graph.restarted("watchdog during the walk")
+        graph.press_start_until_it_runs(2)
+    t_end = time.time()
+    odom = np.array(graph.odom)
+    walking = odom[odom[:, 0] > t_respond + 1.0]
+    assert len(walking) > 100, f"no odometry while walking\n{graph.log(0)[-2000:]}"
+    logs = f"{graph.log(1)[-2000:]}\n{graph.log(2)[-2000:]}"
+    assert abs(walking[:, 1].mean() - 0.5) <= 0.15, f"forward velocity {walking[:, 1].mean():.3f} m/s\n{logs}"
+    assert walking[:, 2].min() > 0.2, "the robot went down"
+    sent = [m for t, m in probe.lowcmd if t_walk < t < t_end]
+    assert len(sent) >= 0.8 * 500 * (t_end - t_walk), f"{len(sent)} rt/lowcmd in {t_end - t_walk:.1f} s"
+    assert all(um.crc_ok(m) for _, m in probe.lowcmd), "a bridge command fails the CRC check"
+    q, _, kp, kd, _ = motors.read_command(sent[-1])  # the contract's gains, slot by joint name
+    np.testing.assert_allclose(kp, contract.kp, rtol=1e-6)
+    np.testing.assert_allclose(kd, contract.kd, rtol=1e-6)
+    assert (q >= np.array(contract.joint_pos_lower)).all() and (q <= np.array(contract.joint_pos_upper)).all()
+    assert all(m.motor_cmd[s].kp == 0 and m.motor_cmd[s].q > um.POS_STOP_LIMIT for m in sent for s in range(12, 20))
+
+    graph.running_after_any_stall(policy=2)  # (its last command a target, not a watchdog's damping)
+    graph.procs[2].kill()  # the policy node: SIGKILL, no last damping command of its own
+    killed = time.time()
+    graph.spin(0.5)
+    # when the policy node sent its last target (its stamp: the node's wall clock, this host's)
+    last = [m.header.stamp for _, m in graph.commands if len(m.position)][-1]
+    last_target = last.sec + 1e-9 * last.nanosec
+    after = [(t, m) for t, m in probe.lowcmd if t > killed]
+    damped_at = next((t for t, m in after if _damping(m, motors)), None)
+    assert damped_at is not None, f"the bridge never damped\n{graph.log(1)[-2000:]}"
+    # the last target is held for the timeout (not damped at once), then damping within one command
+    # period and the delivery; 0.1 s more for a stall of this loaded 2-core host
+    delay = damped_at - last_target
+    assert BRIDGE_TIMEOUT_S - 0.02 <= delay <= BRIDGE_TIMEOUT_S + 0.1, f"damped {delay:.3f} s after the last target"
+    assert all(_damping(m, motors) for t, m in after if t > damped_at), "damping is held"
+    assert f"damping: no joint command for {BRIDGE_TIMEOUT_S} s" in graph.log(1)
+
+    graph.procs[1].kill()  # the bridge: the board is on its own
+    assert graph.wait_for_log(0, "no valid rt/lowcmd for 0.1 s: motors damped", timeout=5.0), graph.log(0)
+
+
+def test_the_board_drops_a_command_with_a_bad_crc_and_damps_without_valid_ones(graph: Graph) -> None:
+    """Only bad-CRC commands: the board follows none of them and damps on its timeout, logging the
+    bad CRC once; the same command with its CRC right is followed."""
+    probe = UnitreeProbe()
+    board = graph.start("trot.ros_nodes.unitree_board", f"dds_domain:={probe.domain}")
+    assert probe.wait_for("lowstate", 50, timeout=40.0), graph.log(board)
+    robot = load_robot("go2")
+    motors = um.MotorMap.of(robot)
+    hips = [i for i, n in enumerate(robot.joint_names) if "hip" in n]
+    stand = np.array([j.default for j in robot.joints.values()])
+    spread = stand.copy()
+    spread[hips] += 0.4
+
+    def send(q: np.ndarray, good: bool, seconds: float) -> None:
+        cmd = um.stop_command()
+        motors.write_command(cmd, q, np.full(12, 40.0), np.full(12, 1.0), np.zeros(12), np.zeros(12))
+        cmd.crc = um.crc(cmd) ^ (0 if good else 1)
+        end = time.time() + seconds
+        while time.time() < end:
+            probe.write_lowcmd(cmd)
+            time.sleep(0.005)
+
+    def hip_positions() -> np.ndarray:
+        return motors.read(probe.lowstate[-1][1])[0][hips]
+
+    send(stand, True, 1.0)
+    assert np.abs(hip_positions()).max() < 0.2 and "motors follow it" in graph.log(board), graph.log(board)
+    send(spread, False, 0.6)  # (each hip 0.4 rad further: followed, every one would pass 0.25)
+    assert hip_positions().max() < 0.25, f"a bad-CRC target followed: hips at {hip_positions()}"
+    assert graph.wait_for_log(board, "no valid rt/lowcmd for 0.1 s: motors damped", timeout=2.0), graph.log(board)
+    assert graph.log(board).count("bad CRC") == 1, graph.log(board)
+    send(spread, True, 0.6)
+    assert (hip_positions() > 0.25).all(), f"the valid command not followed: hips at {hip_positions()}"
+
+
+def test_a_wrong_motor_map_is_refused_naming_the_joints_and_the_bridge_only_damps(graph: Graph, tmp_path: Path) -> None:
+    """The bridge's robot config swaps the front right thigh and calf motors (the board is a real
+    Go2's): each reads the other's angle, beyond its range; the bridge names both, forwards no joint
+    state (so no policy can start on it) and sends damping only."""
+    data = yaml.safe_load((ROBOTS_DIR / "go2.yaml").read_text())
+    m = data["unitree"]["motors"]
+    m[1], m[2] = m[2], m[1]
+    swapped = tmp_path / "go2_swapped.yaml"
+    swapped.write_text(yaml.safe_dump(data))
+    states: list[JointState] = []
+    graph.node.create_subscription(JointState, "joint_states", states.append, 50)
+    probe = UnitreeProbe(lowstate=False)
+    start_chain(graph, probe.domain, f"robot:={swapped}", policy=False)
+    assert graph.wait_for_log(1, "joints beyond their ranges", timeout=40.0), graph.log(1)
+    refusal = next(line for line in graph.log(1).splitlines() if "joints beyond their ranges" in line)
+    assert "FR_thigh_joint (motor 2) reads" in refusal and "FR_calf_joint (motor 1) reads" in refusal, refusal
+    assert "unitree.motors" in refusal
+    assert probe.wait_for("lowcmd", 200, timeout=10.0)
+    graph.spin(1.0)
+    assert not states, "joint states forwarded from a motor map that reads joints beyond their ranges"
+    motors = um.MotorMap.of(load_robot(str(swapped)))
+    assert all(_damping(m, motors) for _, m in probe.lowcmd[-200:])
