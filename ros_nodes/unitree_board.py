@@ -148,12 +148,17 @@ class UnitreeBoard(Node):
         odom_every = max(1, round(1.0 / (self.params.odom_rate * dt)))
         rtf = self.params.real_time_factor
         deadline, step = time.perf_counter(), 0
+        feet = [0] * len(self._feet)
         while self._running:
+            # one instant: the state, the sensors and the torque the motors apply in it, published as
+            # a board publishes what it measured; then the step integrates under that torque
+            mujoco.mj_step1(self.model, self.data)
             tau = self._torque()
             self.data.qfrc_applied[self.index.dof_adr] = tau
-            mujoco.mj_step(self.model, self.data)
+            self._publish_state(tau, feet)
+            mujoco.mj_step2(self.model, self.data)
+            feet = self._foot_forces()  # (solved in step2: published with the next state)
             step += 1
-            self._publish_state(tau)
             if step % odom_every == 0:
                 self._publish_odom()
             if rtf > 0:
@@ -177,7 +182,7 @@ class UnitreeBoard(Node):
                 force[hit[0]] += wrench[0]
         return [int(min(f, 32767)) for f in force]
 
-    def _publish_state(self, tau: np.ndarray) -> None:
+    def _publish_state(self, tau: np.ndarray, feet: list[int]) -> None:
         d, idx, s = self.data, self.index, self._state
         self.motors.write_state(s, d.qpos[idx.qpos_adr], d.qvel[idx.qvel_adr], tau)
         quat = [float(v) for v in d.sensordata[idx.orientation]]
@@ -186,7 +191,7 @@ class UnitreeBoard(Node):
         imu.gyroscope = [float(v) for v in d.sensordata[idx.gyro]]
         imu.accelerometer = [float(v) for v in d.sensordata[idx.accelerometer]]
         imu.rpy = list(um.rpy(quat))
-        s.foot_force = self._foot_forces()
+        s.foot_force = feet
         s.tick = int(d.time * 1000) & 0xFFFFFFFF
         s.crc = um.crc(s)
         self._lowstate.Write(s)
