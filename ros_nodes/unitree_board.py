@@ -18,7 +18,6 @@ import dataclasses
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
 # isort: off
 from trot.sim.gl import choose_offscreen_gl
@@ -33,30 +32,11 @@ from rclpy.node import Node
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 
-from trot.policies.settings import above, at_least, unsound
 from trot.ros_nodes import unitree_map as um
-from trot.ros_nodes.params import declare, doc, fail, spin_node
+from trot.ros_nodes.params import declare, fail, spin_node
+from trot.ros_nodes.unitree_params import BoardParams
 from trot.sim.robot import load_robot
-from trot.sim.world import DAMPING_KD, compile_model, home_qpos, set_joint_gains
-
-
-@dataclass
-class BoardParams:
-    robot: str = field(default="go2", metadata=doc("shipped robot name or robot YAML path (with a 'unitree' section)"))
-    network_interface: str = field(default="lo", metadata=doc("the interface CycloneDDS serves rt/* on"))
-    dds_domain: int = field(default=1, metadata=doc("CycloneDDS domain of rt/lowstate and rt/lowcmd"))
-    rate: float = field(default=500.0, metadata=doc("Hz of physics steps and rt/lowstate messages"))
-    command_timeout_s: float = field(
-        default=0.1, metadata=doc("no valid rt/lowcmd for this long (or none yet) -> every motor damped")
-    )
-    damping_kd: float = field(default=DAMPING_KD, metadata=doc("N m s/rad of the board's own damping"))
-    real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
-    odom_rate: float = field(default=100.0, metadata=doc("Hz of odom (the base's true state, on ROS)"))
-    odom_topic: str = field(default="odom", metadata=doc("out: nav_msgs/Odometry"))
-
-    def problems(self) -> list[str]:
-        return unsound(self, {"rate": above(0), "odom_rate": above(0), "command_timeout_s": above(0),
-                              "damping_kd": at_least(0), "real_time_factor": at_least(0)})  # fmt: skip
+from trot.sim.world import compile_model, home_qpos, set_joint_gains
 
 
 class UnitreeBoard(Node):

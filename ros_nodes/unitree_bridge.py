@@ -22,7 +22,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -31,12 +30,12 @@ from sensor_msgs.msg import Imu, JointState
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 
-from trot.policies.settings import above, at_least, unsound
 from trot.ros_nodes import unitree_map as um
 from trot.ros_nodes.cdr import JointStateWriter
-from trot.ros_nodes.params import declare, doc, fail, spin_node
+from trot.ros_nodes.params import declare, fail, spin_node
+from trot.ros_nodes.unitree_params import BridgeParams
 from trot.sim.robot import load_robot
-from trot.sim.world import DAMPING_KD, joint_gains
+from trot.sim.world import joint_gains
 
 
 class Target(NamedTuple):
@@ -46,38 +45,6 @@ class Target(NamedTuple):
     dq: np.ndarray
     tau: np.ndarray
     wall_s: float  # time.monotonic() at receipt
-
-
-@dataclass
-class BridgeParams:
-    policy_path: str = field(default="", metadata=doc("the policy artifact: its contract's joints and Kp/Kd"))
-    robot: str = field(
-        default="", metadata=doc("shipped robot name or robot YAML path with a 'unitree' section ('': the policy's)")
-    )
-    network_interface: str = field(
-        default="", metadata=doc("the interface wired to the robot (e.g. enp2s0; lo for the simulated board)")
-    )
-    dds_domain: int = field(default=0, metadata=doc("CycloneDDS domain of rt/lowstate and rt/lowcmd (a Go2: 0)"))
-    rate: float = field(default=500.0, metadata=doc("Hz of rt/lowcmd"))
-    command_timeout_s: float = field(
-        default=0.1, metadata=doc("no joint command for this long -> damping until the next one")
-    )
-    damping_kd: float = field(default=DAMPING_KD, metadata=doc("N m s/rad of damping (kp 0)"))
-    joint_range_margin: float = field(
-        default=0.2, metadata=doc("rad a joint may read beyond its contract range before the bridge damps")
-    )
-    joint_states_topic: str = field(default="joint_states", metadata=doc("out: sensor_msgs/JointState"))
-    imu_topic: str = field(default="imu", metadata=doc("out: sensor_msgs/Imu"))
-    joint_commands_topic: str = field(default="joint_commands", metadata=doc("in: sensor_msgs/JointState targets"))
-
-    def problems(self) -> list[str]:
-        found = unsound(self, {"rate": above(0), "command_timeout_s": above(0), "damping_kd": at_least(0),
-                               "joint_range_margin": at_least(0)})  # fmt: skip
-        if not self.policy_path:
-            found.append("policy_path is empty: the bridge takes the joints and gains from the policy's contract")
-        if not self.network_interface:
-            found.append("network_interface is empty: name the interface wired to the robot (lo: the simulated one)")
-        return found
 
 
 class UnitreeBridge(Node):
