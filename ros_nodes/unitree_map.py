@@ -77,6 +77,7 @@ class MotorMap:
         """For ``joint_names`` (default: the robot's, in its order); each must have a motor slot."""
         if robot.unitree is None:
             raise ValueError(f"robot {robot.name!r} has no 'unitree' section (which joint drives each motor slot)")
+        robot.unitree.check(robot)
         names = tuple(robot.joint_names if joint_names is None else joint_names)
         motors = robot.unitree.motors
         if missing := [n for n in names if n not in motors]:

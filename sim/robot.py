@@ -76,6 +76,17 @@ class UnitreeConfig:
         if repeated := sorted({n for n in self.motors if self.motors.count(n) > 1}):
             raise ValueError(f"motors: joints {repeated} drive more than one motor slot")
 
+    def check(self, robot: RobotConfig) -> None:
+        """Each of the robot's joints drives one motor slot and each foot is one of its feet (checked
+        where the interface is used: a robot trained without it need not keep this section current)."""
+        if (unknown := [n for n in self.motors if n not in robot.joints]) or (
+            missing := [n for n in robot.joints if n not in self.motors]
+        ):
+            what = f"joints {unknown} the robot does not have" if unknown else f"no motor for joints {missing}"
+            raise ConfigError(f"robot.unitree.motors: {what} (each joint drives one motor slot, by name)")
+        if unknown := [n for n in self.feet if n not in robot.feet]:
+            raise ConfigError(f"robot.unitree.feet: {unknown} are not among the robot's feet {list(robot.feet)}")
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -132,15 +143,6 @@ class RobotConfig:
             raise ConfigError(f"robot.action_scale: must be positive, got {self.action_scale}")
         if not self.feet:
             raise ConfigError("robot.feet: no feet")
-        if self.unitree is not None:
-            u = self.unitree
-            if (unknown := [n for n in u.motors if n not in self.joints]) or (
-                missing := [n for n in self.joints if n not in u.motors]
-            ):
-                what = f"joints {unknown} the robot does not have" if unknown else f"no motor for joints {missing}"
-                raise ConfigError(f"robot.unitree.motors: {what} (each joint drives one motor slot, by name)")
-            if unknown := [n for n in u.feet if n not in self.feet]:
-                raise ConfigError(f"robot.unitree.feet: {unknown} are not among the robot's feet {list(self.feet)}")
 
     @property
     def joint_names(self) -> tuple[str, ...]:

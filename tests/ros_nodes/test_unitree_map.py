@@ -65,13 +65,13 @@ def test_a_command_fills_the_mapped_slots_leaves_the_rest_in_stop_mode_and_check
         (lambda m: m.pop(), "no motor for joints ['RL_calf_joint']"),
     ],
 )
-def test_a_robot_config_whose_motor_list_is_not_each_joint_once_is_refused(tmp_path: Path, edit, error) -> None:
+def test_a_motor_list_that_is_not_each_joint_once_is_refused(tmp_path: Path, edit, error) -> None:
     data = yaml.safe_load((ROBOTS_DIR / "go2.yaml").read_text())
     edit(data["unitree"]["motors"])
     file = tmp_path / "go2.yaml"
     file.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"robot\.unitree.*" + error.replace("[", r"\[").replace("]", r"\]")):
-        load_robot(str(file))
+        um.MotorMap.of(load_robot(str(file)))  # (a repeated joint already at load)
 
 
 def test_a_joint_read_beyond_its_range_is_named() -> None:
