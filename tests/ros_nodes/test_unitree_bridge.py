@@ -3,10 +3,12 @@ Unitree's low-level interface over CycloneDDS on the loopback interface (a Unitr
 and the policy node over ROS 2 (Fast DDS); a CycloneDDS probe in the test process reads rt/lowcmd and
 rt/lowstate and writes rt/lowcmd."""
 
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from trot.testing.requires import require
@@ -21,6 +23,7 @@ from trot.ros_nodes import unitree_map as um  # noqa: E402
 from trot.sim.robot import ROBOTS_DIR, load_robot  # noqa: E402
 from trot.testing import POLICY  # noqa: E402
 from trot.testing.graph import Graph  # noqa: E402
+from trot.testing.stalls import StallProbe, longest_gap  # noqa: E402
 from trot.testing.unitree import UnitreeProbe, start_chain  # noqa: E402
 
 BRIDGE_TIMEOUT_S = 0.1  # trot_unitree_bridge's command_timeout_s default
@@ -32,12 +35,14 @@ def _damping(cmd, motors: um.MotorMap) -> bool:
 
 
 def test_the_go2_walks_through_the_bridge_which_damps_when_the_policy_dies_as_the_board_does_without_it(
-    graph: Graph,
+    graph: Graph, request: pytest.FixtureRequest
 ) -> None:
     """Board <-> bridge <-> policy node: the Go2 walks at the commanded speed on the contract's gains,
     every rt/lowcmd at ~500 Hz with a valid CRC. The policy node SIGKILLed: the bridge holds the last
     target for its timeout, then damps; the bridge SIGKILLed: the board damps on its own timeout."""
     probe = UnitreeProbe(lowstate=False)
+    stalls = StallProbe()
+    request.addfinalizer(stalls.close)
     start_chain(graph, probe.domain)
     _, contract = read_artifact(POLICY)
     motors = um.MotorMap.of(load_robot("go2"), contract.joint_names)
@@ -85,13 +90,25 @@ def test_the_go2_walks_through_the_bridge_which_damps_when_the_policy_dies_as_th
     assert damped_at is not None, f"the bridge never damped\n{graph.log(1)[-2000:]}"
     # the last target is held for the timeout (not damped at once), then damping within one command
     # period and the delivery; 0.1 s more for a stall of this loaded 2-core host
-    delay = damped_at - last_target
-    assert BRIDGE_TIMEOUT_S - 0.02 <= delay <= BRIDGE_TIMEOUT_S + 0.1, f"damped {delay:.3f} s after the last target"
+    # bound: the timeout + 50 ms (one 2 ms command period, the delivery), as for the robot node's own
+    # timeout; beyond it only where a stall measured meanwhile covers the excess (trot.testing.stalls):
+    # of this host, or of the bridge's command stream as it arrived here
+    delay, bound = damped_at - last_target, BRIDGE_TIMEOUT_S + 0.05
+    arrivals = [t for t, _ in probe.lowcmd]
+    stall = max(stalls.longest(last_target, damped_at), longest_gap(arrivals, last_target, damped_at, 0.002))
+    assert delay >= BRIDGE_TIMEOUT_S - 0.01, f"damped {delay:.3f} s after the last target: not held for the timeout"
+    assert delay <= bound or delay - bound <= stall, f"damped {delay:.3f} s after the last target (stall {stall:.3f} s)"
     assert all(_damping(m, motors) for t, m in after if t > damped_at), "damping is held"
     assert f"damping: no joint command for {BRIDGE_TIMEOUT_S} s" in graph.log(1)
 
-    graph.procs[1].kill()  # the bridge: the board is on its own
-    assert graph.wait_for_log(0, "no valid rt/lowcmd for 0.1 s: motors damped", timeout=5.0), graph.log(0)
+    graph.procs[1].kill()  # the bridge: the board is on its own (its timeout 0.1 s, same bound and rule)
+    killed = time.time()
+    silence = "no valid rt/lowcmd for 0.1 s: motors damped"
+    assert graph.wait_for_log(0, silence, timeout=5.0), graph.log(0)
+    line = next(x for x in graph.log(0).splitlines() if silence in x)
+    delay = float(re.search(r"\[(\d+\.\d+)\]", line).group(1)) - killed
+    stall = stalls.longest(killed, killed + delay)
+    assert delay >= 0.1 - 0.01 and (delay <= 0.15 or delay - 0.15 <= stall), f"{delay:.3f} s (stall {stall:.3f} s)"
 
 
 def test_the_board_drops_a_command_with_a_bad_crc_and_damps_without_valid_ones(graph: Graph) -> None:
