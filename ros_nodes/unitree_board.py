@@ -4,17 +4,21 @@ The world is trot's one world builder (:mod:`trot.sim.world`, as the robot node'
 board's rate (500 Hz, a Go2's ``rt/lowstate`` rate). Each step it publishes ``rt/lowstate``
 (``unitree_go`` ``LowState_``): motor q, dq and tau_est in the robot config's motor slots
 (``unitree.motors``, by joint name), the IMU quaternion, gyro, accelerometer and rpy, the foot
-contact forces (N, ``unitree.feet`` order), a millisecond tick, and the CRC. It consumes
-``rt/lowcmd`` as the motor board does: a command whose CRC does not match is dropped (counted,
-logged once); each motor gets tau = kp (q* - q) + kd (dq* - dq) + tau_ff within its torque limit,
-a stop position or velocity switching that loop off; with no valid command for ``command_timeout_s``
-(or none yet) every motor is damped (kd ``damping_kd``). The base's true state goes out on ROS as
+contact forces (N, ``unitree.feet`` order), a millisecond tick, and the CRC. It serves the motion
+switcher a Go2 runs (``CheckMode``, ``ReleaseMode``, ``SelectMode``): while a built-in controller
+holds the robot (``sport_mode``, "normal" at start as a Go2 boots) the board keeps the standing pose
+on its own and ignores ``rt/lowcmd``. Released, it consumes ``rt/lowcmd`` as the motor board does: a
+command whose CRC does not match is dropped (counted, logged once); each motor gets
+tau = kp (q* - q) + kd (dq* - dq) + tau_ff within its torque limit, a stop position or velocity
+switching that loop off; with no valid command for ``command_timeout_s`` (or none yet) every motor is
+damped (kd ``damping_kd``). The base's true state goes out on ROS as
 ``odom`` (nav_msgs/Odometry) for tests and plots; a real Go2 has none.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import threading
 import time
@@ -29,14 +33,42 @@ import mujoco
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from unitree_sdk2py.comm.motion_switcher import motion_switcher_api as msw
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
+from unitree_sdk2py.rpc.server import Server
 
 from trot.ros_nodes import unitree_map as um
 from trot.ros_nodes.params import declare, fail, spin_node
 from trot.ros_nodes.unitree_params import BoardParams
 from trot.sim.robot import load_robot
-from trot.sim.world import compile_model, home_qpos, set_joint_gains
+from trot.sim.world import compile_model, home_qpos, joint_gains, set_joint_gains
+
+
+class MotionSwitcher(Server):
+    """The motion switcher service of a Go2, served by the simulated board: which built-in controller
+    holds the robot (``{"name": ...}``, "" when released), release it, select one."""
+
+    def __init__(self, board: UnitreeBoard) -> None:
+        super().__init__(msw.MOTION_SWITCHER_SERVICE_NAME)
+        self._board = board
+
+    def Init(self) -> None:  # (the SDK's names)
+        self._SetApiVersion(msw.MOTION_SWITCHER_API_VERSION)
+        self._RegistHandler(msw.MOTION_SWITCHER_API_ID_CHECK_MODE, self._check, False)
+        self._RegistHandler(msw.MOTION_SWITCHER_API_ID_RELEASE_MODE, self._release, False)
+        self._RegistHandler(msw.MOTION_SWITCHER_API_ID_SELECT_MODE, self._select, False)
+
+    def _check(self, parameter: str) -> tuple[int, str]:
+        return 0, json.dumps({"form": "0", "name": self._board.mode})
+
+    def _release(self, parameter: str) -> tuple[int, str]:
+        self._board.set_mode("")
+        return 0, ""
+
+    def _select(self, parameter: str) -> tuple[int, str]:
+        self._board.set_mode(str(json.loads(parameter or "{}").get("name", "")))
+        return 0, ""
 
 
 class UnitreeBoard(Node):
@@ -66,6 +98,9 @@ class UnitreeBoard(Node):
         self.bad_crc = 0
         self.received = 0
         self._damped: bool | None = None
+        self.mode = p.sport_mode  # the built-in controller holding the robot ("": released)
+        self._stand = np.array([j.default for j in self.robot.joints.values()])
+        self._stand_gains = joint_gains(self.robot)  # (the built-in controller's: the robot config's)
         self._state = um.new_state()
         self._state.head = [0xFE, 0xEF]
         self._state.level_flag = um.LOW_LEVEL
@@ -77,9 +112,13 @@ class UnitreeBoard(Node):
         self._lowstate.Init()
         self._lowcmd = ChannelSubscriber(um.LOWCMD_TOPIC, LowCmd_)
         self._lowcmd.Init(self._on_lowcmd, 0)
+        self._switcher = MotionSwitcher(self)
+        self._switcher.Init()
+        self._switcher.Start()
+        held = self.mode or "no built-in controller"
         self.get_logger().info(f"{self.robot.name} motor board on {p.network_interface!r}, DDS domain "
                                f"{p.dds_domain}: rt/lowstate at {p.rate:g} Hz, damping without rt/lowcmd "
-                               f"for {p.command_timeout_s} s")  # fmt: skip
+                               f"for {p.command_timeout_s} s; held by {held}")  # fmt: skip
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -98,11 +137,24 @@ class UnitreeBoard(Node):
         self.received += 1
         self._command = (values, time.monotonic())
 
+    def set_mode(self, name: str) -> None:
+        """The motion switcher's request: ``name`` holds the robot from now ("": released)."""
+        if name != self.mode:
+            then = "" if name else ": rt/lowcmd drives the motors"
+            self.get_logger().info(f"motion switcher: {name or 'no built-in controller'} holds the robot (was "
+                                   f"{self.mode or 'none'}){then}")  # fmt: skip
+            self._command, self._damped = None, None  # (commands from before do not count)
+            self.mode = name
+
     # ------------------------------------------------------------------ physics
     def _torque(self) -> np.ndarray:
-        """The motors' torque now: the newest command's PD, or damping when there is none fresh."""
+        """The motors' torque now: the built-in controller's standing pose while it holds the robot,
+        else the newest command's PD, or damping when there is none fresh."""
         d, idx = self.data, self.index
         q, dq = d.qpos[idx.qpos_adr], d.qvel[idx.qvel_adr]
+        if self.mode:
+            kp, kd = self._stand_gains
+            return np.clip(kp * (self._stand - q) - kd * dq, -self._limit, self._limit)
         command = self._command  # (one read: the listener may swap in the next one meanwhile)
         damped = command is None or time.monotonic() - command[1] > self.params.command_timeout_s
         if damped != self._damped:

@@ -13,8 +13,12 @@ Damping (kp 0, kd ``damping_kd``, no torque) is sent for a command without posit
 bridge cannot map (a missing joint, lengths that differ, a non-finite number: refused, naming why),
 before the first command, when commands stop for ``command_timeout_s``, and while a joint reads
 beyond its range by more than ``joint_range_margin`` (then no joint state is forwarded either: a
-wrong ``unitree.motors`` reads a thigh at a calf's angle). Not yet here: the motion switcher
-(releasing the sport controller) and the wireless remote (docs/ros/unitree.md).
+wrong ``unitree.motors`` reads a thigh at a calf's angle).
+
+Nothing is sent, and no joint state forwarded, until the robot's motion switcher says that no
+built-in controller holds the robot: the bridge asks it every ``mode_check_period_s``, releases the
+one it names (``release_sport_mode``) or refuses, naming it, and stops commanding whenever one holds
+the robot again or the switcher does not answer. Not yet here: the wireless remote (docs/ros/unitree.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
+from unitree_sdk2py.comm.motion_switcher.motion_switcher_client import MotionSwitcherClient
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 
@@ -79,6 +84,9 @@ class UnitreeBridge(Node):
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._target: Target | None = None
         self._implausible = False  # a joint reads beyond its range: damping, nothing forwarded
+        self._in_control = False  # the motion switcher names no built-in controller holding the robot
+        self._refusal: str | None = None  # why not, as last logged
+        self._stop = threading.Event()
         self._mode: str | None = None  # what the writer sends: "pd" or why it damps
         self.states = self.bad_crc = self.commands = 0
         self.pub_js = self.create_publisher(JointState, p.joint_states_topic, 10)
@@ -96,9 +104,57 @@ class UnitreeBridge(Node):
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
+
+    # ------------------------------------------------------------------ who holds the robot
+    def _supervise(self) -> None:
+        """Ask the motion switcher which built-in controller holds the robot, every mode_check_period_s."""
+        client = MotionSwitcherClient()
+        client.SetTimeout(3.0)
+        client.Init()
+        while not self._stop.is_set():
+            try:
+                released = self._check_mode(client)
+            except Exception as exc:  # (the SDK's RPC raising: as good as no answer)
+                released = self._refuse_control(f"asking the motion switcher failed: {exc!r}")
+            self._stop.wait(1.0 if released else self.params.mode_check_period_s)
+
+    def _check_mode(self, client: MotionSwitcherClient) -> bool:
+        """One ask (and release); returns whether a release was requested (ask again soon)."""
+        code, result = client.CheckMode()
+        if code != 0 or not isinstance(result, dict):
+            p = self.params
+            self._refuse_control(f"the robot's motion switcher did not answer (code {code}): is the robot on "
+                                 f"{p.network_interface!r}, DDS domain {p.dds_domain}?")  # fmt: skip
+            return False
+        holder = str(result.get("name", ""))
+        if not holder:
+            if not self._in_control:
+                self.get_logger().info("no built-in controller holds the robot: rt/lowcmd from here on")
+                self._in_control, self._refusal = True, None
+            return False
+        if self.params.release_sport_mode:
+            self._refuse_control(f"the robot's built-in controller {holder!r} holds it: releasing it (motion "
+                                 "switcher)", error=False)  # fmt: skip
+            client.ReleaseMode()
+            return True
+        self._refuse_control(f"the robot's built-in controller {holder!r} holds it and release_sport_mode is false: "
+                             "release it (Unitree's app) to command")  # fmt: skip
+        return False
+
+    def _refuse_control(self, why: str, error: bool = True) -> bool:
+        """Stop commanding (nothing sent, nothing forwarded), logging ``why`` when it is news."""
+        self._in_control = False
+        if why != self._refusal:
+            (self.get_logger().error if error else self.get_logger().info)(f"not commanding: {why}")
+            self._refusal = why
+        return False
 
     # ------------------------------------------------------------------ rt/lowstate -> joint_states, imu
     def _on_lowstate(self, state: LowState_) -> None:
+        if not self._in_control:  # (no policy is to start on a robot the bridge cannot command)
+            return
         if not um.crc_ok(state):
             self.bad_crc += 1
             if self.bad_crc == 1:
@@ -167,7 +223,8 @@ class UnitreeBridge(Node):
             period = 1.0 / self.params.rate
             deadline = time.perf_counter()
             while self._running:
-                self._write()
+                if self._in_control:
+                    self._write()
                 deadline += period  # absolute deadlines: no drift
                 delay = deadline - time.perf_counter()
                 if delay > 0:
@@ -211,9 +268,11 @@ class UnitreeBridge(Node):
         """Stop the loop; damping is the last rt/lowcmd (until the robot's own timeout takes over)."""
         if self._running:
             self._running = False
+            self._stop.set()
             self._thread.join(timeout=2.0)
-            self._write("the bridge stops")
-            time.sleep(0.05)  # (a reliable writer destroyed right after a write can lose it)
+            if self._in_control:
+                self._write("the bridge stops")
+                time.sleep(0.05)  # (a reliable writer destroyed right after a write can lose it)
             self.get_logger().info(f"{self.states} rt/lowstate forwarded, {self.bad_crc} with a bad CRC dropped")
         super().destroy_node()
 

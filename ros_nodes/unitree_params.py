@@ -26,6 +26,16 @@ class BridgeParams:
         default=0.1, metadata=doc("no joint command for this long -> damping until the next one")
     )
     damping_kd: float = field(default=DAMPING_KD, metadata=doc("N m s/rad of damping (kp 0)"))
+    release_sport_mode: bool = field(
+        default=True,
+        metadata=doc(
+            "ask the robot's motion switcher to release its built-in controller before commanding (a standing "
+            "Go2 can drop: lie it down or hang it first); false: refuse to command while one holds the robot"
+        ),
+    )
+    mode_check_period_s: float = field(
+        default=1.0, metadata=doc("s between two asks of the motion switcher which controller holds the robot")
+    )
     joint_range_margin: float = field(
         default=0.2, metadata=doc("rad a joint may read beyond its contract range before the bridge damps")
     )
@@ -35,7 +45,7 @@ class BridgeParams:
 
     def problems(self) -> list[str]:
         found = unsound(self, {"rate": above(0), "command_timeout_s": above(0), "damping_kd": at_least(0),
-                               "joint_range_margin": at_least(0)})  # fmt: skip
+                               "joint_range_margin": at_least(0), "mode_check_period_s": above(0)})  # fmt: skip
         if not self.policy_path:
             found.append("policy_path is empty: the bridge takes the joints and gains from the policy's contract")
         if not self.network_interface:
@@ -53,6 +63,13 @@ class BoardParams:
         default=0.1, metadata=doc("no valid rt/lowcmd for this long (or none yet) -> every motor damped")
     )
     damping_kd: float = field(default=DAMPING_KD, metadata=doc("N m s/rad of the board's own damping"))
+    sport_mode: str = field(
+        default="normal",
+        metadata=doc(
+            "the built-in controller holding the robot at start, as a Go2 boots ('' = released): it keeps "
+            "the standing pose and rt/lowcmd is ignored until the motion switcher releases it"
+        ),
+    )
     real_time_factor: float = field(default=1.0, metadata=doc("1 = real time; 0 = as fast as possible"))
     odom_rate: float = field(default=100.0, metadata=doc("Hz of odom (the base's true state, on ROS)"))
     odom_topic: str = field(default="odom", metadata=doc("out: nav_msgs/Odometry"))

@@ -63,6 +63,9 @@ def test_the_go2_walks_through_the_bridge_which_damps_when_the_policy_dies_as_th
         graph.restarted("watchdog during the walk")
         graph.press_start_until_it_runs(2)
     t_end = time.time()
+    # the board booted held by its built-in controller, as a Go2 does: the bridge released it first
+    assert "built-in controller 'normal' holds it: releasing it" in graph.log(1), graph.log(1)
+    assert "no built-in controller holds the robot (was normal)" in graph.log(0), graph.log(0)
     odom = np.array(graph.odom)
     walking = odom[odom[:, 0] > t_respond + 1.0]
     assert len(walking) > 100, f"no odometry while walking\n{graph.log(0)[-2000:]}"
@@ -115,7 +118,7 @@ def test_the_board_drops_a_command_with_a_bad_crc_and_damps_without_valid_ones(g
     """Only bad-CRC commands: the board applies none of them (its torques are its own damping's) and
     damps on its timeout, logging the bad CRC once; the same command with its CRC right is applied."""
     probe = UnitreeProbe()
-    board = graph.start("trot.ros_nodes.unitree_board", f"dds_domain:={probe.domain}")
+    board = graph.start("trot.ros_nodes.unitree_board", f"dds_domain:={probe.domain}", "sport_mode:=''")  # released
     assert probe.wait_for("lowstate", 50, timeout=40.0), graph.log(board)
     robot = load_robot("go2")
     motors = um.MotorMap.of(robot)
@@ -170,3 +173,17 @@ def test_a_wrong_motor_map_is_refused_naming_the_joints_and_the_bridge_only_damp
     assert not states, "joint states forwarded from a motor map that reads joints beyond their ranges"
     motors = um.MotorMap.of(load_robot(str(swapped)))
     assert all(_damping(m, motors) for _, m in probe.lowcmd[-200:])
+
+
+def test_while_the_robots_built_in_controller_holds_it_the_bridge_refuses_naming_it(graph: Graph) -> None:
+    """release_sport_mode:=false, and the board held by its built-in controller as a Go2 boots: the
+    bridge sends no rt/lowcmd and forwards no joint state, and says which controller holds the robot."""
+    states: list[JointState] = []
+    graph.node.create_subscription(JointState, "joint_states", states.append, 50)
+    probe = UnitreeProbe(lowstate=False)
+    start_chain(graph, probe.domain, "release_sport_mode:=false", policy=False)
+    refusal = "not commanding: the robot's built-in controller 'normal' holds it and release_sport_mode is false"
+    assert graph.wait_for_log(1, refusal, timeout=40.0), graph.log(1)
+    graph.spin(1.5)
+    assert not probe.lowcmd and not states, f"{len(probe.lowcmd)} rt/lowcmd, {len(states)} joint states"
+    assert "holds the robot (was normal)" not in graph.log(0), "released"
