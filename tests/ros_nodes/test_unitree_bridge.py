@@ -187,3 +187,52 @@ def test_while_the_robots_built_in_controller_holds_it_the_bridge_refuses_naming
     graph.spin(1.5)
     assert not probe.lowcmd and not states, f"{len(probe.lowcmd)} rt/lowcmd, {len(states)} joint states"
     assert "holds the robot (was normal)" not in graph.log(0), "released"
+
+
+def test_fuzzed_lowstate_puts_nothing_non_finite_or_beyond_a_limit_on_lowcmd(graph: Graph) -> None:
+    """A second writer on rt/lowstate among the board's states, its CRCs valid: a NaN or a far
+    out-of-range joint position is dropped by the bridge (which damps while it lasts), naming the joint;
+    a NaN quaternion or a 1000 rad/s gyro reaches the policy node, which damps on the bad input. Through
+    it all every rt/lowcmd is finite, its targets within the joint ranges, its gains the contract's or
+    damping's, its torques within the limits."""
+    probe = UnitreeProbe(lowstate=False)
+    start_chain(graph, probe.domain)
+    _, contract = read_artifact(POLICY)
+    motors = um.MotorMap.of(load_robot("go2"), contract.joint_names)
+    calf = motors.slots[contract.joint_names.index("FR_calf_joint")]
+
+    def inject(edit, seconds: float = 0.3) -> None:
+        state = um.new_state()
+        motors.write_state(state, np.array(contract.default_joint_pos), np.zeros(12), np.zeros(12))
+        state.imu_state.quaternion = [1.0, 0.0, 0.0, 0.0]
+        edit(state)
+        state.crc = um.crc(state)
+        end = time.time() + seconds
+        while time.time() < end:
+            probe.write_lowstate(state)
+            graph.spin(0.01)
+
+    graph.running_after_any_stall(policy=2)
+    inject(lambda s: setattr(s.motor_state[calf], "q", float("nan")))
+    inject(lambda s: setattr(s.motor_state[calf], "q", 10.0))
+    refusals = [x for x in graph.log(1).splitlines() if "joints beyond their ranges" in x]
+    assert any("FR_calf_joint (motor 2) reads nan" in x for x in refusals), graph.log(1)
+    assert any("FR_calf_joint (motor 2) reads 10.00" in x for x in refusals), graph.log(1)
+    for bad, edit in (("quaternion", lambda s: setattr(s.imu_state, "quaternion", [float("nan")] * 4)),
+                      ("gyro", lambda s: setattr(s.imu_state, "gyroscope", [1e3, 0.0, 0.0]))):  # fmt: skip
+        if bad == "gyro":  # (the quaternion's damping holds until ~/start)
+            graph.press_start_until_it_runs(2)
+            graph.spin(0.2)
+        graph.running_after_any_stall(policy=2)
+        damped = graph.log(2).count("-> damping: bad input")
+        inject(edit)
+        assert graph.wait_for_log(2, "-> damping: bad input", count=damped + 1, timeout=5.0), f"{bad}\n{graph.log(2)}"
+    graph.spin(0.2)
+    lower, upper = np.array(contract.joint_pos_lower), np.array(contract.joint_pos_upper)
+    limit = np.array(contract.torque_limits)
+    for _, m in probe.lowcmd:
+        q, _, kp, kd, tau = values = motors.read_command(m)
+        assert np.isfinite(values).all()
+        assert (np.allclose(kp, contract.kp) and np.allclose(kd, contract.kd)) or (not kp.any() and (kd == 2.0).all())
+        assert not kp.any() or ((q >= lower) & (q <= upper)).all()
+        assert (np.abs(tau) <= limit).all() and np.isfinite([m.motor_cmd[s].q for s in range(20)]).all()

@@ -42,12 +42,19 @@ class UnitreeProbe:
             for topic, kind, out in ((um.LOWCMD_TOPIC, LowCmd_, self.lowcmd),
                                      (um.LOWSTATE_TOPIC, LowState_, self.lowstate))[:2 if lowstate else 1]
         ]  # fmt: skip
-        self._writer: DataWriter | None = None
+        self._writers: dict[str, DataWriter] = {}
 
     def write_lowcmd(self, cmd: LowCmd_) -> None:
-        if self._writer is None:
-            self._writer = DataWriter(self.participant, Topic(self.participant, um.LOWCMD_TOPIC, LowCmd_))
-        self._writer.write(cmd)
+        self._write(um.LOWCMD_TOPIC, LowCmd_, cmd)
+
+    def write_lowstate(self, state: LowState_) -> None:
+        """A state beside the board's (a second writer, as a faulty or foreign one would be)."""
+        self._write(um.LOWSTATE_TOPIC, LowState_, state)
+
+    def _write(self, topic: str, kind: type, msg: LowCmd_ | LowState_) -> None:
+        if topic not in self._writers:
+            self._writers[topic] = DataWriter(self.participant, Topic(self.participant, topic, kind))
+        self._writers[topic].write(msg)
 
     def wait_for(self, what: str, count: int, timeout: float = 20.0) -> bool:
         end = time.time() + timeout
