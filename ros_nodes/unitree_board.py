@@ -12,7 +12,9 @@ command whose CRC does not match is dropped (counted, logged once); each motor g
 tau = kp (q* - q) + kd (dq* - dq) + tau_ff within its torque limit, a stop position or velocity
 switching that loop off; with no valid command for ``command_timeout_s`` (or none yet) every motor is
 damped (kd ``damping_kd``). The base's true state goes out on ROS as
-``odom`` (nav_msgs/Odometry) for tests and plots; a real Go2 has none.
+``odom`` (nav_msgs/Odometry) for tests and plots; a real Go2 has none. The wireless remote's 40
+bytes in ``rt/lowstate`` are what it was last told on ``~/wireless_remote`` (std_msgs/UInt8MultiArray;
+:func:`trot.ros_nodes.unitree_remote.encode` makes them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import mujoco
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from std_msgs.msg import UInt8MultiArray
 from unitree_sdk2py.comm.motion_switcher import motion_switcher_api as msw
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
@@ -107,6 +110,8 @@ class UnitreeBoard(Node):
         self._odom = Odometry()
         self._odom.header.frame_id, self._odom.child_frame_id = "odom", "base"
         self.pub_odom = self.create_publisher(Odometry, p.odom_topic, 10)
+        self._remote = [0] * 40  # the wireless remote's bytes, as told on ~/wireless_remote
+        self.create_subscription(UInt8MultiArray, "~/wireless_remote", self._on_remote, 10)
         ChannelFactoryInitialize(p.dds_domain, p.network_interface)
         self._lowstate = ChannelPublisher(um.LOWSTATE_TOPIC, LowState_)
         self._lowstate.Init()
@@ -122,6 +127,12 @@ class UnitreeBoard(Node):
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    def _on_remote(self, msg: UInt8MultiArray) -> None:
+        if len(msg.data) != len(self._remote):
+            self.get_logger().warn(f"~/wireless_remote: {len(msg.data)} bytes, not {len(self._remote)}: ignored")
+            return
+        self._remote = list(msg.data)
 
     # ------------------------------------------------------------------ rt/lowcmd
     def _on_lowcmd(self, cmd: LowCmd_) -> None:
@@ -224,6 +235,7 @@ class UnitreeBoard(Node):
         imu.accelerometer = [float(v) for v in d.sensordata[idx.accelerometer]]
         imu.rpy = list(um.rpy(quat))
         s.foot_force = feet
+        s.wireless_remote = self._remote
         s.tick = int(d.time * 1000) & 0xFFFFFFFF
         s.crc = um.crc(s)
         self._lowstate.Write(s)

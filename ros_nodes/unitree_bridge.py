@@ -18,24 +18,35 @@ wrong ``unitree.motors`` reads a thigh at a calf's angle).
 Nothing is sent, and no joint state forwarded, until the robot's motion switcher says that no
 built-in controller holds the robot: the bridge asks it every ``mode_check_period_s``, releases the
 one it names (``release_sport_mode``) or refuses, naming it, and stops commanding whenever one holds
-the robot again or the switcher does not answer. Not yet here: the wireless remote (docs/ros/unitree.md).
+the robot again or the switcher does not answer.
+
+The wireless remote (``remote``; :mod:`trot.ros_nodes.unitree_remote`): its sticks become ``cmd_vel``
+at 50 Hz within the policy's command ranges while one is out of its dead zone (then one zero: an idle
+remote leaves ``cmd_vel`` to any other teleop), its button combinations calls of the policy node's
+``~/start``, ``~/stop`` and ``~/estop``. The e-stop also damps the bridge itself from its next
+``rt/lowcmd`` until the policy node's own damping command arrives (a lost service call cannot
+leave the robot driven).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
 from typing import NamedTuple
 
 import numpy as np
+from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
+from std_srvs.srv import Trigger
 from unitree_sdk2py.comm.motion_switcher.motion_switcher_client import MotionSwitcherClient
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 
 from trot.ros_nodes import unitree_map as um
+from trot.ros_nodes import unitree_remote as remote
 from trot.ros_nodes.cdr import JointStateWriter
 from trot.ros_nodes.params import declare, fail, spin_node
 from trot.ros_nodes.unitree_params import BridgeParams
@@ -89,6 +100,13 @@ class UnitreeBridge(Node):
         self._stop = threading.Event()
         self._mode: str | None = None  # what the writer sends: "pd" or why it damps
         self.states = self.bad_crc = self.commands = 0
+        self._ranges = contract.command_ranges
+        self._combinations = remote.Combinations()
+        self._estopped = False  # the remote's e-stop: damping until the policy node's own damping command
+        self._last_cmd_vel, self._sticks_out = -math.inf, False
+        if p.remote:
+            self.pub_cmd_vel = self.create_publisher(Twist, p.cmd_vel_topic, 10)
+            self._policy_services = {a: self.create_client(Trigger, f"{p.policy_node}/{a}") for a in remote.ACTIONS}
         self.pub_js = self.create_publisher(JointState, p.joint_states_topic, 10)
         self.pub_imu = self.create_publisher(Imu, p.imu_topic, 10)
         self.create_subscription(JointState, p.joint_commands_topic, self._on_command, 10)
@@ -147,7 +165,10 @@ class UnitreeBridge(Node):
         """Stop commanding (nothing sent, nothing forwarded), logging ``why`` when it is news."""
         self._in_control = False
         if why != self._refusal:
-            (self.get_logger().error if error else self.get_logger().info)(f"not commanding: {why}")
+            if error:  # (rclpy: one severity per call site)
+                self.get_logger().error(f"not commanding: {why}")
+            else:
+                self.get_logger().info(f"not commanding: {why}")
             self._refusal = why
         return False
 
@@ -184,6 +205,30 @@ class UnitreeBridge(Node):
         a.x, a.y, a.z = (float(v) for v in s.accelerometer)
         self.pub_imu.publish(imu)
         self.states += 1
+        if self.params.remote:
+            self._on_remote(remote.decode(state.wireless_remote))
+
+    def _on_remote(self, r: remote.Remote) -> None:
+        for action in self._combinations.pressed(r):
+            if action == "estop":
+                self._estopped = True  # (before the call: damping from the next rt/lowcmd)
+            service = self._policy_services[action]
+            missing = "" if service.service_is_ready() else f" ({service.srv_name} not available yet)"
+            if action == "estop":  # (rclpy: one severity per call site)
+                self.get_logger().warn(f"remote: estop{missing}")
+            else:
+                self.get_logger().info(f"remote: {action}{missing}")
+            service.call_async(Trigger.Request())
+        # cmd_vel while a stick is out of its dead zone, at 50 Hz (each rt/lowstate would be 500), and one
+        # zero as they all come back: an idle remote leaves cmd_vel to any other teleop
+        now = time.monotonic()
+        command = remote.velocity(r, self._ranges, self.params.remote_dead_zone)
+        out = any(command)
+        if (out and now - self._last_cmd_vel >= 0.02) or (not out and self._sticks_out):
+            self._last_cmd_vel, self._sticks_out = now, out
+            twist = Twist()
+            twist.linear.x, twist.linear.y, twist.angular.z = command
+            self.pub_cmd_vel.publish(twist)
 
     # ------------------------------------------------------------------ joint_commands -> rt/lowcmd
     def _refuse(self, why: str) -> None:
@@ -213,6 +258,9 @@ class UnitreeBridge(Node):
         q, dq, tau = arrays
         if q is None:  # damping (the policy node's DAMPING and PASSIVE)
             self._target = Target(None, self._zeros, self._zeros, time.monotonic())
+            if self._estopped:
+                self._estopped = False
+                self.get_logger().info("the policy node damps: the remote's e-stop handed over to it")
             return
         q = np.clip(q, self._lower, self._upper)
         tau = self._zeros if tau is None else np.clip(tau, -self._limit, self._limit)
@@ -236,6 +284,8 @@ class UnitreeBridge(Node):
                 fail(self, "the rt/lowcmd loop")
 
     def _why_damping(self, target: Target | None) -> str | None:
+        if self._estopped:
+            return "the remote's e-stop"
         if self._implausible:
             return "joints beyond their ranges"
         if target is None:

@@ -39,13 +39,24 @@ class BridgeParams:
     joint_range_margin: float = field(
         default=0.2, metadata=doc("rad a joint may read beyond its contract range before the bridge damps")
     )
+    remote: bool = field(
+        default=True,
+        metadata=doc(
+            "decode the wireless remote: sticks out of their dead zone -> cmd_vel (50 Hz), buttons -> the policy "
+            "node's ~/start, ~/stop, ~/estop"
+        ),
+    )
+    remote_dead_zone: float = field(default=0.1, metadata=doc("stick deflection (of 1) read as centred"))
+    policy_node: str = field(default="trot_policy", metadata=doc("the policy node whose services the remote calls"))
     joint_states_topic: str = field(default="joint_states", metadata=doc("out: sensor_msgs/JointState"))
     imu_topic: str = field(default="imu", metadata=doc("out: sensor_msgs/Imu"))
+    cmd_vel_topic: str = field(default="cmd_vel", metadata=doc("out: geometry_msgs/Twist from the remote's sticks"))
     joint_commands_topic: str = field(default="joint_commands", metadata=doc("in: sensor_msgs/JointState targets"))
 
     def problems(self) -> list[str]:
         found = unsound(self, {"rate": above(0), "command_timeout_s": above(0), "damping_kd": at_least(0),
-                               "joint_range_margin": at_least(0), "mode_check_period_s": above(0)})  # fmt: skip
+                               "joint_range_margin": at_least(0), "mode_check_period_s": above(0),
+                               "remote_dead_zone": ((lambda v: 0 <= v < 1), "0 to below 1")})  # fmt: skip
         if not self.policy_path:
             found.append("policy_path is empty: the bridge takes the joints and gains from the policy's contract")
         if not self.network_interface:

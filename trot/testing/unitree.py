@@ -8,9 +8,10 @@ and ``rt/lowstate`` with its arrival time and can write ``rt/lowcmd`` (a command
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-from cyclonedds.core import Listener
+from cyclonedds.core import DDSException, Listener
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
@@ -37,8 +38,8 @@ class UnitreeProbe:
         self.lowcmd: list[tuple[float, LowCmd_]] = []
         self.lowstate: list[tuple[float, LowState_]] = []
         self._readers = [
-            DataReader(self.participant, Topic(self.participant, topic, kind), listener=Listener(
-                on_data_available=lambda reader, out=out: out.extend((time.time(), s) for s in reader.take(64))))
+            DataReader(self.participant, Topic(self.participant, topic, kind),
+                       listener=Listener(on_data_available=lambda reader, out=out: _take(reader, out)))
             for topic, kind, out in ((um.LOWCMD_TOPIC, LowCmd_, self.lowcmd),
                                      (um.LOWSTATE_TOPIC, LowState_, self.lowstate))[:2 if lowstate else 1]
         ]  # fmt: skip
@@ -69,6 +70,13 @@ processes and a probe on this 2-core host (beside whatever else runs) stall a pr
 and then, which trips the watchdog into DAMPING, rightly on a robot, and would end a walk."""
 
 
+def _take(reader: DataReader, out: list) -> None:
+    """What arrived, with its arrival time; nothing once the reader is being deleted (the probe's
+    test ended while samples still came)."""
+    with contextlib.suppress(DDSException):
+        out.extend((time.time(), s) for s in reader.take(64))
+
+
 def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool = True) -> None:
     """The simulated Go2 board (index 0), the bridge (1) and, with ``policy``, the policy node (2,
     start_mode auto, :data:`STALE_PERIODS`); returns once the policy runs (a watchdog trip during its
@@ -76,8 +84,12 @@ def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool
     g.start("trot.ros_nodes.unitree_board", f"dds_domain:={unitree_domain}")
     g.start("trot.ros_nodes.unitree_bridge", f"policy_path:={POLICY}", "network_interface:=lo",
             f"dds_domain:={unitree_domain}", *bridge_params)  # fmt: skip
-    if not policy:
-        return
+    if policy:
+        start_policy(g)
+
+
+def start_policy(g: Graph) -> int:
+    """The policy node (start_mode auto, :data:`STALE_PERIODS`), once it runs; its index."""
     index = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
                     STALE_PERIODS)  # fmt: skip
     assert g.wait_until(lambda: "standup -> " in g.log(index), timeout=40.0), g.log(index) + g.log(1)
@@ -89,3 +101,4 @@ def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool
     while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
         g.spin(0.05)
     assert g.commands, "the probe never received a joint command"
+    return index
