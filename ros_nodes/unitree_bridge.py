@@ -98,6 +98,7 @@ class UnitreeBridge(Node):
         self._in_control = False  # the motion switcher names no built-in controller holding the robot
         self._refusal: str | None = None  # why not, as last logged
         self._stop = threading.Event()
+        self._running = False  # (the loops', from the end of construction to destroy_node)
         self._mode: str | None = None  # what the writer sends: "pd" or why it damps
         self.states = self.bad_crc = self.commands = 0
         self._ranges = contract.command_ranges
@@ -174,8 +175,8 @@ class UnitreeBridge(Node):
 
     # ------------------------------------------------------------------ rt/lowstate -> joint_states, imu
     def _on_lowstate(self, state: LowState_) -> None:
-        if not self._in_control:  # (no policy is to start on a robot the bridge cannot command)
-            return
+        if not (self._in_control and self._running):  # (no policy is to start on a robot the bridge cannot
+            return  # command; nothing is published while the node is destroyed)
         if not um.crc_ok(state):
             self.bad_crc += 1
             if self.bad_crc == 1:
