@@ -290,13 +290,16 @@ def test_the_remote_drives_the_go2_its_estop_damps_within_3_control_periods_and_
     pressed = time.time()
     hold(0.0, ("B",))
     assert graph.wait_for_log(2, "running -> damping: emergency stop", timeout=5.0), graph.log(2) + graph.log(1)
-    # bound: 3 control periods from the press (the board's bytes, the bridge, the service call); beyond
-    # only where a stall measured meanwhile covers the excess (trot.testing.stalls)
-    delay = _logged_at(graph.log(2), "running -> damping: emergency stop") - pressed
-    stall = stalls.longest(pressed, pressed + delay)
+    # bound: 3 control periods from the press as the robot reports it (the first rt/lowstate carrying it:
+    # the bridge decodes it then; this test's ROS message to the simulated board is no part of a Go2)
+    # through the bridge and the service call; beyond only where a stall measured meanwhile covers the
+    # excess (trot.testing.stalls). The bridge damps by itself from its next rt/lowcmd.
+    decoded = _logged_at(graph.log(1), "remote: estop")
+    delay = _logged_at(graph.log(2), "running -> damping: emergency stop") - decoded
+    stall = stalls.longest(decoded, decoded + delay)
     assert delay <= 0.06 or delay - 0.06 <= stall, f"DAMPING {delay:.3f} s after the press (stall {stall:.3f} s)"
-    bridge_damped = next(t for t, m in probe.lowcmd if t > pressed and _damping(m, motors))
-    assert bridge_damped - pressed <= 0.06 or bridge_damped - pressed - 0.06 <= stalls.longest(pressed, bridge_damped)
+    bridge_damped = next(t for t, m in probe.lowcmd if t > pressed and _damping(m, motors)) - decoded
+    assert bridge_damped <= 0.01 or bridge_damped - 0.01 <= stalls.longest(decoded, decoded + bridge_damped)
     assert "remote: estop" in graph.log(1)
 
     hold(0.3)
