@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU torch first: the wheel on this disk; a bare `torch` would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[train,test,ros,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[train,test,ros,docs,unitree]'
 	touch $(STAMP)
 
 venv: $(STAMP)

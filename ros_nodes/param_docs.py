@@ -88,6 +88,7 @@ def nodes() -> list[NodeDoc]:
     from trot.ros_nodes.policy_params import PolicyNodeParams
     from trot.ros_nodes.recorder_node import RecorderParams
     from trot.ros_nodes.sim_node import SimNodeParams
+    from trot.ros_nodes.unitree_params import BoardParams, BridgeParams
 
     return [
         NodeDoc("trot_policy", "trot_policy_node", "The lifecycle node that serves a policy artifact; the "
@@ -98,6 +99,11 @@ def nodes() -> list[NodeDoc]:
                 (RecorderParams,)),
         NodeDoc("trot_play", "trot_play_node", "Re-publishes a bag at its recorded pace, with /clock "
                 "(`trot replay play`, `replay.launch.xml`).", (PlayParams,)),
+        NodeDoc("trot_unitree_bridge", "trot_unitree_bridge", "A Unitree robot's low-level DDS interface "
+                "(`rt/lowstate`, `rt/lowcmd`) as joint_states, imu and joint_commands ([Unitree Go2](unitree.md)).",
+                (BridgeParams,)),
+        NodeDoc("trot_unitree_board", "trot_unitree_board", "The simulated Go2 motor board: the MuJoCo robot "
+                "behind `rt/lowstate` and `rt/lowcmd` ([Unitree Go2](unitree.md)).", (BoardParams,)),
     ]  # fmt: skip
 
 

@@ -60,6 +60,35 @@ class ImuConfig:
 
 
 @dataclass(frozen=True)
+class UnitreeConfig:
+    """Unitree's low-level interface (``rt/lowstate``, ``rt/lowcmd``): which joint each motor slot
+    drives, by joint name, so that the motor order never reaches the policy's joint order."""
+
+    motors: tuple[str, ...]
+    """The joint of each motor slot, slot 0 first (Go2: FR, FL, RR, RL legs; hip, thigh, calf each).
+    Slots past these are unused."""
+    feet: tuple[str, ...] = ()
+    """The foot body of each ``foot_force`` entry, in Unitree's order (Go2: FR, FL, RR, RL)."""
+
+    def __post_init__(self) -> None:
+        if not self.motors:
+            raise ValueError("motors: no motors")
+        if repeated := sorted({n for n in self.motors if self.motors.count(n) > 1}):
+            raise ValueError(f"motors: joints {repeated} drive more than one motor slot")
+
+    def check(self, robot: RobotConfig) -> None:
+        """Each of the robot's joints drives one motor slot and each foot is one of its feet (checked
+        where the interface is used: a robot trained without it need not keep this section current)."""
+        if (unknown := [n for n in self.motors if n not in robot.joints]) or (
+            missing := [n for n in robot.joints if n not in self.motors]
+        ):
+            what = f"joints {unknown} the robot does not have" if unknown else f"no motor for joints {missing}"
+            raise ConfigError(f"robot.unitree.motors: {what} (each joint drives one motor slot, by name)")
+        if unknown := [n for n in self.feet if n not in robot.feet]:
+            raise ConfigError(f"robot.unitree.feet: {unknown} are not among the robot's feet {list(robot.feet)}")
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """Physics settings of the training simulation."""
 
@@ -104,6 +133,8 @@ class RobotConfig:
     init_base_height: float
     """Base height, m, at which episodes start (feet just touching the ground)."""
     sim: SimConfig = field(default_factory=SimConfig)
+    unitree: UnitreeConfig | None = None
+    """Unitree's low-level interface, on robots that speak it (trot_unitree_bridge)."""
 
     def __post_init__(self) -> None:
         if not self.joints:

@@ -34,7 +34,8 @@ from trot.testing.launch import NodeSpec, UnsupportedLaunchConstruct, resolve  #
 from trot.testing.processes import fifo_allowed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-NODES = ("trot_policy_node", "trot_sim_node", "trot_recorder_node", "trot_play_node")
+NODES = ("trot_policy_node", "trot_sim_node", "trot_recorder_node", "trot_play_node", "trot_unitree_bridge",
+         "trot_unitree_board")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +76,9 @@ def test_the_ament_index_finds_the_package_its_files_and_executables(prefix: Pat
     assert out.returncode == 0, out.stderr
     share, found_prefix = (Path(line) for line in out.stdout.split())
     assert share == prefix / "share" / "trot" and found_prefix == prefix
-    for rel in ("package.xml", "launch/sim.launch.xml", "launch/real.launch.xml", "config/nodes.yaml",
-                "config/go2.yaml", "config/go1.yaml"):  # fmt: skip
+    for rel in ("package.xml", "launch/sim.launch.xml", "launch/real.launch.xml", "launch/go2_real.launch.xml",
+                "launch/go2_unitree_sim.launch.xml", "config/nodes.yaml", "config/go2.yaml",
+                "config/go1.yaml"):  # fmt: skip
         assert (share / rel).is_file(), rel
     for exe in NODES:
         path = prefix / "lib" / "trot" / exe
@@ -302,6 +304,30 @@ def test_real_launch_serves_a_driver_on_remapped_topics_with_forward_commands(
         assert graph.wait_until(lambda: graph.node.count_subscribers("/driver/imu") >= 2)  # policy input + recorder
     finally:
         graph.close()
+
+
+def test_the_go2_launch_files_start_the_bridge_chain_on_the_interface_given(
+    ament_env, prefix: Path, tmp_path: Path
+) -> None:
+    """go2_real.launch.xml needs the robot's network interface (no default: a wrong guess finds no
+    robot, or another one); go2_unitree_sim.launch.xml runs the same chain on the simulated board.
+    Each node resolves to an installed executable (starting the chain: tests/ros_nodes/test_unitree_bridge.py)."""
+    share = prefix / "share" / "trot" / "launch"
+    with pytest.raises(UnsupportedLaunchConstruct, match="'network_interface' has no default"):
+        resolve(share / "go2_real.launch.xml")
+    real = resolve(share / "go2_real.launch.xml", network_interface="enp2s0", bag_dir=str(tmp_path))
+    assert [n.exec for n in real] == ["trot_unitree_bridge", "trot_policy_node", "trot_recorder_node"]
+    bridge = {k: v for p in real[0].parameters if isinstance(p, dict) for k, v in p.items()}
+    assert bridge == {"policy_path": "go2_flat", "network_interface": "enp2s0", "dds_domain": 0}
+    sim = resolve(share / "go2_unitree_sim.launch.xml", record="false")
+    assert [n.exec for n in sim] == ["trot_unitree_board", "trot_unitree_bridge", "trot_policy_node"]
+    board, bridge = ({k: v for p in n.parameters if isinstance(p, dict) for k, v in p.items()} for n in sim[:2])
+    assert (
+        board["dds_domain"] == bridge["dds_domain"]
+        and board["network_interface"] == "lo" == bridge["network_interface"]
+    )
+    for node in real + sim:
+        assert Path(node.command(tmp_path)[0]).is_file()
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ INSTALL = {
     "rclpy": "pip install -e '.[ros]'",
     "mujoco": "pip install -e .",
     "onnxruntime": "pip install -e .",
+    "unitree_sdk2py": "pip install -e '.[unitree]'",
 }
 """Each package the suite needs, and the command (from the checkout) that installs it."""
 
