@@ -20,12 +20,11 @@ built-in controller holds the robot: the bridge asks it every ``mode_check_perio
 one it names (``release_sport_mode``) or refuses, naming it, and stops commanding whenever one holds
 the robot again or the switcher does not answer.
 
-The wireless remote (``remote``; :mod:`trot.ros_nodes.unitree_remote`): its sticks become ``cmd_vel``
-at 50 Hz within the policy's command ranges while one is out of its dead zone (then one zero: an idle
-remote leaves ``cmd_vel`` to any other teleop), its button combinations calls of the policy node's
-``~/start``, ``~/stop`` and ``~/estop``. The e-stop also damps the bridge itself from its next
-``rt/lowcmd`` until the policy node's own damping command arrives (a lost service call cannot
-leave the robot driven).
+The wireless remote (``remote``; :mod:`trot.ros_nodes.unitree_remote`): its sticks become
+``cmd_vel`` at 50 Hz within the policy's command ranges while one is out of its dead zone (then one
+zero), its button combinations calls of the policy node's ``~/start``, ``~/stop`` and ``~/estop``.
+The e-stop also damps the bridge itself from its next ``rt/lowcmd`` until the policy node's own
+damping command arrives (a lost service call cannot leave the robot driven).
 """
 
 from __future__ import annotations
@@ -221,7 +220,7 @@ class UnitreeBridge(Node):
                 self.get_logger().info(f"remote: {action}{missing}")
             service.call_async(Trigger.Request())
         # cmd_vel while a stick is out of its dead zone, at 50 Hz (each rt/lowstate would be 500), and one
-        # zero as they all come back: an idle remote leaves cmd_vel to any other teleop
+        # zero as they all come back: an idle remote sends nothing
         now = time.monotonic()
         command = remote.velocity(r, self._ranges, self.params.remote_dead_zone)
         out = any(command)

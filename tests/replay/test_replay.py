@@ -324,7 +324,10 @@ def test_the_demos_replay_stopped_midway_says_so_and_leaves_no_worker(bag: Path,
 
     copy = tmp_path / bag.name  # (its report goes next to it)
     shutil.copytree(bag, copy)
-    script = f"from pathlib import Path; from trot.ros_nodes.deploy import _replay; print(_replay(Path({str(copy)!r})))"
+    # Ctrl-C handled as in a terminal: a shell that starts the suite in the background (no job
+    # control) leaves SIGINT ignored, and children inherit that
+    script = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from pathlib import Path; "
+              f"from trot.ros_nodes.deploy import _replay; print(_replay(Path({str(copy)!r})))")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
 

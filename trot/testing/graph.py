@@ -158,8 +158,14 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tu
     """Robot + policy processes (indices 0 and 1); returns once the policy runs (discovery takes
     seconds on a loaded machine)."""
     g.start("trot.ros_nodes.sim_node", f"policy_path:={POLICY}", "shuffle_joint_order:=true", *robot_params)
+    start_policy(g, *extra_policy_params)
+
+
+def start_policy(g: Graph, *params: str) -> int:
+    """A policy node process (start_mode auto) beside a robot's driver; returns its index once it
+    runs and this probe receives its commands (discovery takes seconds on a loaded machine)."""
     policy = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
-                     *extra_policy_params)  # fmt: skip
+                     *params)  # fmt: skip
     # start_mode auto stands up once; a stall of the machine during it trips the watchdog (rightly)
     assert g.wait_until(lambda: "standup -> " in g.log(policy), timeout=40.0), g.log(policy)
     if "standup -> running" not in g.log(policy):
@@ -170,6 +176,7 @@ def start_robot_and_policy(g: Graph, *extra_policy_params: str, robot_params: tu
     while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
         g.spin(0.05)
     assert g.commands, "the probe never received a joint command"
+    return policy
 
 
 class ThreadedGraph(NodeProcesses):

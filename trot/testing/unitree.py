@@ -20,7 +20,7 @@ from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 
 from trot.ros_nodes import unitree_map as um
 from trot.testing import POLICY
-from trot.testing.graph import Graph
+from trot.testing.graph import Graph, start_policy
 from trot.testing.processes import next_domain
 
 LOOPBACK = ("<CycloneDDS><Domain Id='any'><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
@@ -77,28 +77,18 @@ def _take(reader: DataReader, out: list) -> None:
         out.extend((time.time(), s) for s in reader.take(64))
 
 
-def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool = True) -> None:
+def start_chain(g: Graph, unitree_domain: int, *bridge_params: str, policy: bool = True,
+                policy_params: tuple[str, ...] = ()) -> None:  # fmt: skip
     """The simulated Go2 board (index 0), the bridge (1) and, with ``policy``, the policy node (2,
-    start_mode auto, :data:`STALE_PERIODS`); returns once the policy runs (a watchdog trip during its
-    stand-up is answered with ~/start, counted as a restart, as start_robot_and_policy does)."""
+    :func:`start_chain_policy`); returns once the policy runs."""
     g.start("trot.ros_nodes.unitree_board", f"dds_domain:={unitree_domain}")
     g.start("trot.ros_nodes.unitree_bridge", f"policy_path:={POLICY}", "network_interface:=lo",
             f"dds_domain:={unitree_domain}", *bridge_params)  # fmt: skip
     if policy:
-        start_policy(g)
+        start_chain_policy(g, *policy_params)
 
 
-def start_policy(g: Graph) -> int:
-    """The policy node (start_mode auto, :data:`STALE_PERIODS`), once it runs; its index."""
-    index = g.start("trot.ros_nodes.policy_node", f"policy_path:={POLICY}", "start_mode:=auto", "standup_s:=1.5",
-                    STALE_PERIODS)  # fmt: skip
-    assert g.wait_until(lambda: "standup -> " in g.log(index), timeout=40.0), g.log(index) + g.log(1)
-    if "standup -> running" not in g.log(index):
-        assert "standup -> damping: watchdog" in g.log(index), g.log(index)
-        g.restarted("watchdog during the automatic stand-up")
-        g.press_start_until_it_runs(index)
-    end = time.time() + 20.0  # and until this probe has discovered the policy's command publisher
-    while time.time() < end and not any(len(m.position) for _, m in g.commands[-5:]):
-        g.spin(0.05)
-    assert g.commands, "the probe never received a joint command"
-    return index
+def start_chain_policy(g: Graph, *params: str) -> int:
+    """The policy node beside the bridge (:func:`trot.testing.graph.start_policy`, with
+    :data:`STALE_PERIODS`); its index."""
+    return start_policy(g, STALE_PERIODS, *params)
