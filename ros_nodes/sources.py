@@ -22,6 +22,7 @@ controller on one robot's ``joint_commands`` makes the robot obey two. Two kinds
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -67,8 +68,12 @@ class SourceTracker:
     topic: str
     accepted: frozenset[str] = frozenset()
     quiet_s: float = 0.5
+    name_grace_s: float = 2.0
+    """With ``accepted``: how long a publisher the graph names only by its gid (its node not
+    discovered yet) is waited for before it counts as not accepted."""
     publishers: list[str] = field(default_factory=list)  # the graph's, at the last look
     _runs: list[_Run] = field(default_factory=list)  # oldest first
+    _unnamed_since: dict[str, float] = field(default_factory=dict)  # gid name -> first seen (monotonic)
 
     def __post_init__(self) -> None:
         self.accepted = frozenset(self.accepted)
@@ -102,20 +107,33 @@ class SourceTracker:
         if self._runs:  # (the newest run has no later one to run beside: a restart later is no fault)
             self._runs[-1].runs_beside = False
 
-    def graph(self, publishers: Iterable[str]) -> None:
-        """The topic's publishers as the graph lists them now (:func:`publisher_names`)."""
+    def graph(self, publishers: Iterable[str], now: float | None = None) -> None:
+        """The topic's publishers as the graph lists them now (:func:`publisher_names`); ``now``:
+        time.monotonic() unless given."""
+        now = time.monotonic() if now is None else now
         self.publishers = sorted(publishers)
+        unnamed = [name for name in self.publishers if name.startswith("gid:")]
+        self._unnamed_since = {name: self._unnamed_since.get(name, now) for name in unnamed}
+
+    def _pending(self, now: float) -> set[str]:
+        """Publishers not judged yet: with ``accepted``, those the graph has named only by gid for
+        less than ``name_grace_s`` (a new process's endpoints are discovered before its node name)."""
+        if not self.accepted:
+            return set()
+        return {name for name, since in self._unnamed_since.items() if now - since < self.name_grace_s}
 
     def count(self) -> int:
         """How many publishers: the graph's, or more where the sequence numbers show more."""
         live = len(self._runs) if self.interleaved else min(len(self._runs), 1)
         return max(len(self.publishers), live)
 
-    def problem(self) -> str | None:
+    def problem(self, now: float | None = None) -> str | None:
         """Why this input has more than one source, naming them; None when it has one (or none), or
-        when every publisher the graph shows is accepted (``accepted``: several allowed)."""
+        when every publisher the graph shows is accepted (``accepted``: several allowed; one not named
+        yet is waited for: :meth:`_pending`). ``now``: time.monotonic() unless given."""
         publishers = self.publishers
-        if self.accepted and publishers and all(name in self.accepted for name in publishers):
+        pending = self._pending(time.monotonic() if now is None else now)
+        if self.accepted and publishers and all(name in self.accepted or name in pending for name in publishers):
             return None  # (deliberately several: their sequence numbers interleave, rightly)
         if len(publishers) > 1:
             unaccepted = [name for name in publishers if name not in self.accepted]

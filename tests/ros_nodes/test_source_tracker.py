@@ -57,3 +57,19 @@ def test_accepted_sources_may_publish_together_but_no_other() -> None:
     t.graph(["/stray"])  # one source, accepted or not: the default rule
     t.expire(10.0)
     assert t.problem() is None
+
+
+def test_with_accepted_sources_a_publisher_named_only_by_gid_is_waited_for_then_judged() -> None:
+    """A new process's endpoint is discovered before its node name: with accepted sources it is
+    judged once named, or after name_grace_s as not accepted; without, two publishers are two."""
+    t = SourceTracker("/cmd_vel", accepted=frozenset({"/probe", "/bridge"}), name_grace_s=2.0)
+    t.graph(["/bridge", "gid:0a0b"], now=10.0)
+    assert t.problem(now=11.9) is None
+    assert t.problem(now=12.0) == "/cmd_vel has 2 publishers: /bridge, gid:0a0b (gid:0a0b not in the accepted sources)"
+    t.graph(["/bridge", "/probe"], now=12.1)  # named: accepted
+    assert t.problem(now=20.0) is None
+    t.graph(["/bridge", "/stray"], now=20.0)  # named: not accepted, at once
+    assert "/stray not in the accepted sources" in t.problem(now=20.0)
+    plain = SourceTracker("/joint_states")
+    plain.graph(["/robot", "gid:0a0b"], now=0.0)
+    assert plain.problem(now=0.0) == "/joint_states has 2 publishers: /robot, gid:0a0b"
