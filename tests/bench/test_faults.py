@@ -4,7 +4,7 @@ The scenarios are the benchmark's own functions, run with the issue's counts whe
 (10,000 fuzz messages). Safety invariants are checked exactly (no bad command, no crash, every
 fault damps, DAMPING holds, nothing lost). Reaction times are checked at the documented number (3
 control periods; the driver's command timeout + 50 ms; the recorder's flush period + 50 ms), with
-one allowance for this 2-core CI machine, which has stalled whole processes for ~0.35 s: an event
+one allowance for a loaded 2-core CI machine, which can stall whole processes for longer: an event
 beyond its bound passes only when a stall measured during it (trot.testing.stalls: a probe process,
 or a gap in the stamps the node under test published) covers the excess, and at least 95 % of a
 scenario's events are within the bound. The bench judges the strict figure alone.

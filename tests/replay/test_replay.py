@@ -337,7 +337,7 @@ def test_the_demos_replay_stopped_midway_says_so_and_leaves_no_worker(bag: Path,
     deadline = time.time() + 60
     while time.time() < deadline and len(group()) < 3:  # the render workers are starting
         time.sleep(0.01)
-    # Ctrl-C at once: while the workers start (a window in which it was once lost); the others later
+    # Ctrl-C at once, while the workers start (the window in which SIGINT is held back); the others later
     time.sleep(0.0 if signum == signal.SIGINT else 1.0)
     if signum == signal.SIGKILL:  # one worker (the newest process of the group: not the parent)
         os.kill(max(int(pid) for pid in group() if int(pid) != proc.pid), signal.SIGKILL)
