@@ -77,13 +77,13 @@ class PolicyNodeParams:
         ),
     )
     busy_wait_s: float = field(
-        default=0.0003,
+        default=0.0,
         metadata=doc(
             "the control thread busy-waits instead of sleeping this long before each tick (timer: its "
             "deadline) or, with control_trigger:=joint_states, this long either side of when the next "
-            "samples are expected: a CPU that went idle takes time to wake, a fraction of a millisecond at "
-            "the tail; costs this much CPU per tick (twice with "
-            "joint_states); 0 = off; also off with use_sim_time"
+            "samples are expected: for a host whose idle CPUs wake late (a fraction of a millisecond at "
+            "the tail), e.g. 0.0003; costs this much CPU per tick (twice with joint_states); 0 = off (on a "
+            "multi-core computer it showed more 500 Hz overruns, not fewer); also off with use_sim_time"
         ),
     )
 

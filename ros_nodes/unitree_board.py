@@ -14,7 +14,8 @@ switching that loop off; with no valid command for ``command_timeout_s`` (or non
 damped (kd ``damping_kd``). The base's true state goes out on ROS as
 ``odom`` (nav_msgs/Odometry) for tests and plots; a real Go2 has none. The wireless remote's 40
 bytes in ``rt/lowstate`` are what it was last told on ``~/wireless_remote`` (std_msgs/UInt8MultiArray;
-:func:`trot.ros_nodes.unitree_remote.encode` makes them).
+:func:`trot.ros_nodes.unitree_remote.encode` makes them). Sensor faults for tests come in on
+``~/fault`` (std_msgs/String, JSON; :meth:`UnitreeBoard.fault`).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ import mujoco
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from std_msgs.msg import UInt8MultiArray
+from std_msgs.msg import String, UInt8MultiArray
 from unitree_sdk2py.comm.motion_switcher import motion_switcher_api as msw
 from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
 from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 from unitree_sdk2py.rpc.server import Server
 
 from trot.ros_nodes import unitree_map as um
-from trot.ros_nodes.params import declare, fail, spin_node
+from trot.ros_nodes.params import declare, fail, realtime_friendly_gil, spin_node
 from trot.ros_nodes.unitree_params import BoardParams
 from trot.sim.robot import load_robot
 from trot.sim.world import compile_model, home_qpos, joint_gains, set_joint_gains
@@ -112,6 +113,9 @@ class UnitreeBoard(Node):
         self.pub_odom = self.create_publisher(Odometry, p.odom_topic, 10)
         self._remote = [0] * 40  # the wireless remote's bytes, as told on ~/wireless_remote
         self.create_subscription(UInt8MultiArray, "~/wireless_remote", self._on_remote, 10)
+        self._fault: tuple[dict, float] | None = None  # (what, until time.monotonic())
+        self._tick_offset = 0
+        self.create_subscription(String, "~/fault", self.fault, 10)
         ChannelFactoryInitialize(p.dds_domain, p.network_interface)
         self._lowstate = ChannelPublisher(um.LOWSTATE_TOPIC, LowState_)
         self._lowstate.Init()
@@ -133,6 +137,32 @@ class UnitreeBoard(Node):
             self.get_logger().warn(f"~/wireless_remote: {len(msg.data)} bytes, not {len(self._remote)}: ignored")
             return
         self._remote = list(msg.data)
+
+    def fault(self, msg: String) -> None:
+        """A sensor fault in the rt/lowstate messages of the next ``seconds`` (JSON; NaN allowed):
+        ``{"seconds": 0.3, "motor": 2, "q": NaN}`` (a motor slot's position), ``{"seconds": 0.3,
+        "quaternion": [...]}``, ``{"seconds": 0.3, "gyroscope": [...]}``, or ``{"tick_offset": -100000}``
+        (added to every tick from now on: the counter of a board that restarted, or jumped)."""
+        try:
+            what = json.loads(msg.data)
+            if "tick_offset" in what:
+                self._tick_offset += int(what["tick_offset"])
+            else:
+                self._fault = (what, time.monotonic() + float(what["seconds"]))
+            self.get_logger().warn(f"~/fault: {msg.data}")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().error(f"~/fault: {msg.data!r} ignored: {exc!r}")
+
+    def _apply_fault(self, s: LowState_) -> None:
+        what, until = self._fault
+        if time.monotonic() > until:
+            self._fault = None
+            return
+        if "motor" in what:
+            s.motor_state[int(what["motor"])].q = float(what["q"])
+        for key in ("quaternion", "gyroscope"):
+            if key in what:
+                setattr(s.imu_state, key, [float(v) for v in what[key]])
 
     # ------------------------------------------------------------------ rt/lowcmd
     def _on_lowcmd(self, cmd: LowCmd_) -> None:
@@ -236,7 +266,9 @@ class UnitreeBoard(Node):
         imu.rpy = list(um.rpy(quat))
         s.foot_force = feet
         s.wireless_remote = self._remote
-        s.tick = int(d.time * 1000) & 0xFFFFFFFF
+        s.tick = (round(d.time * 1000) + self._tick_offset) & 0xFFFFFFFF
+        if self._fault is not None:
+            self._apply_fault(s)
         s.crc = um.crc(s)
         self._lowstate.Write(s)
 
@@ -259,6 +291,7 @@ class UnitreeBoard(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    realtime_friendly_gil()  # the physics loop beside the rt/lowcmd listener
     return spin_node(UnitreeBoard, args)
 
 

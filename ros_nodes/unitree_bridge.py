@@ -5,7 +5,8 @@ In (CycloneDDS, Unitree's SDK): ``rt/lowstate`` (``unitree_go`` ``LowState_``). 
 which motor slot is which joint, so Unitree's motor order never reaches the policy) and ``imu``
 (sensor_msgs/Imu), one of each per ``rt/lowstate`` whose CRC checks. In (ROS 2): ``joint_commands``
 (sensor_msgs/JointState). Out (CycloneDDS): ``rt/lowcmd`` at ``rate`` (a Go2's 500 Hz), holding the
-newest target, with the policy contract's Kp/Kd (read from the artifact, by joint name), the
+newest target (the writes phase-locked to come just after the targets arrive:
+:mod:`trot.ros_nodes.write_phase`), with the policy contract's Kp/Kd (read from the artifact, by joint name), the
 command's velocities and efforts as dq and tau (within the torque limits), positions clipped to the
 joint ranges, unused motor slots in the SDK's stop mode, and the CRC the SDK computes.
 
@@ -13,7 +14,9 @@ Damping (kp 0, kd ``damping_kd``, no torque) is sent for a command without posit
 bridge cannot map (a missing joint, lengths that differ, a non-finite number: refused, naming why),
 before the first command, when commands stop for ``command_timeout_s``, and while a joint reads
 beyond its range by more than ``joint_range_margin`` (then no joint state is forwarded either: a
-wrong ``unitree.motors`` reads a thigh at a calf's angle).
+wrong ``unitree.motors`` reads a thigh at a calf's angle), and while ``rt/lowstate``'s ticks are out
+of order (:class:`~trot.ros_nodes.unitree_map.TickCheck`: a second writer, a restarted board; nothing
+forwarded until 25 states in a row are in order, so the policy node's watchdog damps too).
 
 Nothing is sent, and no joint state forwarded, until the robot's motion switcher says that no
 built-in controller holds the robot: the bridge asks it every ``mode_check_period_s``, releases the
@@ -47,8 +50,9 @@ from unitree_sdk2py.idl.unitree_go.msg.dds_ import LowCmd_, LowState_
 from trot.ros_nodes import unitree_map as um
 from trot.ros_nodes import unitree_remote as remote
 from trot.ros_nodes.cdr import JointStateWriter
-from trot.ros_nodes.params import declare, fail, spin_node
+from trot.ros_nodes.params import declare, fail, realtime_friendly_gil, spin_node
 from trot.ros_nodes.unitree_params import BridgeParams
+from trot.ros_nodes.write_phase import WritePhase
 from trot.sim.robot import load_robot
 from trot.sim.world import joint_gains
 
@@ -93,7 +97,10 @@ class UnitreeBridge(Node):
         self._imu.header.frame_id = "imu"
         self._name_cache: dict[tuple[str, ...], np.ndarray] = {}
         self._target: Target | None = None
+        self._phase = WritePhase(1.0 / p.rate)  # the writes' phase: just after the targets arrive
         self._implausible = False  # a joint reads beyond its range: damping, nothing forwarded
+        self._ticks = um.TickCheck()
+        self._out_of_order = False  # rt/lowstate's ticks out of order: damping, nothing forwarded
         self._in_control = False  # the motion switcher names no built-in controller holding the robot
         self._refusal: str | None = None  # why not, as last logged
         self._stop = threading.Event()
@@ -182,6 +189,17 @@ class UnitreeBridge(Node):
                 self.get_logger().warn("rt/lowstate: a state with a bad CRC, dropped (each one is; counted, "
                                        "logged once)")  # fmt: skip
             return
+        if (why := self._ticks.check(int(state.tick))) is not None:
+            if not self._out_of_order:
+                self.get_logger().error(f"rt/lowstate out of order ({why}): a second writer on rt/lowstate, a "
+                                        "restarted board or a corrupted state; damping, no joint states forwarded "
+                                        f"until {self._ticks.settle} states in a row are in order")  # fmt: skip
+            self._out_of_order = True
+            return
+        if self._out_of_order:
+            self.get_logger().info(f"rt/lowstate in order again ({self._ticks.settle} states in a row): joint states "
+                                   "forwarded")  # fmt: skip
+            self._out_of_order = False
         q, dq, tau = self.motors.read(state)
         bad = um.out_of_range(q, self._lower, self._upper, self.params.joint_range_margin)
         if bad.size:
@@ -265,15 +283,15 @@ class UnitreeBridge(Node):
         q = np.clip(q, self._lower, self._upper)
         tau = self._zeros if tau is None else np.clip(tau, -self._limit, self._limit)
         self._target = Target(q, self._zeros if dq is None else dq, tau, time.monotonic())
+        self._phase.arrived(time.perf_counter())
 
     def _loop(self) -> None:
         try:
-            period = 1.0 / self.params.rate
             deadline = time.perf_counter()
             while self._running:
                 if self._in_control:
                     self._write()
-                deadline += period  # absolute deadlines: no drift
+                deadline = self._phase.next_deadline(deadline)  # absolute deadlines: no drift
                 delay = deadline - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
@@ -288,6 +306,8 @@ class UnitreeBridge(Node):
             return "the remote's e-stop"
         if self._implausible:
             return "joints beyond their ranges"
+        if self._out_of_order:
+            return "rt/lowstate out of order"
         if target is None:
             return "no joint command yet"
         if time.monotonic() - target.wall_s > self.params.command_timeout_s:
@@ -323,11 +343,13 @@ class UnitreeBridge(Node):
             if self._in_control:
                 self._write("the bridge stops")
                 time.sleep(0.05)  # (a reliable writer destroyed right after a write can lose it)
-            self.get_logger().info(f"{self.states} rt/lowstate forwarded, {self.bad_crc} with a bad CRC dropped")
+            self.get_logger().info(f"{self.states} rt/lowstate forwarded, {self.bad_crc} with a bad CRC dropped, "
+                                   f"{self._ticks.out_of_order} out of order")  # fmt: skip
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
+    realtime_friendly_gil()  # the rt/lowcmd writer beside the 500 Hz rt/lowstate handler
     return spin_node(UnitreeBridge, args)
 
 

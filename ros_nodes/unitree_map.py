@@ -148,3 +148,38 @@ def out_of_range(q: np.ndarray, lower: np.ndarray, upper: np.ndarray, margin: fl
     read under another joint's name (a wrong ``unitree.motors``) shows as a thigh at a calf's angle."""
     bad = ~np.isfinite(q) | (q < lower - margin) | (q > upper + margin)
     return np.flatnonzero(bad)
+
+
+class TickCheck:
+    """``rt/lowstate``'s ``tick`` (the board's millisecond counter, wrapping at 2**32), state by state.
+
+    A state is in order when its tick is ahead of the previous state's by 1 to ``max_step``. One that
+    is not (the same tick again, one behind, one far ahead) means a second writer on rt/lowstate, a
+    board that restarted, or a corrupted state; the states are then not to be trusted until
+    ``settle`` in a row are in order again (50 ms of a Go2's). The first state of all is in order.
+    """
+
+    def __init__(self, max_step: int = 1000, settle: int = 25) -> None:
+        self.max_step, self.settle = max_step, settle
+        self.last: int | None = None
+        self.run = settle  # states in order in a row
+        self.out_of_order = 0
+
+    def check(self, tick: int) -> str | None:
+        """None when this state can be trusted; otherwise why not."""
+        last, self.last = self.last, tick
+        if last is None:
+            return None
+        step = (tick - last) & 0xFFFFFFFF
+        if 0 < step <= self.max_step:
+            self.run += 1
+            if self.run >= self.settle:
+                return None
+            return f"{self.run} of {self.settle} states in order since a tick out of order"
+        self.run = 0
+        self.out_of_order += 1
+        if step == 0:
+            return f"tick {tick} twice"
+        if step >= 1 << 31:
+            return f"tick {tick} after {last}: behind"
+        return f"tick {tick} after {last}: {step} ms ahead"

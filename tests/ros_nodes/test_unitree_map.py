@@ -81,3 +81,27 @@ def test_a_joint_read_beyond_its_range_is_named() -> None:
     assert list(um.out_of_range(np.array([0.0, -1.8, 0.9]), lower, upper, 0.2)) == [1, 2]
     assert list(um.out_of_range(np.array([np.nan, 0.9, -1.8]), lower, upper, 0.2)) == [0]
     np.testing.assert_allclose(um.rpy([np.cos(0.25), 0, 0, np.sin(0.25)]), [0, 0, 0.5], atol=1e-9)
+
+
+def test_ticks_in_order_trusted_out_of_order_not_until_settled() -> None:
+    ticks = um.TickCheck(max_step=1000, settle=3)
+    assert [ticks.check(t) for t in (100, 102, 104)] == [None, None, None]  # the first state of all too
+    assert ticks.check(104) == "tick 104 twice"
+    assert ticks.check(106) == "1 of 3 states in order since a tick out of order"
+    assert ticks.check(108) == "2 of 3 states in order since a tick out of order"
+    assert ticks.check(110) is None
+    assert ticks.check(6) == "tick 6 after 110: behind"  # a restarted board: trusted again once settled
+    assert [ticks.check(t) for t in (8, 10)] != [None, None] and ticks.check(12) is None
+    assert ticks.check(1012) is None and ticks.check(2013) == "tick 2013 after 1012: 1001 ms ahead"
+    assert ticks.out_of_order == 3
+
+
+def test_ticks_wrap_at_2_to_the_32_and_a_second_writer_never_settles() -> None:
+    ticks = um.TickCheck(settle=3)
+    assert [ticks.check(t) for t in (0xFFFFFFFE, 0, 2)] == [None, None, None]  # (the counter wraps)
+    board, other = 4, 50_000
+    verdicts = []
+    for _ in range(20):  # interleaved: each state out of order with the one before
+        verdicts += [ticks.check(board), ticks.check(other)]
+        board, other = board + 2, other + 2
+    assert verdicts[0] is None and all(v is not None and ("ahead" in v or "behind" in v) for v in verdicts[1:])

@@ -143,6 +143,22 @@ class Graph(NodeProcesses):
             assert self.log(policy).count("standup -> damping: watchdog") > tripped, self.log(policy)
         raise AssertionError(f"no stand-up completed in {tries} tries\n{self.log(policy)}")
 
+    def walk(self, policy: int, settle_s: float, walk: Callable[[], Any]) -> Any:
+        """Stand still for ``settle_s``, then ``walk()`` (which spins, commanding), and return what it
+        returns. A host stall past the policy node's watchdog damps it, rightly; if that happened at any
+        time since the node started, the walk is repeated once after a ~/start (a restart, counted)."""
+        trips = 0
+        for attempt in range(MAX_RESTARTS + 1):
+            self.spin(settle_s, vx=0.0)
+            result = walk()
+            if self.log(policy).count("running -> damping: watchdog") == trips:
+                return result
+            assert attempt < MAX_RESTARTS, f"the watchdog damped every walk\n{self.log(policy)[-3000:]}"
+            trips = self.log(policy).count("running -> damping: watchdog")
+            self.restarted("watchdog during the walk")
+            self.press_start_until_it_runs(policy)
+        raise AssertionError("unreachable")
+
     def close(self) -> list[str]:
         """Stop every node process; returns their logs (idempotent)."""
         if self.closed:

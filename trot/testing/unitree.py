@@ -57,6 +57,19 @@ class UnitreeProbe:
             self._writers[topic] = DataWriter(self.participant, Topic(self.participant, topic, kind))
         self._writers[topic].write(msg)
 
+    def close(self) -> None:
+        """Delete the participant and everything in it, listeners first, here and now (idempotent):
+        left to the garbage collector, a reader could be deleted while its listener runs."""
+        for reader in self._readers:
+            reader.set_listener(None)
+        entities = [*self._readers, *self._writers.values()]
+        entities += [e.topic for e in entities]
+        if self.participant is not None:
+            entities.append(self.participant)
+        self._readers, self._writers, self.participant = [], {}, None
+        for entity in entities:
+            entity.__del__()  # (cyclonedds: deletes it now, and the collector's call later does nothing)
+
     def wait_for(self, what: str, count: int, timeout: float = 20.0) -> bool:
         end = time.time() + timeout
         while len(getattr(self, what)) < count and time.time() < end:
