@@ -58,6 +58,13 @@ class RandomizationConfig:
     """rad added to each joint's default position at reset."""
     init_base_vel: Range = field(default_factory=lambda: Range(-0.3, 0.3))
     """m/s and rad/s added to each base velocity component at reset."""
+    elliptic_cone: Range = field(default_factory=lambda: Range(0, 1))
+    """1: the environment's friction cone is elliptic, the no-slip contact a robot MJCF such as the
+    Go2's ships; 0: the model's own (trot's pyramidal one, which lets feet slip more). Integers in
+    [low, high]: by default half the environments each."""
+    impratio: Range = field(default_factory=lambda: Range(1.0, 100.0))
+    """The elliptic cone's impratio, how much stiffer friction is than the normal force (the Go2's
+    MJCF: 100); the model's own cone keeps its own."""
 
     def names(self) -> list[str]:
         return list(self.__dataclass_fields__)
@@ -84,7 +91,12 @@ PARAMS = (
     "joint_damping_scale",
     "armature_scale",
     "frictionloss_scale",
+    "elliptic_cone",
+    "impratio",
 )
+ELLIPTIC_ITERATIONS, ELLIPTIC_LS_ITERATIONS = 10, 20
+"""Solver iterations at least, with an elliptic cone: 4 leave its friction at a high impratio far
+from converged (the robot then slides as if on ice), 10 come within a few % of 30."""
 
 
 @dataclass
@@ -100,6 +112,10 @@ class Nominal:
     dof_damping: np.ndarray
     dof_armature: np.ndarray
     dof_frictionloss: np.ndarray
+    cone: int
+    impratio: float
+    iterations: int
+    ls_iterations: int
 
     @classmethod
     def read(cls, model: mujoco.MjModel, index: ModelIndex) -> Nominal:
@@ -113,6 +129,10 @@ class Nominal:
             dof_damping=model.dof_damping.copy(),
             dof_armature=model.dof_armature.copy(),
             dof_frictionloss=model.dof_frictionloss.copy(),
+            cone=int(model.opt.cone),
+            impratio=float(model.opt.impratio),
+            iterations=int(model.opt.iterations),
+            ls_iterations=int(model.opt.ls_iterations),
         )
 
 
@@ -140,6 +160,8 @@ def sample(rng: np.random.Generator, cfg: RandomizationConfig, n: int) -> np.nda
         "joint_damping_scale": _draw(rng, cfg.joint_damping_scale, 1.0, n),
         "armature_scale": _draw(rng, cfg.armature_scale, 1.0, n),
         "frictionloss_scale": _draw(rng, cfg.frictionloss_scale, 1.0, n),
+        "elliptic_cone": _draw(rng, cfg.elliptic_cone, 0.0, n, integer=True),
+        "impratio": _draw(rng, cfg.impratio, 1.0, n),
     }
     return np.stack([cols[p] for p in PARAMS], axis=1)
 
@@ -159,3 +181,11 @@ def apply(model: mujoco.MjModel, nominal: Nominal, index: ModelIndex, params: np
     model.dof_damping[:] = nominal.dof_damping * p["joint_damping_scale"]
     model.dof_armature[:] = nominal.dof_armature * p["armature_scale"]
     model.dof_frictionloss[:] = nominal.dof_frictionloss * p["frictionloss_scale"]
+    if p["elliptic_cone"]:
+        model.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+        model.opt.impratio = p["impratio"]
+        model.opt.iterations = max(nominal.iterations, ELLIPTIC_ITERATIONS)
+        model.opt.ls_iterations = max(nominal.ls_iterations, ELLIPTIC_LS_ITERATIONS)
+    else:
+        model.opt.cone, model.opt.impratio = nominal.cone, nominal.impratio
+        model.opt.iterations, model.opt.ls_iterations = nominal.iterations, nominal.ls_iterations

@@ -102,6 +102,12 @@ class SimConfig:
     """Solver line-search iterations."""
     cone: Literal["pyramidal", "elliptic"] = "pyramidal"
     """Friction cone; pyramidal is cheaper."""
+    contacts: Literal["trot", "mjcf"] = "trot"
+    """``trot``: the settings above, and only the geoms locomotion needs collide (feet, base and the
+    undesired-contact bodies, with the ground only; the feet's friction the ground's). ``mjcf``: the
+    robot MJCF's own contact model: its solver, cone, impratio, integrator and iteration counts (only
+    the timestep is the one above), and every collision geom of the file with its own contact settings,
+    self-collisions included, as the file ships it."""
 
     def __post_init__(self) -> None:
         if not self.timestep > 0:

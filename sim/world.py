@@ -13,6 +13,7 @@ all build their world here, and set PD gains by joint name with :func:`joint_gai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from trot.sim.terrain import FLOOR, GROUND_BODY, GROUND_FRICTION, TerrainConfig,
 
 __all__ = [
     "DAMPING_KD", "FLOOR", "ModelIndex", "build_spec", "compile_model", "home_qpos", "joint_gains",
-    "make_index", "read_joint_gains", "set_joint_gains",
+    "make_index", "read_joint_gains", "set_joint_gains", "with_mjcf_contacts",
 ]  # fmt: skip
 
 _CONTACT_FOUND = 1  # mjCONDATA_FOUND bit of a contact sensor's data spec
@@ -109,16 +110,19 @@ def build_spec(cfg: RobotConfig, *, terrain: TerrainConfig | None = None, visual
 
     opt = spec.option
     opt.timestep = cfg.sim.timestep
-    opt.iterations = cfg.sim.iterations
-    opt.ls_iterations = cfg.sim.ls_iterations
-    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    if cfg.sim.cone == "pyramidal":
-        opt.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
-        opt.impratio = 1.0
-    else:
-        opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    own_contacts = cfg.sim.contacts == "mjcf"
+    if not own_contacts:
+        opt.iterations = cfg.sim.iterations
+        opt.ls_iterations = cfg.sim.ls_iterations
+        opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        if cfg.sim.cone == "pyramidal":
+            opt.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
+            opt.impratio = 1.0
+        else:
+            opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
 
-    # Collisions: only feet, base and undesired-contact bodies touch the ground; nothing touches itself.
+    # Collisions (sim.contacts "trot"): only feet, base and undesired-contact bodies touch the ground;
+    # nothing touches itself. With "mjcf" every collision geom stays as the file has it.
     keep = set(cfg.feet) | set(cfg.undesired_contacts) | {cfg.base}
     for geom in list(spec.geoms):
         if geom.parent.name == GROUND_BODY:
@@ -127,6 +131,8 @@ def build_spec(cfg: RobotConfig, *, terrain: TerrainConfig | None = None, visual
         if is_visual:
             if not visual:
                 spec.delete(geom)
+            continue
+        if own_contacts:
             continue
         if geom.parent.name in keep:
             geom.contype, geom.conaffinity = 0, 1
@@ -221,6 +227,18 @@ def _add_scenery(spec: mujoco.MjSpec, ground: list[mujoco.MjsGeom]) -> None:
     spec.visual.global_.offheight = 720
     # No multisampling: software GL (Mesa llvmpipe on headless machines) renders 2x faster.
     spec.visual.quality.offsamples = 0
+
+
+def with_mjcf_contacts(cfg: RobotConfig) -> RobotConfig:
+    """``cfg`` on its MJCF's own contact model (``sim.contacts: mjcf``) at the file's own physics step,
+    with the decimation that keeps the control period: the robot as its model file ships it."""
+    timestep = mujoco.MjSpec.from_file(str(cfg.mjcf_path())).option.timestep
+    decimation = round(cfg.sim.control_dt / timestep)
+    if abs(decimation * timestep - cfg.sim.control_dt) > 1e-9:
+        raise ConfigError(f"robot.mjcf: {cfg.mjcf}'s timestep {timestep} s does not divide the control period "
+                          f"{cfg.sim.control_dt} s")  # fmt: skip
+    sim = dataclasses.replace(cfg.sim, contacts="mjcf", timestep=timestep, decimation=decimation)
+    return dataclasses.replace(cfg, sim=sim)
 
 
 def compile_model(

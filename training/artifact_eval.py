@@ -18,7 +18,8 @@ import numpy as np
 from trot.policies.contract import Contract
 from trot.policies.runtime import PolicyRuntime
 from trot.sim.randomization import Range
-from trot.sim.robot import load_robot
+from trot.sim.robot import RobotConfig, load_robot
+from trot.sim.world import with_mjcf_contacts
 from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.env import LocomotionEnv
 
@@ -42,6 +43,18 @@ class Condition:
     description: str
     randomization: dict[str, tuple[float, float]] = field(default_factory=dict)
     timestep: float | None = None
+    mjcf_contacts: bool = False
+    """On the robot MJCF's own contact model (:func:`trot.sim.world.with_mjcf_contacts`)."""
+
+    def robot(self, name: str, control_dt: float) -> RobotConfig:
+        """Robot ``name``'s config with this condition's physics."""
+        robot = load_robot(name)
+        if self.mjcf_contacts:
+            robot = with_mjcf_contacts(robot)
+        if self.timestep is not None:
+            sim = dataclasses.replace(robot.sim, timestep=self.timestep, decimation=round(control_dt / self.timestep))
+            robot = dataclasses.replace(robot, sim=sim)
+        return robot
 
 
 CONDITIONS: tuple[Condition, ...] = (
@@ -56,6 +69,10 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("latency_20ms", "+20 ms actuation latency (1 control step)", {"action_delay_steps": (1, 1)}),
     Condition("weak_motors", "motor torque x0.8", {"motor_strength": (0.8, 0.8)}),
     Condition("timestep_2ms", "physics at 2 ms instead of the training step", timestep=0.002),
+    Condition("mjcf_contacts", "the robot MJCF's own contact model: its cone, impratio, solver, step and every "
+              "collision geom", mjcf_contacts=True),
+    Condition("mjcf_payload", "the MJCF's own contact model, +2 kg on the base, CoM moved +3 cm per axis",
+              {"added_base_mass": (2.0, 2.0), "com_offset": (0.03, 0.03)}, mjcf_contacts=True),
 )  # fmt: skip
 
 
@@ -75,6 +92,13 @@ class PolicyEvalConfig:
     response_s: float = 4.0
     """Seconds each command of the command-response sweep is held (0: no sweep). The schedule's
     commands are large; the sweep shows what a policy does with small ones (a dead band)."""
+    robust_episodes: int = 64
+    """Episodes per condition of the random-command suite (0: none)."""
+    robust_episode_s: float = 20.0
+    robust_command_s: float = 4.0
+    """A new random command every this many seconds of those episodes."""
+    robust_stand_share: float = 0.2
+    """Share of those commands that are "stand" (all zero)."""
 
 
 class ContractMismatch(ValueError):
@@ -133,12 +157,7 @@ def achieved_velocity(env: LocomotionEnv) -> np.ndarray:
 
 def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig) -> dict:
     contract = runtime.contract
-    robot = load_robot(contract.robot)
-    if cond.timestep is not None:
-        decimation = round(contract.control_dt / cond.timestep)
-        robot = dataclasses.replace(
-            robot, sim=dataclasses.replace(robot.sim, timestep=cond.timestep, decimation=decimation)
-        )
+    robot = cond.robot(contract.robot, contract.control_dt)
     schedule = schedule_commands(contract)
     env_cfg = eval_env_config(contract, cfg.envs_per_condition, cfg.segment_s * len(schedule) + 1.0)
     env_cfg.randomization.init_joint_pos.enabled = True
@@ -190,6 +209,39 @@ def run_condition(runtime: PolicyRuntime, cond: Condition, cfg: PolicyEvalConfig
         "mean_power_w": float(np.mean(power)) if power else float("nan"),
         "trace": {k: np.asarray(v).tolist() for k, v in trace.items()},
     }
+
+
+ROBUSTNESS = ("nominal", "mjcf_contacts", "mjcf_payload")
+"""The conditions of the random-command suite: trot's training model, and the robot as its MJCF ships."""
+
+
+def robustness(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
+    """Random commands: per condition of :data:`ROBUSTNESS`, ``robust_episodes`` episodes of
+    ``robust_episode_s``, a new command from the contract's ranges every ``robust_command_s`` (a
+    ``robust_stand_share`` of them stand), no randomization beyond the condition's. The share of
+    episodes without a fall and the tracking error 1 s after each change. A policy that tips over
+    when the command changes, or on a stiffer contact model, shows here; the schedule's 4 robots
+    per condition are too few to see a 5 % fall rate."""
+    from trot.training.evaluate import evaluate_policy
+
+    cfg = cfg or PolicyEvalConfig()
+    runtime = PolicyRuntime(path)
+    contract = runtime.contract
+    rows = []
+    for cond in (c for c in CONDITIONS if c.name in ROBUSTNESS):
+        env_cfg = eval_env_config(contract, cfg.robust_episodes, cfg.robust_episode_s)
+        env_cfg.randomization.init_joint_pos.enabled = True
+        for name, (lo, hi) in cond.randomization.items():
+            setattr(env_cfg.randomization, name, Range(lo, hi))
+        commands = env_cfg.commands
+        commands.lin_vel_x, commands.lin_vel_y, commands.ang_vel_yaw = (tuple(contract.command_ranges[k])
+                                                                        for k in RANGE_KEYS)  # fmt: skip
+        commands.resample_interval_s, commands.zero_probability = cfg.robust_command_s, cfg.robust_stand_share
+        robot = cond.robot(contract.robot, contract.control_dt)
+        result = evaluate_policy(env_cfg, runtime.act_batch, cfg.robust_episodes, cfg.robust_episode_s,
+                                 randomization=True, seed=cfg.seed, robot=robot)  # fmt: skip
+        rows.append({"condition": cond.name, "description": cond.description, **result})
+    return rows
 
 
 RESPONSE_MAGNITUDES = (0.1, 0.2, 0.3, 0.5, 0.8)
@@ -258,8 +310,10 @@ def write_card(
     cfg: PolicyEvalConfig,
     training: dict | None = None,
     response: list[dict] | None = None,
+    robust: list[dict] | None = None,
 ) -> Path:
-    """card.md + PNG plots beside the artifact (and the command-response sweep, when given)."""
+    """card.md + PNG plots beside the artifact (and the command-response sweep and the random-command
+    suite, when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -372,6 +426,22 @@ def write_card(
                               for r in response if r["axis"] == axis)  # fmt: skip
             lines.append(f"| {axis} [{unit}] | {dead_band(response, axis):g} | {pairs} |")
         lines += ["", "![command response](command_response.png)", ""]
+    if robust:
+        (path / "robustness.json").write_text(json.dumps(robust, indent=2))
+        lines += [
+            "## Random commands (ONNX Runtime in MuJoCo)",
+            "",
+            f"{cfg.robust_episodes} episodes of {cfg.robust_episode_s:g} s per condition; a new command from the "
+            f"policy's ranges every {cfg.robust_command_s:g} s, {cfg.robust_stand_share:.0%} of them stand; no "
+            "randomization beyond the condition's; errors measured 1 s after each change.",
+            "",
+            "| condition | what changes | episodes without a fall | vx err [m/s] | vy err [m/s] | yaw err [rad/s] |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in robust:
+            errors = " | ".join(f"{r[f'{axis}_error_mean']:.3f}" for axis in AXES)
+            lines.append(f"| {r['condition']} | {r['description']} | {r['no_fall_share']:.1%} | {errors} |")
+        lines.append("")
     if (path / "training_eval.json").exists():
         ev = json.loads((path / "training_eval.json").read_text())
         lines += [

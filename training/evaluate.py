@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from trot.sim.robot import RobotConfig
 from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.env import LocomotionEnv
 
@@ -36,6 +37,9 @@ class EvalConfig:
     settle_s: float = 1.0
     """Tracking error is measured from this long after each new command."""
     seed: int = 12345
+    mjcf_contacts: bool = True
+    """Also on the robot MJCF's own contact model and every collision geom of its file
+    (:func:`trot.sim.world.with_mjcf_contacts`), the same episodes: what a robot's physics is closer to."""
     video: bool = True
     video_seconds: float = 8.0
 
@@ -48,14 +52,16 @@ def evaluate_policy(
     randomization: bool = True,
     settle_s: float = 1.0,
     seed: int = 12345,
+    robot: RobotConfig | None = None,
 ) -> dict[str, float]:
-    """One episode per environment; returns tracking errors (m/s, rad/s) and the fall share."""
+    """One episode per environment; returns tracking errors (m/s, rad/s) and the fall share.
+    ``robot`` overrides the config's robot (another physics: :func:`trot.sim.world.with_mjcf_contacts`)."""
     cfg = copy.deepcopy(env_cfg)
     cfg.num_envs, cfg.episode_length_s = episodes, episode_length_s
     if not randomization:
         cfg.randomization.disable_all()
         cfg.noise.enabled = False
-    env = LocomotionEnv(cfg, seed=seed)
+    env = LocomotionEnv(cfg, seed=seed, robot=robot)
     obs, _ = env.reset()
     alive = np.ones(episodes, dtype=bool)
     fell = np.zeros(episodes, dtype=bool)
@@ -180,15 +186,31 @@ def eval_run(cfg: EvalConfig) -> dict[str, float]:
         train_cfg.env, torch_policy(actor), cfg.episodes, cfg.episode_length_s, cfg.randomization, cfg.settle_s,
         cfg.seed,
     )  # fmt: skip
+    if cfg.mjcf_contacts:
+        from trot.sim.robot import load_robot
+        from trot.sim.world import with_mjcf_contacts
+
+        result["mjcf_contacts"] = evaluate_policy(
+            train_cfg.env, torch_policy(actor), cfg.episodes, cfg.episode_length_s, cfg.randomization,
+            cfg.settle_s, cfg.seed, robot=with_mjcf_contacts(load_robot(train_cfg.env.robot)),
+        )  # fmt: skip
     result["iteration"] = ck["iteration"]
     result["env_steps"] = ck["env_steps"]
     result["train_wall_clock_s"] = ck["elapsed_s"]
     (cfg.run / "eval.json").write_text(json.dumps(result, indent=2))
     table = Table(title=f"{cfg.run.name} @ iteration {ck['iteration']} ({ck['elapsed_s'] / 60:.1f} min of training)")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("training model", justify="right")
+    if cfg.mjcf_contacts:
+        table.add_column("MJCF's own contacts", justify="right")
+    own = result.get("mjcf_contacts", {})
     for k, v in result.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        if k == "mjcf_contacts":
+            continue
+        cells = [f"{v:.4f}" if isinstance(v, float) else str(v)]
+        if cfg.mjcf_contacts:
+            cells.append(f"{own[k]:.4f}" if isinstance(own.get(k), float) else str(own.get(k, "")))
+        table.add_row(k, *cells)
     console = Console()
     console.print(table)
     curve = plot_curve(cfg.run)

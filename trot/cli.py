@@ -100,6 +100,7 @@ def eval_cmd(argv: list[str]) -> int:
             command_response,
             dead_band,
             evaluate_artifact,
+            robustness,
             write_card,
         )
 
@@ -107,16 +108,20 @@ def eval_cmd(argv: list[str]) -> int:
         try:
             results = evaluate_artifact(target, cfg)
             response = command_response(target, cfg) if cfg.response_s > 0 else None
+            robust = robustness(target, cfg) if cfg.robust_episodes > 0 else None
         except (ArtifactError, ContractMismatch, ValueError) as exc:
             print(f"trot eval: {exc}", file=sys.stderr)
             return 2
-        card = write_card(target, results, cfg, response=response)
+        card = write_card(target, results, cfg, response=response, robust=robust)
         for r in results:
             print(
                 f"{r['condition']:<14} vx {r['vx_error']:.3f} m/s  vy {r['vy_error']:.3f} m/s  "
                 f"yaw {r['yaw_error']:.3f} rad/s"
                 f"  falls {r['fall_rate']:.0%}  |tau| {r['mean_abs_torque']:.2f} Nm"
             )
+        for r in robust or []:
+            print(f"random commands, {r['condition']:<14} {r['no_fall_share']:.1%} of {r['episodes']} episodes "
+                  f"without a fall, vx {r['vx_error_mean']:.3f} m/s")  # fmt: skip
         if response:
             print("dead band (largest command followed by less than half): " + ", ".join(
                 f"{axis} {dead_band(response, axis):g}" for axis in AXES))  # fmt: skip

@@ -21,6 +21,7 @@ MODEL_FIELD = {
     "joint_damping_scale": lambda env, m: m.dof_damping[6],
     "armature_scale": lambda env, m: m.dof_armature[6],
     "frictionloss_scale": lambda env, m: m.dof_frictionloss[6],
+    "impratio": lambda env, m: m.opt.impratio,
 }
 # Ranges wide enough that the effect on a short trajectory is unmistakable.
 WIDE = {
@@ -39,6 +40,8 @@ WIDE = {
     "push_velocity": Range(0.2, 1.0),
     "init_joint_pos": Range(-0.2, 0.2),
     "init_base_vel": Range(-0.5, 0.5),
+    "elliptic_cone": Range(0, 1),
+    "impratio": Range(1.0, 200.0),
 }
 
 
@@ -48,6 +51,8 @@ def _env_with_only(quiet_cfg, name: str) -> LocomotionEnv:
     setattr(cfg.randomization, name, WIDE[name])
     if name == "push_velocity":  # pushes need both interval and strength
         cfg.randomization.push_interval_s = WIDE["push_interval_s"]
+    if name == "impratio":  # (the elliptic cone's: every environment on one)
+        cfg.randomization.elliptic_cone = Range(1, 1)
     return LocomotionEnv(cfg, seed=11)
 
 
@@ -121,8 +126,10 @@ DRAWN = {
     "joint_damping_scale": ("joint_damping_scale", 1.0),
     "armature_scale": ("armature_scale", 1.0),
     "frictionloss_scale": ("frictionloss_scale", 1.0),
+    "elliptic_cone": ("elliptic_cone", 0.0),
+    "impratio": ("impratio", 1.0),
 }
-INTEGER = ("action_delay_steps", "action_delay_substeps")
+INTEGER = ("action_delay_steps", "action_delay_substeps", "elliptic_cone")
 
 
 def test_every_draw_lies_in_its_range_and_fills_it() -> None:
@@ -176,6 +183,12 @@ def test_each_env_model_equals_nominal_times_its_drawn_parameters(quiet_cfg) -> 
             "dof_armature": (m.dof_armature, base.dof_armature * p["armature_scale"]),
             "dof_frictionloss": (m.dof_frictionloss, base.dof_frictionloss * p["frictionloss_scale"]),
         }  # fmt: skip
+        elliptic = bool(p["elliptic_cone"])  # the elliptic cone with its drawn impratio, or the model's own
+        expected["opt cone, impratio, iterations"] = (
+            [int(m.opt.cone), m.opt.impratio, m.opt.iterations, m.opt.ls_iterations],
+            [int(mujoco.mjtCone.mjCONE_ELLIPTIC), p["impratio"], 10, 20] if elliptic
+            else [int(base.opt.cone), base.opt.impratio, base.opt.iterations, base.opt.ls_iterations],
+        )  # fmt: skip
         for field_name, (actual, want) in expected.items():
             np.testing.assert_allclose(actual, want, rtol=1e-12, atol=1e-15, err_msg=f"env {i}: {field_name}")
         # the fields scaled are not zero in the MJCF (a scale on zeros would be no randomization at all)

@@ -10,7 +10,14 @@ import pytest
 from trot.sim.robot import load_robot
 from trot.sim.strict import ConfigError
 from trot.sim.terrain import TERRAINS, TerrainConfig
-from trot.sim.world import compile_model, home_qpos, joint_gains, read_joint_gains, set_joint_gains
+from trot.sim.world import (
+    compile_model,
+    home_qpos,
+    joint_gains,
+    read_joint_gains,
+    set_joint_gains,
+    with_mjcf_contacts,
+)
 from trot.training.run_config import default_config
 from trot.training.tasks import TASKS, make_task_config
 from trot.training.tasks.velocity.config import EnvConfig
@@ -91,3 +98,42 @@ def test_task_variants_keep_their_defaults() -> None:
     assert (cfg.env.robot, cfg.env.num_envs, cfg.env.terrain.kind) == ("go1", 16, "flat")
     with pytest.raises(ConfigError, match="unknown task 'go3-flat'"):
         make_task_config("go3-flat")
+
+
+def test_the_mjcfs_own_contact_model_keeps_the_files_physics_and_every_collision_geom() -> None:
+    """sim.contacts "mjcf" (with_mjcf_contacts): the option block, collision geoms and their contact
+    settings are the package MJCF's, read here from the file itself; the control period is kept; the
+    default ("trot") is trot's reduced, cheaper model."""
+    robot = load_robot("go2")
+    own = with_mjcf_contacts(robot)
+    shipped = mujoco.MjSpec.from_file(str(robot.mjcf_path())).compile()  # the file as it ships
+    model, index = compile_model(own)
+    assert own.sim.contacts == "mjcf" and own.sim.control_dt == pytest.approx(robot.sim.control_dt)
+    assert model.opt.timestep == shipped.opt.timestep
+    assert own.sim.decimation * shipped.opt.timestep == pytest.approx(0.02)
+    for name in ("cone", "impratio", "integrator", "iterations", "ls_iterations", "solver"):
+        assert getattr(model.opt, name) == getattr(shipped.opt, name), name
+    assert model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC and model.opt.impratio == 100  # (go2.xml says so)
+
+    def collision_geoms(m: mujoco.MjModel) -> list[tuple]:
+        """Each colliding robot geom: body, type, contype, conaffinity, condim, friction, margin."""
+        return sorted(
+            (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]), int(m.geom_type[g]),
+             int(m.geom_contype[g]), int(m.geom_conaffinity[g]), int(m.geom_condim[g]),
+             tuple(np.round(m.geom_friction[g], 6)), round(float(m.geom_margin[g]), 6))
+            for g in range(m.ngeom)
+            if m.geom_bodyid[g] != 0 and (m.geom_contype[g] or m.geom_conaffinity[g])
+        )  # fmt: skip
+
+    assert collision_geoms(model) == collision_geoms(shipped) and len(collision_geoms(model)) > 20
+    trot_model, _ = compile_model(robot)
+    assert trot_model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL and trot_model.opt.iterations == 4
+    assert len(collision_geoms(trot_model)) < len(collision_geoms(model))
+    # it stands and its sensors read: feet on the ground, nothing else
+    data = mujoco.MjData(model)
+    data.qpos[:] = home_qpos(model, index, own)
+    data.ctrl[index.actuator_ids] = data.qpos[index.qpos_adr]
+    for _ in range(500):
+        mujoco.mj_step(model, data)
+    assert np.all(data.sensordata[index.foot_contact] > 0) and data.sensordata[index.base_contact] == 0
+    assert abs(data.qpos[2] - own.init_base_height) < 0.06

@@ -364,13 +364,21 @@ def _edit_meta(path: Path, change, digest: str = "keep") -> None:
 
 
 def test_sim2sim_eval_and_card(artifact: Path) -> None:
-    from trot.training.artifact_eval import PolicyEvalConfig, command_response, evaluate_artifact, write_card
+    from trot.training.artifact_eval import (
+        ROBUSTNESS,
+        PolicyEvalConfig,
+        command_response,
+        evaluate_artifact,
+        robustness,
+        write_card,
+    )
 
     cfg = PolicyEvalConfig(
-        segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms"), response_s=0.2
-    )
+        segment_s=0.4, settle_s=0.2, envs_per_condition=2, conditions=("nominal", "timestep_2ms", "mjcf_contacts"),
+        response_s=0.2, robust_episodes=2, robust_episode_s=1.5, robust_command_s=1.2,
+    )  # fmt: skip
     results = evaluate_artifact(artifact, cfg)
-    assert [r["condition"] for r in results] == ["nominal", "timestep_2ms"]
+    assert [r["condition"] for r in results] == ["nominal", "timestep_2ms", "mjcf_contacts"]
     for r in results:
         # a share of the condition's robots (not of time steps, not of segments)
         assert 0.0 <= r["fall_rate"] <= 1.0 and (r["fall_rate"] * cfg.envs_per_condition).is_integer(), r["fall_rate"]
@@ -382,9 +390,15 @@ def test_sim2sim_eval_and_card(artifact: Path) -> None:
         assert min(commanded) < 0 < max(commanded), axis  # both directions
         assert all(ranges[key][0] <= c <= ranges[key][1] for c in commanded), axis
     assert all(np.isfinite(r["achieved"]) or r["fell"] for r in response)
-    card = write_card(artifact, results, cfg, response=response)
+    robust = robustness(artifact, cfg)
+    assert [r["condition"] for r in robust] == list(ROBUSTNESS)
+    for r in robust:
+        assert r["episodes"] == 2 and 0.0 <= r["no_fall_share"] <= 1.0 and np.isfinite(r["vx_error_mean"]), r
+    card = write_card(artifact, results, cfg, response=response, robust=robust)
     text = card.read_text()
     assert "| nominal |" in text and "| timestep_2ms |" in text and "training_config_sha256" in text
+    assert "## Random commands" in text and "| mjcf_payload |" in text
+    assert json.loads((artifact / "robustness.json").read_text()) == robust
     assert "## Command response" in text and "| vy [m/s] |" in text
     assert json.loads((artifact / "response.json").read_text()) == response
     for png in ("tracking_nominal.png", "conditions.png", "training_curve.png", "command_response.png"):
@@ -428,11 +442,12 @@ def test_export_and_eval_from_the_command_line(artifact: Path, tmp_path: Path) -
     r = trot("export", str(artifact.parent / "run"), "-o", str(out), "--parity-samples", "10000")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "max_abs_diff" in r.stdout
-    r = trot(
-        "eval", str(out), "--segment-s", "0.2", "--envs-per-condition", "1", "--conditions", "nominal", "weak_motors"
-    )
+    quick = ("--robust-episodes", "2", "--robust-episode-s", "1.5", "--robust-command-s", "1.2")
+    r = trot("eval", str(out), "--segment-s", "0.2", "--envs-per-condition", "1", "--conditions", "nominal",
+             "weak_motors", *quick)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "weak_motors" in r.stdout and (out / "card.md").is_file()
+    assert "random commands, mjcf_contacts" in r.stdout and "## Random commands" in (out / "card.md").read_text()
     r = trot("eval", str(out), "--conditions", "moon_gravity")
     assert r.returncode == 2 and "moon_gravity" in r.stderr
     r = trot("export", str(tmp_path / "no_run"), "-o", str(tmp_path / "x"))

@@ -255,6 +255,8 @@ def test_eval_command_on_a_run(tmp_path: Path) -> None:
     assert result["episodes"] == 3 and result["iteration"] == 2
     falls = result["fall_rate"] * 3  # a share of the 3 episodes counted: 0, 1, 2 or 3 of them fell
     assert falls in (0.0, 1.0, 2.0, 3.0) and result["no_fall_share"] == 1.0 - result["fall_rate"], result
+    own = result["mjcf_contacts"]  # the same episodes on the robot MJCF's own contact model
+    assert own["episodes"] == 3 and 0.0 <= own["fall_rate"] <= 1.0 and "MJCF's own contacts" in r.stdout, own
     assert (run / "curve.png").stat().st_size > 1000 and (run / "eval.mp4").stat().st_size > 1000
     r = trot("eval", str(tmp_path / "missing"))
     assert r.returncode == 2 and "no checkpoint" in r.stderr
