@@ -27,7 +27,7 @@ from trot.policies.runtime import PolicyRuntime  # noqa: E402
 from trot.sim.randomization import Range  # noqa: E402
 from trot.sim.robot import load_robot  # noqa: E402
 from trot.sim.world import with_mjcf_contacts  # noqa: E402
-from trot.training.artifact_eval import RANGE_KEYS, eval_env_config  # noqa: E402
+from trot.training.artifact_eval import eval_env_config  # noqa: E402
 from trot.training.evaluate import evaluate_policy  # noqa: E402
 
 ELLIPTIC, PYRAMIDAL = mujoco.mjtCone.mjCONE_ELLIPTIC, mujoco.mjtCone.mjCONE_PYRAMIDAL
@@ -80,8 +80,6 @@ def main() -> None:
         cfg = eval_env_config(contract, args.episodes, 20.0)
         cfg.randomization.init_joint_pos.enabled = True
         cfg.randomization.added_base_mass, cfg.randomization.com_offset = Range(2.0, 2.0), Range(0.03, 0.03)
-        cfg.commands.lin_vel_x, cfg.commands.lin_vel_y, cfg.commands.ang_vel_yaw = (
-            tuple(contract.command_ranges[k]) for k in RANGE_KEYS)  # fmt: skip
         cfg.commands.resample_interval_s, cfg.commands.zero_probability = 4.0, 0.2
         start = time.perf_counter()
         r = evaluate_policy(cfg, runtime.act_batch, args.episodes, 20.0, randomization=True, seed=0, robot=robot)

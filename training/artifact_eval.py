@@ -133,8 +133,12 @@ def schedule_commands(contract: Contract) -> list[tuple[str, np.ndarray]]:
 
 
 def eval_env_config(contract: Contract, num_envs: int, episode_s: float) -> EnvConfig:
-    """The nominal model: no randomization, no observation noise, commands only as set."""
+    """The nominal model: no randomization, no observation noise, commands only as set (drawn, where
+    a caller lets them be, from the contract's ranges)."""
     env_cfg = EnvConfig(robot=contract.robot, num_envs=num_envs, nthread=1)
+    commands = env_cfg.commands
+    commands.lin_vel_x, commands.lin_vel_y, commands.ang_vel_yaw = (tuple(contract.command_ranges[k])
+                                                                    for k in RANGE_KEYS)  # fmt: skip
     env_cfg.randomization.disable_all()
     env_cfg.noise.enabled = False
     env_cfg.episode_length_s = episode_s
@@ -233,10 +237,8 @@ def robustness(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
         env_cfg.randomization.init_joint_pos.enabled = True
         for name, (lo, hi) in cond.randomization.items():
             setattr(env_cfg.randomization, name, Range(lo, hi))
-        commands = env_cfg.commands
-        commands.lin_vel_x, commands.lin_vel_y, commands.ang_vel_yaw = (tuple(contract.command_ranges[k])
-                                                                        for k in RANGE_KEYS)  # fmt: skip
-        commands.resample_interval_s, commands.zero_probability = cfg.robust_command_s, cfg.robust_stand_share
+        env_cfg.commands.resample_interval_s = cfg.robust_command_s
+        env_cfg.commands.zero_probability = cfg.robust_stand_share
         robot = cond.robot(contract.robot, contract.control_dt)
         result = evaluate_policy(env_cfg, runtime.act_batch, cfg.robust_episodes, cfg.robust_episode_s,
                                  randomization=True, seed=cfg.seed, robot=robot)  # fmt: skip

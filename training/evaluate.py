@@ -190,8 +190,10 @@ def eval_run(cfg: EvalConfig) -> dict[str, float]:
         from trot.sim.robot import load_robot
         from trot.sim.world import with_mjcf_contacts
 
+        own = copy.deepcopy(train_cfg.env)  # the file's contact model is the condition: not randomized
+        own.randomization.elliptic_cone.enabled = own.randomization.impratio.enabled = False
         result["mjcf_contacts"] = evaluate_policy(
-            train_cfg.env, torch_policy(actor), cfg.episodes, cfg.episode_length_s, cfg.randomization,
+            own, torch_policy(actor), cfg.episodes, cfg.episode_length_s, cfg.randomization,
             cfg.settle_s, cfg.seed, robot=with_mjcf_contacts(load_robot(train_cfg.env.robot)),
         )  # fmt: skip
     result["iteration"] = ck["iteration"]
