@@ -35,9 +35,10 @@ class RandomizationConfig:
 
     friction: Range = field(default_factory=lambda: Range(0.4, 1.25))
     """Ground (and foot) sliding friction."""
-    added_base_mass: Range = field(default_factory=lambda: Range(-1.0, 2.0))
-    """kg added to the base body."""
-    com_offset: Range = field(default_factory=lambda: Range(-0.03, 0.03))
+    added_base_mass: Range = field(default_factory=lambda: Range(-1.0, 3.0))
+    """kg added to the base body: a payload of up to 3 kg, so that the card's 2 kg (with its CoM
+    offset on all three axes at once, a corner of the box below) lies inside the range, not on it."""
+    com_offset: Range = field(default_factory=lambda: Range(-0.05, 0.05))
     """m, per axis, added to the base centre of mass."""
     motor_strength: Range = field(default_factory=lambda: Range(0.9, 1.1))
     """Scale on motor torque (gains and torque limits)."""

@@ -89,6 +89,46 @@ class UnitreeConfig:
 
 
 @dataclass(frozen=True)
+class MirrorConfig:
+    """The robot's left-right mirror image (reflection in its sagittal plane), by name: what
+    symmetry augmentation swaps. A leg's mirror is the leg whose name has the other side's part; a
+    joint turning about the forward axis (hip abduction) turns the other way in the mirror image."""
+
+    swap: dict[str, str]
+    """Name parts of one side and the other's (Go2: ``{FL_: FR_, RL_: RR_}``); each works both ways."""
+    negate: tuple[str, ...] = ()
+    """Joints whose angle changes sign in the mirror image (about the forward or the vertical axis)."""
+
+    def image(self, name: str) -> str:
+        """The name of ``name``'s mirror image (itself for a part on the plane of symmetry)."""
+        for a, b in self.swap.items():
+            if a in name:
+                return name.replace(a, b)
+            if b in name:
+                return name.replace(b, a)
+        return name
+
+    def check(self, robot: RobotConfig) -> None:
+        """Each joint and foot has a mirror image among the robot's, and a joint and its image have
+        mirrored default positions and the same gains and torque limits (checked where it is used)."""
+        for role, names in (("joint", tuple(robot.joints)), ("foot", robot.feet)):
+            if missing := {n: self.image(n) for n in names if self.image(n) not in names}:
+                raise ConfigError(f"robot.mirror: the mirror images of {role}s {missing} are not among the robot's")
+        if unknown := [n for n in self.negate if n not in robot.joints]:
+            raise ConfigError(f"robot.mirror.negate: {unknown} are not joints of the robot")
+        if odd := {n: self.image(n) for n in self.negate if self.image(n) not in self.negate}:
+            raise ConfigError(f"robot.mirror.negate: joints negated but not their mirror images (joint: image): {odd}")
+        for name, joint in robot.joints.items():
+            other = robot.joints[self.image(name)]
+            sign = -1.0 if name in self.negate else 1.0
+            if abs(other.default - sign * joint.default) > 1e-9:
+                raise ConfigError(f"robot.mirror: {name}'s default {joint.default} does not mirror "
+                                  f"{self.image(name)}'s {other.default}")  # fmt: skip
+            if (joint.kp, joint.kd, joint.torque_limit) != (other.kp, other.kd, other.torque_limit):
+                raise ConfigError(f"robot.mirror: {name} and {self.image(name)} differ in kp, kd or torque_limit")
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """Physics settings of the training simulation."""
 
@@ -141,6 +181,8 @@ class RobotConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     unitree: UnitreeConfig | None = None
     """Unitree's low-level interface, on robots that speak it (trot_unitree_bridge)."""
+    mirror: MirrorConfig | None = None
+    """Left-right symmetry, on robots that have it (training's symmetry augmentation)."""
 
     def __post_init__(self) -> None:
         if not self.joints:

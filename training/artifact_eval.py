@@ -142,7 +142,7 @@ def eval_env_config(contract: Contract, num_envs: int, episode_s: float) -> EnvC
     env_cfg.randomization.disable_all()
     env_cfg.noise.enabled = False
     env_cfg.episode_length_s = episode_s
-    env_cfg.commands.resample_interval_s = 1e9
+    env_cfg.commands.resample_interval_s, env_cfg.commands.resample_spread_s = 1e9, 0.0
     return env_cfg
 
 
@@ -237,7 +237,7 @@ def robustness(path: Path, cfg: PolicyEvalConfig | None = None) -> list[dict]:
         env_cfg.randomization.init_joint_pos.enabled = True
         for name, (lo, hi) in cond.randomization.items():
             setattr(env_cfg.randomization, name, Range(lo, hi))
-        env_cfg.commands.resample_interval_s = cfg.robust_command_s
+        env_cfg.commands.resample_interval_s = cfg.robust_command_s  # (no spread: eval_env_config's)
         env_cfg.commands.zero_probability = cfg.robust_stand_share
         robot = cond.robot(contract.robot, contract.control_dt)
         result = evaluate_policy(env_cfg, runtime.act_batch, cfg.robust_episodes, cfg.robust_episode_s,

@@ -94,6 +94,12 @@ def train(cfg: TrainConfig, resume: Path | None = None, progress: bool = True, c
 
     env = build_env(cfg, rank, local_world)
     try:
+        if cfg.ppo.symmetry_augmentation and not is_gym_task(cfg.task) and env.env.robot.mirror is None:
+            # a default of the locomotion tasks, not a requirement: a new robot trains without it
+            if rank == 0:
+                print(f"trot train: robot {env.env.robot.name!r} has no 'mirror' section: training without "
+                      "symmetry augmentation (docs/robots.md says how to add one)", file=sys.stderr)  # fmt: skip
+            cfg.ppo.symmetry_augmentation, cfg.ppo.mirror_loss_coef = False, 0.0
         video = locomotion_video_fn(cfg) if not is_gym_task(cfg.task) and cfg.video_interval else None
         runner = Runner(cfg, env, run_dir, run_meta(cfg, env), video_fn=video)
         if resume is not None:

@@ -116,9 +116,33 @@ def test_a_share_of_commands_moves_along_one_axis_only(quiet_cfg) -> None:
     env.close()
 
 
+def test_command_intervals_are_drawn_within_the_spread(quiet_cfg) -> None:
+    """Each env's command holds for an interval drawn in [interval - spread, interval + spread]:
+    changes fall at different moments in different envs, none sooner or later than the spread."""
+    cfg = quiet_cfg(num_envs=16)
+    cfg.commands.resample_interval_s, cfg.commands.resample_spread_s = 0.3, 0.1  # 10 to 20 control steps
+    cfg.commands.zero_probability = 0.0
+    env = LocomotionEnv(cfg)
+    env.reset(seed=0)
+    last = env.commands.copy()
+    held = np.zeros(16, dtype=int)
+    intervals: list[int] = []
+    for _ in range(120):
+        env.step(np.zeros((16, 12)))
+        held += 1
+        changed = np.any(env.commands != last, axis=1) & (env.episode_step > 0)
+        intervals += held[changed].tolist()
+        held[changed] = 0
+        last = env.commands.copy()
+    env.close()
+    assert len(intervals) > 50
+    assert min(intervals) >= 10 and max(intervals) <= 20, (min(intervals), max(intervals))
+    assert len(set(intervals)) >= 6  # drawn, not one fixed period
+
+
 def test_commands_resample_during_episode(quiet_cfg) -> None:
     cfg = quiet_cfg(num_envs=4)
-    cfg.commands.resample_interval_s = 0.1  # every 5 steps
+    cfg.commands.resample_interval_s, cfg.commands.resample_spread_s = 0.1, 0.0  # every 5 steps
     env = LocomotionEnv(cfg)
     env.reset(seed=0)
     before = env.commands.copy()

@@ -18,6 +18,7 @@ from torch.optim.adam import adam
 from trot.training.ppo.config import PPOConfig
 from trot.training.ppo.model import ActorCritic
 from trot.training.ppo.storage import Batch, RolloutStorage
+from trot.training.ppo.symmetry import BatchMirror
 
 
 def surrogate_loss(
@@ -49,17 +50,33 @@ def gaussian_kl(
 
 
 def ppo_loss(
-    mean: torch.Tensor, std: torch.Tensor, values: torch.Tensor, b: Batch, cfg: PPOConfig
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: torch.Tensor,
+    b: Batch,
+    cfg: PPOConfig,
+    mirror_action: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The PPO objective and its parts [loss, surrogate, value loss, entropy, KL(old || new)]."""
+    """The PPO objective and its parts [loss, surrogate, value loss, entropy, KL(old || new), mirror
+    loss]. With ``mirror_action`` the batch's second half is the first's mirror image
+    (:class:`~trot.training.ppo.symmetry.BatchMirror`), and the mirror loss is weighted in."""
     distribution = Normal(mean, std, validate_args=False)
     log_probs = distribution.log_prob(b.actions).sum(-1)
     entropy = distribution.entropy().sum(-1).mean()
-    kl = gaussian_kl(b.mean, b.std, mean.detach(), std.detach()).mean()
+    # The step size follows the policy's change on the samples collected: on a mirror image the
+    # "old policy" is the mirror of the collecting one, as far from the current policy as the latter
+    # is from symmetric, and that distance would shrink the step to nothing.
+    n = mean.shape[0] // 2 if mirror_action is not None else mean.shape[0]
+    kl = gaussian_kl(b.mean[:n], b.std[:n], mean[:n].detach(), std[:n].detach()).mean()
     surrogate = surrogate_loss(log_probs, b.log_probs, b.advantages, cfg.clip_param)
     v_loss = value_loss(values, b.values, b.returns, cfg.clip_param if cfg.clip_value_loss else None)
     loss = surrogate + cfg.value_loss_coef * v_loss - cfg.entropy_coef * entropy
-    return loss, torch.stack([loss.detach(), surrogate.detach(), v_loss.detach(), entropy.detach(), kl])
+    mirror = torch.zeros((), device=mean.device)
+    if mirror_action is not None and cfg.mirror_loss_coef > 0.0:
+        mirror = (mean[n:] - mirror_action(mean[:n])).pow(2).mean()
+        loss = loss + cfg.mirror_loss_coef * mirror
+    return loss, torch.stack([loss.detach(), surrogate.detach(), v_loss.detach(), entropy.detach(), kl,
+                              mirror.detach()])  # fmt: skip
 
 
 def adapt_learning_rate(lr: float, kl: float, desired_kl: float, lo: float = 1e-5, hi: float = 1e-2) -> float:
@@ -118,9 +135,22 @@ class PPO:
     """Minibatch updates, eager or compiled. Both use :func:`ppo_loss` and torch's Adam (the
     compiled one its functional form, on the optimizer's own state): checkpoints are the same."""
 
-    def __init__(self, policy: ActorCritic, cfg: PPOConfig, total_iterations: int, compile: bool = False) -> None:
+    def __init__(
+        self,
+        policy: ActorCritic,
+        cfg: PPOConfig,
+        total_iterations: int,
+        compile: bool = False,
+        mirror: BatchMirror | None = None,
+    ) -> None:
+        if cfg.symmetry_augmentation and mirror is None:
+            raise ValueError("ppo.symmetry_augmentation: this task has no mirror maps")
+        if cfg.mirror_loss_coef > 0.0 and not cfg.symmetry_augmentation:
+            raise ValueError("ppo.mirror_loss_coef: needs ppo.symmetry_augmentation")
         self.policy = policy
         self.cfg = cfg
+        self.mirror = mirror if cfg.symmetry_augmentation else None
+        self._mirror_action = self.mirror.action if self.mirror is not None else None
         self.learning_rate = cfg.learning_rate
         self.total_iterations = max(1, total_iterations)
         self.named_params = dict(policy.named_parameters())
@@ -144,25 +174,29 @@ class PPO:
         cfg = self.cfg
         if cfg.schedule == "linear":
             self._set_lr(cfg.learning_rate * max(0.0, 1.0 - iteration / self.total_iterations))
-        sums = [0.0] * 4
+        sums = [0.0] * 5
         count = 0
         self._functional = None
         for batch in storage.minibatches(cfg.num_minibatches, cfg.num_epochs, generator):
+            if self.mirror is not None:
+                batch = self.mirror.augment(batch)
             for i, v in enumerate(self._step(batch)):
                 sums[i] += v
             count += 1
-        names = ("loss/surrogate", "loss/value", "loss/entropy", "policy/kl")
-        out = {k: v / max(count, 1) for k, v in zip(names, sums, strict=False)}
+        names = ("loss/surrogate", "loss/value", "loss/entropy", "policy/kl", "loss/mirror")
+        out = {k: v / max(count, 1) for k, v in zip(names, sums, strict=True)}
+        if cfg.mirror_loss_coef == 0.0:
+            del out["loss/mirror"]
         out["policy/learning_rate"] = self.learning_rate
         out["policy/action_std"] = self.policy.log_std.detach().exp().mean().item()
         return out
 
     def _step(self, b: Batch) -> list[float]:
-        """One minibatch step; returns [surrogate, value loss, entropy, KL]."""
+        """One minibatch step; returns [surrogate, value loss, entropy, KL, mirror loss]."""
         if self.compile:
             return self._functional_step(b)
         mean, std, values = self.policy(b.obs, b.critic_obs)
-        loss, parts = ppo_loss(mean, std, values, b, self.cfg)
+        loss, parts = ppo_loss(mean, std, values, b, self.cfg, self._mirror_action)
         stats = self._check_and_adapt(parts)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,15 +209,15 @@ class PPO:
     def _check_and_adapt(self, parts: torch.Tensor) -> list[float]:
         """Stop on a non-finite loss; adapt the step size to this minibatch's KL (before the step)."""
         if _distributed():
-            kl = parts[4:].clone()
+            kl = parts[4:5].clone()
             _average_over_ranks([kl])
-            parts = torch.cat([parts[:4], kl])
-        loss, surrogate, v_loss, entropy, kl = parts.tolist()
+            parts = torch.cat([parts[:4], kl, parts[5:]])
+        loss, surrogate, v_loss, entropy, kl, mirror = parts.tolist()
         if not math.isfinite(loss):
             raise FloatingPointError(f"PPO loss became non-finite ({loss})")
         if self.cfg.schedule == "adaptive":
             self._set_lr(adapt_learning_rate(self.learning_rate, kl, self.cfg.desired_kl))
-        return [surrogate, v_loss, entropy, kl]
+        return [surrogate, v_loss, entropy, kl, mirror]
 
     # ------------------------------------------------------------------ compiled path
     def _functional_step(self, b: Batch) -> list[float]:
@@ -217,7 +251,7 @@ class PPO:
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         def loss_of(p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             mean, std, values = functional_call(self.policy, (p, buffers), (b.obs, b.critic_obs))
-            return ppo_loss(mean, std, values, b, self.cfg)
+            return ppo_loss(mean, std, values, b, self.cfg, self._mirror_action)
 
         return grad(loss_of, has_aux=True)(params)
 

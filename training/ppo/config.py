@@ -28,6 +28,12 @@ class PPOConfig:
     entropy_coef: float = 0.01
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
+    symmetry_augmentation: bool = False
+    """Train each minibatch together with its left-right mirror image (twice the samples per update,
+    for tasks whose robot has a mirror section; trot.training.symmetry)."""
+    mirror_loss_coef: float = 0.0
+    """Weight of a loss pulling the actor's mean on a mirrored observation to the mirror of its mean
+    on the original: a symmetric gait (needs symmetry_augmentation)."""
 
 
 @dataclass

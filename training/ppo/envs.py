@@ -27,6 +27,7 @@ import numpy as np
 
 from trot.sim.strict import ConfigError
 from trot.training.tasks.velocity.config import EnvConfig
+from trot.training.symmetry import Mirror
 from trot.training.tasks.velocity.env import LocomotionEnv
 
 
@@ -74,6 +75,10 @@ class LocomotionTrainEnv:
             episode_falls=ep["fallen"] if ep else np.zeros(0, dtype=bool),
             reward_terms=info["reward_terms"],
         )
+
+    def mirrors(self) -> tuple[Mirror, Mirror, Mirror]:
+        """Mirror maps of observation, critic observation and action (symmetry augmentation)."""
+        return self.env.mirrors()
 
     def state_dict(self) -> dict[str, Any]:
         return self.env.state_dict()

@@ -21,10 +21,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from trot.sim.strict import ConfigError
 from trot.training.ppo.algorithm import PPO, compiled
 from trot.training.ppo.config import IncompatibleRun, RunnerConfig
 from trot.training.ppo.envs import Step
 from trot.training.ppo.model import ActorCritic
+from trot.training.ppo.symmetry import BatchMirror
 from trot.training.ppo.storage import RolloutStorage
 
 
@@ -111,9 +113,14 @@ class Runner:
         if distributed():
             for tensor in [*self.policy.parameters(), *self.policy.buffers()]:
                 dist.broadcast(tensor.data, src=0)
-        self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations, compile=cfg.compile)
-        self._act = compiled(self.policy.act) if cfg.compile else self.policy.act
         self.device = torch.device(cfg.device)
+        self.mirror = None
+        if cfg.ppo.symmetry_augmentation:
+            if not hasattr(env, "mirrors"):
+                raise ConfigError("ppo.symmetry_augmentation: this task's environments have no mirror image")
+            self.mirror = BatchMirror(*env.mirrors(), self.device)
+        self.alg = PPO(self.policy, cfg.ppo, cfg.max_iterations, compile=cfg.compile, mirror=self.mirror)
+        self._act = compiled(self.policy.act) if cfg.compile else self.policy.act
         self.policy.to(self.device)
         self.storage = RolloutStorage(
             cfg.steps_per_env, env.num_envs, env.num_obs, env.num_critic_obs, env.num_actions, self.device
@@ -200,10 +207,12 @@ class Runner:
                     raise self._diverged("policy parameters became non-finite")
                 # Normalizer statistics move only between iterations: within one, collection and
                 # update see the same normalization, so the update starts at ratio 1 and KL 0.
-                self.policy.update_normalizers(
-                    self.storage.obs.reshape(-1, self.env.num_obs),
-                    self.storage.critic_obs.reshape(-1, self.env.num_critic_obs),
-                )
+                obs = self.storage.obs.reshape(-1, self.env.num_obs)
+                critic_obs = self.storage.critic_obs.reshape(-1, self.env.num_critic_obs)
+                if self.mirror is not None:  # the statistics of what the update trains on
+                    obs = torch.cat([obs, self.mirror.obs(obs)])
+                    critic_obs = torch.cat([critic_obs, self.mirror.critic(critic_obs)])
+                self.policy.update_normalizers(obs, critic_obs)
                 t2 = time.perf_counter()
                 self.iteration += 1
                 elapsed = self.elapsed_before + (t2 - start)

@@ -18,10 +18,15 @@ class CommandConfig:
     """Lateral velocity range, m/s."""
     ang_vel_yaw: tuple[float, float] = (-1.0, 1.0)
     """Yaw rate range, rad/s."""
-    resample_interval_s: float = 5.0
-    """A new command is drawn every this many seconds of an episode."""
-    zero_probability: float = 0.1
-    """Share of commands that are exactly zero (stand still)."""
+    resample_interval_s: float = 4.0
+    """A new command is drawn every this many seconds of an episode, on average."""
+    resample_spread_s: float = 2.0
+    """Each interval is drawn uniformly within +- this of ``resample_interval_s``, so commands change
+    at any moment of a gait cycle and episodes hold several changes, among them stops and reversals
+    from top speed: a robot is braked by a new command far more often than it is pushed."""
+    zero_probability: float = 0.2
+    """Share of commands that are exactly zero (stand still): every such draw is also a stop from the
+    previous command."""
     single_axis_probability: float = 0.2
     """Share of commands that move along one axis only (pure forward, sideways or turning),
     the axis drawn uniformly: a teleop stick or a scripted walk sends those, and independent draws

@@ -27,7 +27,10 @@ from trot.policies.contract import Contract, ObsTerm
 from trot.policies.observation import ActionMapper, ObservationBuilder, projected_gravity
 from trot.sim import randomization
 from trot.sim.robot import RobotConfig, load_robot
+from trot.sim.strict import ConfigError
 from trot.sim.world import compile_model, home_qpos
+from trot.training import symmetry
+from trot.training.symmetry import Mirror
 from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.rewards import StepQuantities, compute_rewards
 
@@ -85,7 +88,10 @@ class LocomotionEnv(VectorEnv):
         self.dt = self.robot.sim.control_dt
         self.decimation = self.robot.sim.decimation
         self.max_episode_steps = round(cfg.episode_length_s / self.dt)
-        self.resample_steps = max(1, round(cfg.commands.resample_interval_s / self.dt))
+        c = cfg.commands
+        if not 0.0 <= c.resample_spread_s < c.resample_interval_s:
+            raise ValueError(f"env.commands.resample_spread_s: must be in [0, resample_interval_s = "
+                             f"{c.resample_interval_s}), got {c.resample_spread_s}")  # fmt: skip
         nj = self.contract.num_joints
 
         # One model per environment (randomized in place), one MjData per thread.
@@ -141,6 +147,7 @@ class LocomotionEnv(VectorEnv):
         self.feet_air_time = np.zeros((n, len(self.robot.feet)))
         self._last_foot_contact = np.zeros((n, len(self.robot.feet)), dtype=bool)
         self.push_countdown = np.zeros(n, dtype=np.int64)
+        self.command_countdown = np.zeros(n, dtype=np.int64)
         self.dr_params = np.zeros((n, len(randomization.PARAMS)))
         self.episode_return = np.zeros(n)
         self._rng = np.random.default_rng(seed)
@@ -221,9 +228,12 @@ class LocomotionEnv(VectorEnv):
         done = fallen | time_out
         self.last_actions[:] = self.actions
 
-        resample = (self.episode_step % self.resample_steps == 0) & ~done
+        self.command_countdown -= 1
+        resample = (self.command_countdown <= 0) & ~done
         if resample.any():
-            self.commands[resample] = self._sample_commands(int(resample.sum()))
+            k = int(resample.sum())
+            self.commands[resample] = self._sample_commands(k)
+            self.command_countdown[resample] = self._command_interval_steps(k)
 
         obs, critic = self._observe()
         info: dict = {
@@ -247,6 +257,24 @@ class LocomotionEnv(VectorEnv):
         info["done_mask"] = done
         return obs.copy(), reward.astype(np.float32), fallen, time_out, info
 
+    def mirrors(self) -> tuple[Mirror, Mirror, Mirror]:
+        """The mirror maps of the observation, the critic's observation and the action (see
+        :mod:`trot.training.symmetry`), for a robot with a ``mirror`` section."""
+        mirror = self.robot.mirror
+        if mirror is None:
+            raise ConfigError(f"robot {self.robot.name}: no 'mirror' section, so no symmetry augmentation "
+                              "(say which name parts are left and right, and which joints change sign)")  # fmt: skip
+        mirror.check(self.robot)
+        obs = symmetry.observation_mirror(self.contract, mirror)
+        critic = symmetry.concat(
+            obs,
+            symmetry.signs(symmetry.VECTOR_REFLECTIONS["base_lin_vel"]),
+            symmetry.by_name(self.robot.feet, mirror, negate=False),
+            symmetry.params_mirror(randomization.PARAMS),
+        )
+        assert critic.size == self.num_critic_obs, "the critic's layout changed: update mirrors()"
+        return obs, critic, symmetry.action_mirror(self.contract, mirror)
+
     def set_commands(self, commands: np.ndarray) -> np.ndarray:
         """Override every env's command (a fixed evaluation schedule); returns the refreshed observation."""
         self.commands[:] = commands
@@ -257,7 +285,7 @@ class LocomotionEnv(VectorEnv):
     _STATE_ARRAYS = (
         "state", "_sensor_out", "_action_history", "actions", "last_actions", "_last_targets",
         "_last_joint_vel", "commands", "episode_step", "feet_air_time", "_last_foot_contact",
-        "push_countdown", "dr_params", "episode_return",
+        "push_countdown", "command_countdown", "dr_params", "episode_return",
     )  # fmt: skip
 
     def state_dict(self) -> dict:
@@ -366,6 +394,11 @@ class LocomotionEnv(VectorEnv):
         cmd[self._rng.random(count) < c.zero_probability] = 0.0
         return cmd
 
+    def _command_interval_steps(self, count: int) -> np.ndarray:
+        c = self.cfg.commands
+        seconds = c.resample_interval_s + self._rng.uniform(-c.resample_spread_s, c.resample_spread_s, count)
+        return np.maximum(1, np.round(seconds / self.dt)).astype(np.int64)
+
     def _push_interval_steps(self, count: int) -> np.ndarray:
         r = self.cfg.randomization.push_interval_s
         return np.round(self._rng.uniform(r.low, r.high, count) / self.dt).astype(np.int64)
@@ -405,6 +438,7 @@ class LocomotionEnv(VectorEnv):
         self.state[np.ix_(ids, np.arange(self._qvel.start, self._qvel.stop))] = qvel
 
         self.commands[ids] = self._sample_commands(k)
+        self.command_countdown[ids] = self._command_interval_steps(k)
         self._action_history[:, ids] = 0.0
         self.actions[ids] = 0.0
         self.last_actions[ids] = 0.0
