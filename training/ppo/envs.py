@@ -26,8 +26,8 @@ import gymnasium as gym
 import numpy as np
 
 from trot.sim.strict import ConfigError
-from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.symmetry import Mirror
+from trot.training.tasks.velocity.config import EnvConfig
 from trot.training.tasks.velocity.env import LocomotionEnv
 
 

@@ -26,8 +26,8 @@ from trot.training.ppo.algorithm import PPO, compiled
 from trot.training.ppo.config import IncompatibleRun, RunnerConfig
 from trot.training.ppo.envs import Step
 from trot.training.ppo.model import ActorCritic
-from trot.training.ppo.symmetry import BatchMirror
 from trot.training.ppo.storage import RolloutStorage
+from trot.training.ppo.symmetry import BatchMirror
 
 
 class TrainEnv(Protocol):
