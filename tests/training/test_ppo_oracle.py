@@ -80,7 +80,8 @@ def test_ppo_loss_two_sample_batch_by_hand(float64: None) -> None:
         values=t(v_old), advantages=t(adv), returns=t(ret), mean=t(mu_old), std=t(sigma_old),
     )  # fmt: skip
     total, parts = ppo_loss(mean_t, std_t, values_t, batch, cfg)
-    assert parts.tolist() == pytest.approx([loss, surrogate, v_loss, entropy, kl], abs=1e-6, rel=0)
+    # (the last part, the mirror loss, is zero without symmetry augmentation)
+    assert parts.tolist() == pytest.approx([loss, surrogate, v_loss, entropy, kl, 0.0], abs=1e-6, rel=0)
     assert float(total.detach()) == pytest.approx(loss, abs=1e-6, rel=0)
 
     total.backward()
