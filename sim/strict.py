@@ -19,12 +19,16 @@ class ConfigError(ValueError):
     """A config value is malformed; ``str(err)`` starts with the dotted field path."""
 
 
-def from_mapping(cls: type[T], data: Any, path: str) -> T:
-    """Build dataclass ``cls`` from ``data`` (a mapping), strictly."""
-    return _convert(cls, data, path)
+def from_mapping(cls: type[T], data: Any, path: str, *, complete: bool = False) -> T:
+    """Build dataclass ``cls`` from ``data`` (a mapping), strictly.
+
+    ``complete``: every field must be given, even one with a default (a file that trot itself wrote,
+    such as a run's config, read back: a missing key means an older trot wrote it, and today's
+    default may differ from what that run used)."""
+    return _convert(cls, data, path, complete)
 
 
-def _convert(tp: Any, value: Any, path: str) -> Any:
+def _convert(tp: Any, value: Any, path: str, complete: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -37,7 +41,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         kwargs = {}
         for name, f in fields.items():
             if name in value:
-                kwargs[name] = _convert(hints[name], value[name], f"{path}.{name}")
+                kwargs[name] = _convert(hints[name], value[name], f"{path}.{name}", complete)
+            elif complete:
+                raise ConfigError(f"{path}.{name}: missing (the file was written by an older version of trot)")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{path}.{name}: required key is missing")
         try:
@@ -50,16 +56,21 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         key_tp, val_tp = typing.get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
-        return {_convert(key_tp, k, f"{path}"): _convert(val_tp, v, f"{path}.{k}") for k, v in value.items()}
+        return {
+            _convert(key_tp, k, f"{path}", complete): _convert(val_tp, v, f"{path}.{k}", complete)
+            for k, v in value.items()
+        }
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+            return tuple(_convert(args[0], v, f"{path}[{i}]", complete) for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return tuple(
+            _convert(a, v, f"{path}[{i}]", complete) for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -69,7 +80,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             if a is type(None):
                 continue
             try:
-                return _convert(a, value, path)
+                return _convert(a, value, path, complete)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")

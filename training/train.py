@@ -146,7 +146,7 @@ def parse_args(argv: list[str]) -> tuple[TrainConfig, Path | None]:
         if task not in TASKS:
             raise ConfigError(f"task: unknown task {task!r} (trot tasks: {sorted(TASKS)}; Gymnasium: --env ID)")
     if resume is not None:
-        default = load_config(resume)
+        default = load_config(resume, complete=True)
         if task is not None and task != default.task:
             raise IncompatibleRun(f"task: the run in {resume} trains {default.task!r}, not {task!r}")
     else:

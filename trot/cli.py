@@ -65,6 +65,7 @@ def demo(cfg: DemoConfig) -> None:
     train_cfg.seed = cfg.seed
     train_cfg.env.num_envs = cfg.num_envs
     train_cfg.max_minutes = cfg.train_minutes
+    train_cfg.compile = False  # a few minutes gain less than compilation costs
     train_cfg.log_dir, train_cfg.run_name = cfg.out, f"{task}_demo"
     run = cfg.out / train_cfg.run_name
     if run.exists():

@@ -3,12 +3,15 @@
 import copy
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
 from trot.training.ppo.algorithm import PPO, PPOConfig, compiled
 from trot.training.ppo.model import ActorCritic
 from trot.training.ppo.storage import RolloutStorage
+from trot.training.ppo.symmetry import BatchMirror
+from trot.training.symmetry import Mirror
 
 STEPS, ENVS, OBS, ACTIONS = 16, 8, 11, 3
 
@@ -33,13 +36,26 @@ def filled_storage(policy: ActorCritic) -> RolloutStorage:
     return storage
 
 
-@pytest.mark.parametrize("schedule", ["adaptive", "linear"])
-def test_compiled_minibatch_steps_match_eager(schedule: str) -> None:
+def swap_and_negate(size: int) -> Mirror:
+    """A left-right map for the test's sizes: swap the first two entries, negate the third."""
+    index, sign = np.arange(size), np.ones(size)
+    index[:2], sign[2] = [1, 0], -1.0
+    return Mirror(index, sign)
+
+
+# adaptive: the locomotion tasks' path (symmetry augmentation, here with a mirror loss too); linear:
+# the Gymnasium tasks'.
+@pytest.mark.parametrize("schedule, symmetric", [("adaptive", True), ("linear", False)])
+def test_compiled_minibatch_steps_match_eager(schedule: str, symmetric: bool) -> None:
     eager_policy = small_policy()
     storage = filled_storage(eager_policy)
     compiled_policy = copy.deepcopy(eager_policy)
-    cfg = PPOConfig(learning_rate=1e-3, schedule=schedule, num_epochs=3, num_minibatches=4, max_grad_norm=0.5)
-    algs = {"eager": PPO(eager_policy, cfg, 10), "compiled": PPO(compiled_policy, cfg, 10, compile=True)}
+    cfg = PPOConfig(learning_rate=1e-3, schedule=schedule, num_epochs=3, num_minibatches=4, max_grad_norm=0.5,
+                    symmetry_augmentation=symmetric, mirror_loss_coef=0.5 if symmetric else 0.0)  # fmt: skip
+    maps = (swap_and_negate(OBS), swap_and_negate(OBS), swap_and_negate(ACTIONS))
+    mirror = BatchMirror(*maps, torch.device("cpu")) if symmetric else None
+    algs = {"eager": PPO(eager_policy, cfg, 10, mirror=mirror),
+            "compiled": PPO(compiled_policy, cfg, 10, compile=True, mirror=mirror)}  # fmt: skip
     stats = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fallback to eager would warn: this must really be compiled

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from trot.policies.runtime import PolicyRuntime
 from trot.sim.strict import ConfigError
@@ -214,6 +216,14 @@ def test_incompatible_resume_is_refused_and_writes_nothing(tmp_path: Path) -> No
         assert message in r.stderr, (args, r.stderr)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert before == after
+    # A run written before a setting existed would resume with today's default for it: refused.
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    del config["env"]["commands"]["resample_spread_s"]
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    r = trot("train", "--resume", str(old))
+    assert r.returncode == 2 and "config.env.commands.resample_spread_s: missing" in r.stderr, r.stderr
 
 
 def test_checkpoint_from_a_different_observation_layout_is_refused(tmp_path: Path, quiet_cfg) -> None:

@@ -295,6 +295,9 @@ class LocomotionEnv(VectorEnv):
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        missing = [name for name in self._STATE_ARRAYS if name not in state]
+        if missing:
+            raise ValueError(f"env state {missing[0]}: missing from the checkpoint (an older version of trot wrote it)")
         for name in self._STATE_ARRAYS:
             current = getattr(self, name)
             if state[name].shape != current.shape:

@@ -13,7 +13,8 @@ from pathlib import Path
 from trot.testing import ROOT
 from trot.testing.faults.table import Row
 
-SMALL_RUN = ["--env.num-envs", "32", "--steps-per-env", "8", "--save-interval", "1", "--env.nthread", "1"]
+SMALL_RUN = ["--env.num-envs", "32", "--steps-per-env", "8", "--save-interval", "1", "--env.nthread", "1",
+             "--no-compile"]  # (a few iterations: compiling would take longer than the run)
 
 
 def interrupted_and_resumed_run(workdir: Path, name: str, sig: int, iterations: int) -> Path:
