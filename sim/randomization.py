@@ -62,9 +62,9 @@ class RandomizationConfig:
     elliptic_cone: Range = field(default_factory=lambda: Range(1, 1))
     """1: the environment's friction cone is elliptic, the no-slip contact a robot MJCF such as the
     Go2's ships; 0: the model's own (trot's pyramidal one, which lets feet slip more). Integers in
-    [low, high]; by default every environment is on the elliptic cone: with half of them on it, the
-    policies kept 78-80 % of payload episodes on the Go2 MJCF's own model, with all 86-89 %, at 0.74x
-    the physics rate (bench/results/time_to_walk.md, step_profile.md). ``0 0``: pyramidal only."""
+    [low, high]; by default every environment is on the elliptic cone, which makes policies fall less
+    on the robot MJCF's own model than a mix of both, at a higher physics cost
+    (bench/results/time_to_walk.md, step_profile.md). ``0 0``: pyramidal only."""
     impratio: Range = field(default_factory=lambda: Range(1.0, 100.0))
     """The elliptic cone's impratio, how much stiffer friction is than the normal force (the Go2's
     MJCF: 100); the model's own cone keeps its own."""

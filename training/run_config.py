@@ -44,7 +44,7 @@ def default_config(task: str) -> TrainConfig:
         # half an hour on a 2-core workstation.
         # Symmetry augmentation: each sample is also trained on as its mirror image, which more
         # than pays for the longer update (bench/results/time_to_walk.md).
-        # Compiled updates: an iteration 11 % shorter for ~17 s of compilation once
+        # Compiled updates: shorter iterations for some seconds of compilation once
         # (bench/results/step_profile.md).
         return TrainConfig(task=task, env=make_task_config(task), max_iterations=3000, max_minutes=29.0,
                            compile=True, ppo=PPOConfig(symmetry_augmentation=True))  # fmt: skip
