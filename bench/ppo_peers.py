@@ -1,12 +1,17 @@
-"""trot's PPO against Stable-Baselines3's PPO on Gymnasium MuJoCo tasks, same machine, same script.
+"""trot's PPO against Stable-Baselines3's PPO across the Gymnasium MuJoCo locomotion suite, each with
+its own defaults, on the same machine, in the same script.
 
     pip install -e '.[bench]'
-    python bench/ppo_peers.py                         # Hopper-v5 + HalfCheetah-v5, 1M steps, 3 seeds
-    python bench/ppo_peers.py --steps 200000 --seeds 1  # a quicker, smaller comparison
-    python bench/ppo_peers.py --combine out/a.json out/b.json  # the table from runs made apart
+    python bench/ppo_peers.py                                  # the six tasks, 1M steps, seeds 1-3
+    python bench/ppo_peers.py --envs Ant-v5 --seeds 1          # one task, one seed
+    python bench/ppo_peers.py --skip-sb3 --out out/trot.json   # trot only; SB3 later, apart
+    python bench/ppo_peers.py --combine bench/results/ppo_peers_*.json  # the table from runs made apart
+
+Runs go one after another, so each has the whole machine and the timings compare. Rows are written
+to ``--out`` as they finish: a suite split over sessions loses nothing, and ``--combine`` merges the
+files, a trot row and an SB3 row of the same task and seed into one.
 
 Final return = mean of the last 20 training episodes (CleanRL reports episodic training returns).
-CleanRL's published PPO (v4 tasks, 1M steps): Hopper 2383, HalfCheetah 1443.
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-CLEANRL = {"Hopper": 2383.0, "HalfCheetah": 1443.0}
+from trot.training.run_config import GYM_SUITE
+
+CLEANRL_1M = {"Hopper": 2382.86, "HalfCheetah": 1442.64, "Walker2d": 2287.95, "Humanoid": 716.11}
+"""CleanRL's published ppo_continuous_action returns at its default 1M steps (v4 tasks, 3 seeds):
+vwxyzjn/cleanrl, docs/benchmark/ppo_continuous_action.md (tag pr-424). It publishes no 1M figure
+for Ant or Swimmer."""
+
+TIME_RATIO = 1 / 3
+"""Target: trot's wall-clock at most this fraction of SB3's."""
 
 
 @dataclass
 class PeersConfig:
-    envs: tuple[str, ...] = ("Hopper-v5", "HalfCheetah-v5")
+    envs: tuple[str, ...] = GYM_SUITE
     seeds: tuple[int, ...] = (1, 2, 3)
     steps: int = 1_000_000
     last_episodes: int = 20
     out: Path = Path("out/ppo_peers.json")
-    """Where the per-run results go (JSON)."""
+    """Where the per-run results go (JSON), rewritten after every run."""
     skip_sb3: bool = False
+    skip_trot: bool = False
     combine: tuple[Path, ...] = ()
     """Train nothing: print the table from these earlier --out files (runs split over sessions)."""
 
@@ -70,39 +84,57 @@ def run_sb3(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float
     return float(np.mean(returns[-last:])), seconds
 
 
+def merge(rows: list[dict]) -> list[dict]:
+    """One row per (task, seed, steps): trot's and SB3's columns from whichever rows have them."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["env"], row["seed"], row.get("steps", 1_000_000))
+        merged.setdefault(key, {"env": key[0], "seed": key[1], "steps": key[2]}).update(row)
+    return list(merged.values())
+
+
 def main(cfg: PeersConfig) -> None:
     if cfg.combine:
-        rows = [row for path in cfg.combine for row in json.loads(path.read_text())]
-        print_table(rows, cfg.steps)
+        print_table(merge([row for path in cfg.combine for row in json.loads(path.read_text())]))
         return
-    rows = []
+    rows: list[dict] = []
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
     for env_id in cfg.envs:
         for seed in cfg.seeds:
-            ret, sec = run_trot(env_id, seed, cfg.steps, cfg.last_episodes)
-            row = {"env": env_id, "seed": seed, "trot_return": ret, "trot_s": sec}
-            if not cfg.skip_sb3:
-                row["sb3_return"], row["sb3_s"] = run_sb3(env_id, seed, cfg.steps, cfg.last_episodes)
+            row: dict = {"env": env_id, "seed": seed, "steps": cfg.steps}
             rows.append(row)
+            sides = [("trot", run_trot)] * (not cfg.skip_trot) + [("sb3", run_sb3)] * (not cfg.skip_sb3)
+            for side, run in sides:
+                row[f"{side}_return"], row[f"{side}_s"] = run(env_id, seed, cfg.steps, cfg.last_episodes)
+                cfg.out.write_text(json.dumps(rows, indent=2))
             print(json.dumps(row), flush=True)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(rows, indent=2))
-    print_table(rows, cfg.steps)
+    print_table(rows)
 
 
-def print_table(rows: list[dict], steps: int) -> None:
-    """Mean over seeds per environment; SB3 columns are nan for runs made with --skip-sb3."""
-    print(f"\n{steps:,} steps per run")
-    print(f"{'env':<16}{'seeds':<9}{'trot return':>12}{'SB3 return':>12}{'CleanRL':>9}{'trot s':>9}{'SB3 s':>9}"
-          f"{'time ratio':>11}")  # fmt: skip
-    for env_id in dict.fromkeys(r["env"] for r in rows):
-        sel = [r for r in rows if r["env"] == env_id]
+def _mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if key in r]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def print_table(rows: list[dict]) -> None:
+    """Means over seeds per task and budget, and each target's verdict where both sides ran."""
+    print(f"{'env':<16}{'steps':>7} {'seeds':<7}{'trot return':>12}{'SB3 return':>12}{'CleanRL':>9}{'trot s':>8}"
+          f"{'SB3 s':>8}{'ratio':>7}  verdict")  # fmt: skip
+    for key in dict.fromkeys((r["env"], r.get("steps", 1_000_000)) for r in rows):
+        sel = [r for r in rows if (r["env"], r.get("steps", 1_000_000)) == key]
         seeds = ",".join(str(r["seed"]) for r in sel)
-        tr, ts = np.mean([r["trot_return"] for r in sel]), np.mean([r["trot_s"] for r in sel])
-        sr = np.mean([r.get("sb3_return", np.nan) for r in sel])
-        ss = np.mean([r.get("sb3_s", np.nan) for r in sel])
-        ref = CLEANRL.get(env_id.split("-")[0], float("nan"))
-        print(f"{env_id:<16}{seeds:<9}{tr:>12.0f}{sr:>12.0f}{ref:>9.0f}{ts:>9.0f}{ss:>9.0f}{ts / ss:>11.2f}")
-    print("targets: trot return >= CleanRL's; time ratio trot/SB3 <= 0.33")
+        tr, sr, ts, ss = (_mean(sel, k) for k in ("trot_return", "sb3_return", "trot_s", "sb3_s"))
+        ref = CLEANRL_1M.get(key[0].split("-")[0], float("nan")) if key[1] == 1_000_000 else float("nan")
+        verdict = []
+        if not np.isnan(tr) and not np.isnan(sr):
+            verdict.append("return >= SB3" if tr >= sr else f"return BELOW SB3 by {sr - tr:.0f}")
+        if not np.isnan(tr) and not np.isnan(ref):
+            verdict.append("return >= CleanRL" if tr >= ref else f"return BELOW CleanRL by {ref - tr:.0f}")
+        if not np.isnan(ts) and not np.isnan(ss):
+            verdict.append("time ok" if ts / ss <= TIME_RATIO else f"time ratio OVER {TIME_RATIO:.2f}")
+        print(f"{key[0]:<16}{key[1] / 1e6:>6.1f}M {seeds:<7}{tr:>12.0f}{sr:>12.0f}{ref:>9.0f}{ts:>8.0f}{ss:>8.0f}"
+              f"{ts / ss:>7.2f}  {'; '.join(verdict)}")  # fmt: skip
+    print(f"targets: trot's mean return >= SB3's and >= CleanRL's published 1M figure; time ratio <= {TIME_RATIO:.2f}")
 
 
 if __name__ == "__main__":

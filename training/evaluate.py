@@ -113,11 +113,7 @@ def load_run_policy(run_dir: Path, checkpoint: str = "last.pt"):
     cfg = load_config(run_dir)
     ck = torch.load(run_dir / "checkpoints" / checkpoint, weights_only=False, map_location="cpu")
     meta = ck["meta"]
-    p = cfg.policy
-    policy = ActorCritic(
-        meta["num_obs"], meta["num_critic_obs"], meta["num_actions"], p.actor_hidden, p.critic_hidden,
-        p.activation, p.init_noise_std, p.normalize_obs,
-    )  # fmt: skip
+    policy = ActorCritic.from_config(meta["num_obs"], meta["num_critic_obs"], meta["num_actions"], cfg.policy)
     policy.load_state_dict(ck["model"])
     policy.eval()
     return DeterministicActor(policy), cfg, ck

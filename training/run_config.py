@@ -33,6 +33,11 @@ class TrainConfig(RunnerConfig):
     """Gymnasium tasks: number of worker processes (0: one per CPU core), each stepping its share."""
 
 
+GYM_SUITE = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5")
+"""The Gymnasium MuJoCo locomotion tasks the Gymnasium defaults are benchmarked on against
+Stable-Baselines3 (bench/ppo_peers.py) and smoke-tested on."""
+
+
 def is_gym_task(task: str) -> bool:
     return task not in TASKS
 
@@ -68,7 +73,9 @@ def default_config(task: str) -> TrainConfig:
             value_loss_coef=0.5,
             max_grad_norm=0.5,
         ),
-        policy=PolicyConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh"),
+        # Gymnasium's MuJoCo tasks observe on physical scales, some dimensions rarely non-zero (Ant's
+        # contact forces): normalization centres every dimension but scales down only the wide ones.
+        policy=PolicyConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh", obs_norm_eps=1.0),
     )
 
 

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,20 +29,34 @@ def test_env_bench_reports_consistent_figures() -> None:
     assert abs(r["ratio"] - r["env_steps_per_s"] / r["raw_env_steps_per_s"]) < 1e-9
 
 
-def test_ppo_peers_combines_runs_into_means_per_environment() -> None:
+def _peers_table(*files: Path) -> dict[str, list[str]]:
     import subprocess
-    import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    files = sorted((root / "bench" / "results").glob("ppo_peers_*.json"))
     out = subprocess.run([sys.executable, "bench/ppo_peers.py", "--combine", *map(str, files)], cwd=root,
                          capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("Hopper", "HalfCheetah"))}
+    # env, steps, seeds, trot return, SB3 return, CleanRL, trot s, SB3 s, ratio, verdict...
+    return {line.split()[0]: line.split() for line in out.splitlines() if "-v" in line.split()[0]}
+
+
+def test_ppo_peers_combines_runs_into_means_per_environment() -> None:
+    files = sorted((BENCH / "results" / "ppo_peers_old_defaults").glob("*.json"))
+    rows = _peers_table(*files)
     # Hopper seeds 1-3: trot (1993.5 + 3031.1 + 2925.1) / 3 = 2650; the time ratio is of the means
-    assert rows["Hopper-v5"][1:3] == ["1,2,3", "2650"], out
-    assert rows["Hopper-v5"][-1] == f"{(292.37 + 246.83 + 273.12) / (869.25 + 894.98 + 953.19):.2f}", out
-    assert rows["HalfCheetah-v5"][1] == "1,2,3", out
+    assert rows["Hopper-v5"][2:4] == ["1,2,3", "2650"], rows
+    assert rows["Hopper-v5"][8] == f"{(292.37 + 246.83 + 273.12) / (869.25 + 894.98 + 953.19):.2f}", rows
+    assert " ".join(rows["Hopper-v5"][9:]) == "return >= SB3; return >= CleanRL; time ok", rows
+    assert rows["HalfCheetah-v5"][2] == "1,2,3", rows
+
+
+def test_ppo_peers_merges_a_trot_run_and_an_sb3_run_made_apart(tmp_path: Path) -> None:
+    (tmp_path / "trot.json").write_text(json.dumps([{"env": "Ant-v5", "seed": 1, "steps": 1_000_000,
+                                                     "trot_return": 900.0, "trot_s": 300.0}]))  # fmt: skip
+    (tmp_path / "sb3.json").write_text(json.dumps([{"env": "Ant-v5", "seed": 1, "steps": 1_000_000,
+                                                    "sb3_return": 1000.0, "sb3_s": 800.0}]))  # fmt: skip
+    row = _peers_table(tmp_path / "trot.json", tmp_path / "sb3.json")["Ant-v5"]
+    assert row[2:5] == ["1", "900", "1000"] and row[8] == "0.38", row
+    assert " ".join(row[9:]) == "return BELOW SB3 by 100; time ratio OVER 0.33", row
 
 
 def test_ros_timing_counts_an_unanswered_round_trip_and_says_so() -> None:

@@ -79,3 +79,23 @@ def test_normalizer_matches_numpy_and_freezes() -> None:
     before = norm.mean.clone()
     norm.update(torch.full((5, 4), 100.0))
     torch.testing.assert_close(norm.mean, before)
+
+
+def test_gymnasium_defaults_do_not_amplify_a_rarely_nonzero_observation() -> None:
+    """Ant-v5 observes 78 contact forces, each clipped to [-1, 1] and non-zero in a few percent of
+    steps. Normalized to unit variance, such a dimension turns every contact into a 5-10 sigma input,
+    and 78 of them among 105 inputs swamp the rest (bench/results/ppo_peers.md). Trot's Gymnasium
+    defaults centre such a dimension without amplifying it, and still scale a wide one (a velocity)
+    to about unit variance."""
+    from trot.training.ppo.model import ActorCritic
+    from trot.training.run_config import default_config
+
+    rng = np.random.default_rng(0)
+    contact = np.where(rng.random(20_000) < 0.02, rng.choice([-1.0, 1.0], 20_000), 0.0)
+    velocity = rng.normal(0.0, 5.0, 20_000)
+    obs = torch.tensor(np.stack([contact, velocity], axis=1), dtype=torch.float32)
+    policy = ActorCritic.from_config(2, 2, 1, default_config("Ant-v5").policy)
+    policy.update_normalizers(obs, obs)
+    spike = policy.actor_norm(torch.tensor([[1.0, 0.0]]))[0, 0].item()
+    assert 0.5 < spike <= 1.0, f"a contact of 1 became {spike:.2f} (its std is {contact.std():.2f})"
+    assert 0.9 < policy.actor_norm(obs)[:, 1].std().item() < 1.1

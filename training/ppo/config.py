@@ -46,6 +46,10 @@ class PolicyConfig:
     init_noise_std: float = 1.0
     normalize_obs: bool = True
     """Empirical observation normalization (frozen and baked into exported policies)."""
+    obs_norm_eps: float = 1e-2
+    """Added to each observation dimension's running variance before dividing by its square root:
+    a dimension whose std is well below sqrt(obs_norm_eps) is centred but not amplified, so a
+    rarely non-zero one (a contact force) cannot turn its rare events into many-sigma inputs."""
 
 
 @dataclass

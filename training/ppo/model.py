@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from trot.training.ppo.config import Activation
+from trot.training.ppo.config import Activation, PolicyConfig
 from trot.training.ppo.normalizer import EmpiricalNormalizer
 
 _ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
@@ -41,13 +41,21 @@ class ActorCritic(nn.Module):
         activation: Activation = "elu",
         init_noise_std: float = 1.0,
         normalize_obs: bool = True,
+        obs_norm_eps: float = 1e-2,
     ) -> None:
         super().__init__()
         self.actor = mlp([num_obs, *actor_hidden, num_actions], activation, out_gain=0.01)
         self.critic = mlp([num_critic_obs, *critic_hidden, 1], activation, out_gain=1.0)
         self.log_std = nn.Parameter(torch.full((num_actions,), float(torch.log(torch.tensor(init_noise_std)))))
-        self.actor_norm = EmpiricalNormalizer(num_obs) if normalize_obs else nn.Identity()
-        self.critic_norm = EmpiricalNormalizer(num_critic_obs) if normalize_obs else nn.Identity()
+        self.actor_norm = EmpiricalNormalizer(num_obs, obs_norm_eps) if normalize_obs else nn.Identity()
+        self.critic_norm = EmpiricalNormalizer(num_critic_obs, obs_norm_eps) if normalize_obs else nn.Identity()
+
+    @classmethod
+    def from_config(cls, num_obs: int, num_critic_obs: int, num_actions: int, p: PolicyConfig) -> ActorCritic:
+        return cls(
+            num_obs, num_critic_obs, num_actions, p.actor_hidden, p.critic_hidden, p.activation, p.init_noise_std,
+            p.normalize_obs, p.obs_norm_eps,
+        )  # fmt: skip
 
     def forward(self, obs: torch.Tensor, critic_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the PPO update differentiates: action mean, action std and value."""

@@ -105,11 +105,7 @@ class Runner:
         torch.manual_seed(cfg.seed)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        p = cfg.policy
-        self.policy = ActorCritic(
-            env.num_obs, env.num_critic_obs, env.num_actions, p.actor_hidden, p.critic_hidden,
-            p.activation, p.init_noise_std, p.normalize_obs,
-        )  # fmt: skip
+        self.policy = ActorCritic.from_config(env.num_obs, env.num_critic_obs, env.num_actions, cfg.policy)
         if distributed():
             for tensor in [*self.policy.parameters(), *self.policy.buffers()]:
                 dist.broadcast(tensor.data, src=0)
