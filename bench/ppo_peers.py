@@ -7,7 +7,8 @@ its own defaults, on the same machine, in the same script.
     python bench/ppo_peers.py --skip-sb3 --out out/trot.json   # trot only; SB3 later, apart
     python bench/ppo_peers.py --combine bench/results/ppo_peers_*.json  # the table from runs made apart
 
-Runs go one after another, so each has the whole machine and the timings compare. Rows are written
+Runs go one after another, so each has the whole machine and the timings compare; each trot run
+is a fresh process. Rows are written
 to ``--out`` as they finish: a suite split over sessions loses nothing, and ``--combine`` merges the
 files, a trot row and an SB3 row of the same task and seed into one.
 
@@ -17,8 +18,10 @@ Final return = mean of the last 20 training episodes (CleanRL reports episodic t
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +54,14 @@ class PeersConfig:
 
 
 def run_trot(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float]:
+    """One run in a fresh process, as ``trot train`` would be: a process that trained another task
+    before keeps torch.compile's cache, recompiles for the new shapes with dynamic-shape kernels,
+    and so runs slower and to other numbers."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_trot, env_id, seed, steps, last).result()
+
+
+def _run_trot(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float]:
     from trot.training.train import default_config, train
 
     cfg = default_config(env_id)
