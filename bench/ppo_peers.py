@@ -8,9 +8,9 @@ its own defaults, on the same machine, in the same script.
     python bench/ppo_peers.py --combine bench/results/ppo_peers_*.json  # the table from runs made apart
 
 Runs go one after another, so each has the whole machine and the timings compare; each trot run
-is a fresh process. Rows are written
-to ``--out`` as they finish: a suite split over sessions loses nothing, and ``--combine`` merges the
-files, a trot row and an SB3 row of the same task and seed into one.
+is a fresh process. Rows are written to ``--out`` as they finish: a suite split over sessions loses
+nothing, and ``--combine`` merges the files, a trot row and an SB3 row of the same task and seed
+into one.
 
 Final return = mean of the last 20 training episodes (CleanRL reports episodic training returns).
 """
@@ -96,7 +96,8 @@ def run_sb3(env_id: str, seed: int, steps: int, last: int) -> tuple[float, float
 
 
 def merge(rows: list[dict]) -> list[dict]:
-    """One row per (task, seed, steps): trot's and SB3's columns from whichever rows have them."""
+    """One row per (task, seed, steps): trot's and SB3's columns from whichever rows have them
+    (rows of files written before ``steps`` was recorded are 1M-step runs)."""
     merged: dict[tuple, dict] = {}
     for row in rows:
         key = (row["env"], row["seed"], row.get("steps", 1_000_000))
@@ -131,8 +132,8 @@ def print_table(rows: list[dict]) -> None:
     """Means over seeds per task and budget, and each target's verdict where both sides ran."""
     print(f"{'env':<16}{'steps':>7} {'seeds':<7}{'trot return':>12}{'SB3 return':>12}{'CleanRL':>9}{'trot s':>8}"
           f"{'SB3 s':>8}{'ratio':>7}  verdict")  # fmt: skip
-    for key in dict.fromkeys((r["env"], r.get("steps", 1_000_000)) for r in rows):
-        sel = [r for r in rows if (r["env"], r.get("steps", 1_000_000)) == key]
+    for key in dict.fromkeys((r["env"], r["steps"]) for r in rows):
+        sel = [r for r in rows if (r["env"], r["steps"]) == key]
         seeds = ",".join(str(r["seed"]) for r in sel)
         tr, sr, ts, ss = (_mean(sel, k) for k in ("trot_return", "sb3_return", "trot_s", "sb3_s"))
         ref = CLEANRL_1M.get(key[0].split("-")[0], float("nan")) if key[1] == 1_000_000 else float("nan")

@@ -41,7 +41,7 @@ class ActorCritic(nn.Module):
         activation: Activation = "elu",
         init_noise_std: float = 1.0,
         normalize_obs: bool = True,
-        obs_norm_eps: float = 1e-2,
+        obs_norm_eps: float = PolicyConfig.obs_norm_eps,
     ) -> None:
         super().__init__()
         self.actor = mlp([num_obs, *actor_hidden, num_actions], activation, out_gain=0.01)
